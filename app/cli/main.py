@@ -1,0 +1,12 @@
+"""`python -m app.cli <group> <command>`: one command group per concern."""
+
+from __future__ import annotations
+
+import typer
+
+from app.cli import catalog, db, orders
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Philia, the TikTok DM bot.")
+cli.add_typer(catalog.app, name="catalog")
+cli.add_typer(orders.app, name="orders")
+cli.add_typer(db.app, name="db")

@@ -1,0 +1,194 @@
+"""One place for every setting, read from the environment and `.env`.
+
+Shop policies live here next to the infrastructure URLs so the owner can change
+them without touching code. Production refuses to start with a missing or
+placeholder secret: a bot that silently runs unsigned or on demo keys is worse
+than one that does not start.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "changethis", "secret", "placeholder", "xxx", "todo", "dev"}
+)
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept Railway/Heroku style URLs and pin the asyncpg driver."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    if url.startswith("postgresql+asyncpg://"):
+        return url
+    raise ValueError("DATABASE_URL must be a postgres:// or postgresql:// URL")
+
+
+def normalize_redis_url(url: str) -> str:
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return url
+    raise ValueError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+
+
+def _parse_size_chart(value: Any) -> Any:
+    if isinstance(value, str):
+        return [Decimal(part.strip()) for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=PROJECT_ROOT / ".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+    log_level: str = "INFO"
+    log_json: bool | None = None  # None: JSON outside development
+    data_dir: Path = PROJECT_ROOT / ".data"
+
+    # Infrastructure: None means "start an embedded PostgreSQL / Redis".
+    database_url: str | None = None
+    redis_url: str | None = None
+    database_pool_size: int = 5
+
+    # TikTok Business Messaging
+    tiktok_client_key: str = "philia-dev-client"
+    tiktok_client_secret: SecretStr = SecretStr("dev")
+    tiktok_business_id: str = "philia-dev-business"
+    tiktok_access_token: SecretStr = SecretStr("dev")
+    tiktok_refresh_token: SecretStr = SecretStr("dev")
+    tiktok_api_base: str = "https://business-api.tiktok.com"
+    tiktok_api_version: str = "v1.3"
+    tiktok_http_timeout_seconds: float = 10.0
+    signature_tolerance_seconds: int = 300
+    webhook_max_body_bytes: int = 1024 * 1024
+    webhook_enqueue_timeout_seconds: float = 1.0
+    window_hours: int = 48
+    reply_quota: int = 10
+    max_text_chars: int = 6000
+    send_rate_per_second: int = 10
+    allow_links: bool = True
+    images_enabled: bool = True
+    idempotency_ttl_hours: int = 96
+    max_event_attempts: int = 5
+    max_send_attempts: int = 6
+
+    # OpenAI (any compatible server)
+    openai_api_key: SecretStr | None = None
+    openai_model: str = "gpt-4o"
+    openai_base_url: str | None = None
+    openai_timeout_seconds: float = Field(default=8.0, gt=0, le=8.0)
+    openai_max_retries: int = 1
+    llm_breaker_failures: int = 3
+    llm_breaker_reset_seconds: int = 60
+
+    # Shop policy
+    shop_name: str = "Philia Thrifts"
+    hold_hours: int = 24
+    max_holds_per_customer: int = 3
+    checkout_text: str = (
+        "To pay, reply with your email and we'll send a secure checkout link, "
+        "or pay at checkout on our TikTok Shop."
+    )
+    offer_policy_text: str = (
+        "Our prices are already set low for one-of-a-kind pieces, so we don't take offers, "
+        "but bundles of 3+ pieces get free shipping."
+    )
+    size_chart_pit_to_pit_in: Annotated[list[Decimal], NoDecode] = Field(
+        default_factory=lambda: [Decimal(v) for v in ("18", "19.5", "21", "22.5", "24")]
+    )
+    new_drops_count: int = 5
+    human_inactivity_timeout_hours: int = 24
+    burst_gap_seconds: float = 2.0
+    staff_webhook_url: str | None = None
+
+    # Web
+    secret_key: SecretStr = SecretStr("dev")
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    @field_validator("size_chart_pit_to_pit_in", mode="before")
+    @classmethod
+    def _size_chart(cls, value: Any) -> Any:
+        return _parse_size_chart(value)
+
+    @field_validator("size_chart_pit_to_pit_in")
+    @classmethod
+    def _size_chart_shape(cls, value: list[Decimal]) -> list[Decimal]:
+        if len(value) != 5 or value != sorted(value):
+            raise ValueError("needs 5 ascending pit-to-pit bounds (XS|S|M|L|XL|XXL)")
+        return value
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _database_url(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip():
+            return normalize_database_url(value.strip())
+        return None if value in ("", None) else value
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip():
+            return normalize_redis_url(value.strip())
+        return None if value in ("", None) else value
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_in_production(self) -> Settings:
+        if self.environment is not Environment.PRODUCTION:
+            return self
+        required: dict[str, str | None] = {
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "TIKTOK_CLIENT_KEY": self.tiktok_client_key,
+            "TIKTOK_CLIENT_SECRET": self.tiktok_client_secret.get_secret_value(),
+            "TIKTOK_BUSINESS_ID": self.tiktok_business_id,
+            "TIKTOK_ACCESS_TOKEN": self.tiktok_access_token.get_secret_value(),
+            "TIKTOK_REFRESH_TOKEN": self.tiktok_refresh_token.get_secret_value(),
+            "SECRET_KEY": self.secret_key.get_secret_value(),
+        }
+        for name, value in required.items():
+            if value is None or value.strip().lower() in PLACEHOLDER_SECRETS or value.startswith(
+                "philia-dev-"
+            ):
+                raise ValueError(f"{name} is missing or a placeholder; set it for production")
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment is Environment.DEVELOPMENT
+
+    @property
+    def tiktok_api_url(self) -> str:
+        return f"{self.tiktok_api_base.rstrip('/')}/open_api/{self.tiktok_api_version}"
+
+
+def _first_error_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]).upper()
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{location}: {message}" if location else message
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings; a bad configuration exits with one line naming it."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SystemExit(f"philia: configuration error: {_first_error_line(error)}") from None

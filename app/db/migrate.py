@@ -1,0 +1,42 @@
+"""Programmatic Alembic: the prestart step, the test fixtures and the CLI share it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.core.config import PROJECT_ROOT
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.attributes["database_url"] = database_url
+    config.attributes["configure_logging"] = False
+    return config
+
+
+def upgrade_to_head(database_url: str) -> None:
+    command.upgrade(alembic_config(database_url), "head")
+
+
+async def wait_for_database(database_url: str, timeout_seconds: float = 60.0) -> None:
+    """Block until PostgreSQL answers: containers start the app and the database together."""
+    deadline = time.monotonic() + timeout_seconds
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            return
+        except Exception as error:  # any connection failure means "not yet"
+            last_error = error
+            await asyncio.sleep(0.5)
+        finally:
+            await engine.dispose()
+    raise TimeoutError(f"database not reachable after {timeout_seconds:.0f} s: {last_error}")

@@ -1,0 +1,149 @@
+"""Test services: real PostgreSQL and Redis.
+
+With DATABASE_URL/REDIS_URL set (CI) the tests use those servers; otherwise they start
+the embedded ones. Either way the session gets a database of its own, built by Alembic,
+and a Redis database index of its own, so parallel runs never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+os.environ["ENVIRONMENT"] = "test"
+os.environ.setdefault("LOG_JSON", "true")
+
+from app.core.config import get_settings, normalize_database_url  # noqa: E402
+from app.core.embedded import EmbeddedServices  # noqa: E402
+from app.db.migrate import upgrade_to_head  # noqa: E402
+from app.db.session import SessionFactory  # noqa: E402
+
+SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+
+
+@dataclass(frozen=True)
+class TestServices:
+    database_url: str
+    redis_url: str
+    embedded: bool
+
+
+def _with_redis_db(url: str, index: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{index}", parts.query, parts.fragment))
+
+
+async def _admin(database_url: str, statement: str) -> None:
+    engine = create_async_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[TestServices]:
+    server_db = os.environ.get("DATABASE_URL") or None
+    server_redis = os.environ.get("REDIS_URL") or None
+    embedded: EmbeddedServices | None = None
+    scratch: Path | None = None
+    if server_db is None or server_redis is None:
+        scratch = Path(tempfile.mkdtemp(prefix="philia-test-"))
+        embedded = EmbeddedServices(scratch)
+        embedded.start(need_postgres=server_db is None, need_redis=server_redis is None)
+        server_db = server_db or (embedded.postgres.url if embedded.postgres else None)
+        server_redis = server_redis or (embedded.redis.url if embedded.redis else None)
+    assert server_db is not None and server_redis is not None
+    admin_url = normalize_database_url(server_db)
+    name = f"philia_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+    database_url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    redis_url = _with_redis_db(server_redis, random.randint(1, 15))
+    upgrade_to_head(database_url)
+    os.environ["DATABASE_URL"] = database_url
+    os.environ["REDIS_URL"] = redis_url
+    get_settings.cache_clear()
+    try:
+        yield TestServices(database_url, redis_url, embedded is not None)
+    finally:
+        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if embedded is not None:
+            embedded.stop()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def engine(services: TestServices) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(services.database_url, pool_size=5)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def session_factory(engine: AsyncEngine) -> AsyncIterator[SessionFactory]:
+    """Sessions whose commits are savepoints of one outer transaction rolled back after
+    the test: code under test owns its transactions, the test leaves nothing behind."""
+    async with engine.connect() as connection:
+        outer = await connection.begin()
+        yield async_sessionmaker(
+            bind=connection,
+            expire_on_commit=False,
+            autoflush=False,
+            join_transaction_mode="create_savepoint",
+        )
+        await outer.rollback()
+
+
+@pytest.fixture
+async def session(session_factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+    async with session_factory() as session:
+        yield session
+
+
+@pytest.fixture
+async def committed_db(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
+    """For tests whose other processes must see the rows: truncate everything afterwards."""
+    yield engine
+    async with engine.begin() as connection:
+        tables = (
+            await connection.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                    "AND tablename <> 'alembic_version'"
+                )
+            )
+        ).scalars()
+        names = ", ".join(f'"{name}"' for name in tables)
+        if names:
+            await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+async def redis_client(services: TestServices) -> AsyncIterator[aioredis.Redis]:
+    client: aioredis.Redis = aioredis.Redis.from_url(services.redis_url)
+    yield client
+    await client.flushdb()
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED_DIR.exists():
+        pytest.skip("../shared is not beside this checkout")
+    return SHARED_DIR
