@@ -22,15 +22,20 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 os.environ["ENVIRONMENT"] = "test"
 os.environ.setdefault("LOG_JSON", "true")
 
-from app.core.config import get_settings, normalize_database_url  # noqa: E402
-from app.core.embedded import EmbeddedServices  # noqa: E402
-from app.db.migrate import upgrade_to_head  # noqa: E402
-from app.db.session import SessionFactory  # noqa: E402
+from app.core.config import get_settings, normalize_database_url
+from app.core.embedded import EmbeddedServices
+from app.db.migrate import upgrade_to_head
+from app.db.session import SessionFactory
 
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 

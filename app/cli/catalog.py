@@ -25,7 +25,9 @@ def import_command(file: Annotated[Path, typer.Argument(help="catalogue CSV")]) 
 
 @app.command("export")
 def export_command(
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="file; stdout if absent")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="file; stdout if absent")
+    ] = None,
 ) -> None:
     """Write the catalogue in the import format."""
     text = run_in_transaction(export_catalog)

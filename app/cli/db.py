@@ -20,3 +20,16 @@ def migrate_command(
     asyncio.run(wait_for_database(settings.database_url, wait))
     upgrade_to_head(settings.database_url)
     typer.echo("database migrated to head")
+
+
+@app.command("check")
+def check_command() -> None:
+    """Fail if the models and the migrations disagree (`alembic check`)."""
+    from alembic import command
+
+    from app.db.migrate import alembic_config
+
+    settings = settings_for_cli()
+    assert settings.database_url is not None
+    command.check(alembic_config(settings.database_url))
+    typer.echo("models and migrations agree")

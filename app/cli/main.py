@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from app.cli import catalog, db, orders
+from app.cli import catalog, db, deadletters, orders, run, sandbox
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Philia, the TikTok DM bot.")
 cli.add_typer(catalog.app, name="catalog")
 cli.add_typer(orders.app, name="orders")
 cli.add_typer(db.app, name="db")
+cli.add_typer(deadletters.app, name="deadletters")
+cli.command("run")(run.run)
+cli.command("sandbox")(sandbox.sandbox)

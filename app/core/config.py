@@ -32,7 +32,12 @@ class Environment(StrEnum):
 
 def normalize_database_url(url: str) -> str:
     """Accept Railway/Heroku style URLs and pin the asyncpg driver."""
-    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://"):
+    for prefix in (
+        "postgres://",
+        "postgresql://",
+        "postgresql+psycopg://",
+        "postgresql+psycopg2://",
+    ):
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
     if url.startswith("postgresql+asyncpg://"):
@@ -88,6 +93,18 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = 96
     max_event_attempts: int = 5
     max_send_attempts: int = 6
+    # A send left `sending` this long by a dead worker is declared unknown (never resent).
+    send_unknown_grace_seconds: int = 60
+    conversation_lock_seconds: int = 60
+
+    # Celery
+    worker_prefetch_multiplier: int = 1
+    task_time_limit_seconds: int = 120
+    broker_visibility_timeout_seconds: int = 300
+    retry_backoff_base_seconds: float = 1.0
+    retry_backoff_cap_seconds: float = 60.0
+    # 40064 is TikTok's "too fast" restriction: back off from a larger base.
+    too_fast_backoff_seconds: float = 15.0
 
     # OpenAI (any compatible server)
     openai_api_key: SecretStr | None = None
@@ -163,8 +180,10 @@ class Settings(BaseSettings):
             "SECRET_KEY": self.secret_key.get_secret_value(),
         }
         for name, value in required.items():
-            if value is None or value.strip().lower() in PLACEHOLDER_SECRETS or value.startswith(
-                "philia-dev-"
+            if (
+                value is None
+                or value.strip().lower() in PLACEHOLDER_SECRETS
+                or value.startswith("philia-dev-")
             ):
                 raise ValueError(f"{name} is missing or a placeholder; set it for production")
         return self

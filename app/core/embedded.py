@@ -10,11 +10,13 @@ runs against an in-memory fake.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,7 +82,9 @@ class EmbeddedRedis:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise EmbeddedServiceError(f"redis-server exited; see {self.data_dir / 'redis.log'}")
+                raise EmbeddedServiceError(
+                    f"redis-server exited; see {self.data_dir / 'redis.log'}"
+                )
             with contextlib.suppress(redis.RedisError):
                 if client.ping():
                     client.close()
@@ -111,11 +115,18 @@ class EmbeddedPostgres:
         return f"postgresql+asyncpg://postgres@/postgres?host={socket_dir}"
 
     def start(self) -> None:
-        import pgserver
-
+        # pgserver logs from an atexit hook, after test runners closed their streams.
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        # cleanup_mode="stop": the server stops with the last process using it; data stays.
-        self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless.
+            warnings.simplefilter("ignore")
+            import pgserver
+
+            # cleanup_mode="stop": the server stops with the last process using it.
+            self._server = pgserver.get_server(  # type: ignore[attr-defined]
+                self.data_dir, cleanup_mode="stop"
+            )
 
     def stop(self) -> None:
         if self._server is not None:

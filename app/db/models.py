@@ -138,8 +138,6 @@ class Conversation(TimestampMixin, Base):
 
     customer: Mapped[Customer] = relationship()
 
-    __mapper_args__ = {"eager_defaults": True}
-
 
 class Message(Base):
     __tablename__ = "messages"
@@ -150,9 +148,7 @@ class Message(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    conversation_id: Mapped[int] = mapped_column(
-        ForeignKey("conversations.id", ondelete="CASCADE")
-    )
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     direction: Mapped[str] = mapped_column(String(16))
     # Inbound: content.message_id (or a body hash). Unique so a redelivery cannot land twice.
     event_id: Mapped[str | None] = mapped_column(String(255), unique=True)
@@ -168,9 +164,7 @@ class Message(Base):
     # Staff author for outbound messages typed in the inbox or the TikTok app.
     sent_by: Mapped[str | None] = mapped_column(String(32))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Drop(TimestampMixin, Base):

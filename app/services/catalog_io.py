@@ -43,7 +43,7 @@ from app.db.models import (
 )
 from app.db.repositories.catalog import DropRepository, HoldRepository, ItemRepository
 from app.db.repositories.orders import CustomerRepository, OrderRepository
-from app.services.normalize import SKU_PATTERN, ORDER_NUMBER_PATTERN, normalize_size
+from app.services.normalize import ORDER_NUMBER_PATTERN, SKU_PATTERN, normalize_size
 
 CATALOG_COLUMNS: tuple[str, ...] = (
     "sku",
@@ -218,7 +218,7 @@ def _describe(error: ValidationError, raw: Mapping[str, str | None]) -> tuple[st
     column = str(first["loc"][0]) if first["loc"] else "?"
     value = raw.get(column)
     message = str(first["msg"]).removeprefix("Value error, ")
-    if value is None and first["type"] == "missing":
+    if value is None:
         return column, "is empty but required"
     return column, f"{value!r}: {message}"
 
@@ -313,13 +313,14 @@ async def import_catalog(session: AsyncSession, text: str) -> ImportSummary:
             item.drop_id = drop_id
             changed = True
         if [video.video_id for video in item.videos] != row.video_ids:
-            item.videos = [ItemVideo(video_id=video_id) for video_id in row.video_ids]
+            await _replace_children(session, item.videos)
+            item.videos.extend(ItemVideo(video_id=video_id) for video_id in row.video_ids)
             changed = True
         if [image.url for image in item.images] != row.image_urls:
-            item.images = [
-                ItemImage(position=position, url=url)
-                for position, url in enumerate(row.image_urls)
-            ]
+            await _replace_children(session, item.images)
+            item.images.extend(
+                ItemImage(position=position, url=url) for position, url in enumerate(row.image_urls)
+            )
             changed = True
         await session.flush()
         if await _reconcile_status(session, holds, item, row.status):
@@ -332,6 +333,13 @@ async def import_catalog(session: AsyncSession, text: str) -> ImportSummary:
             summary.unchanged += 1
     await session.flush()
     return summary
+
+
+async def _replace_children(session: AsyncSession, children: list[Any]) -> None:
+    # Delete before insert: the unit of work would insert the new rows first and trip
+    # the (item, video) / (item, position) unique constraints.
+    children.clear()
+    await session.flush()
 
 
 async def _reconcile_status(
@@ -372,7 +380,9 @@ async def import_orders(session: AsyncSession, text: str) -> ImportSummary:
     for index, row in rows:
         unknown = [sku for sku in row.items if sku not in items]
         if unknown:
-            raise ImportFailed(index, "items", f"unknown SKU {unknown[0]}: import the catalogue first")
+            raise ImportFailed(
+                index, "items", f"unknown SKU {unknown[0]}: import the catalogue first"
+            )
         customer = await customers.get_or_create(row.customer_tiktok_id, row.customer_username)
         order = await orders.get_by_number(row.order_number)
         is_new = order is None
@@ -396,7 +406,8 @@ async def import_orders(session: AsyncSession, text: str) -> ImportSummary:
                 setattr(order, name, value)
                 changed = True
         if [line.item_id for line in order.lines] != [items[sku].id for sku in row.items]:
-            order.lines = [OrderItem(item_id=items[sku].id) for sku in row.items]
+            await _replace_children(session, order.lines)
+            order.lines.extend(OrderItem(item_id=items[sku].id) for sku in row.items)
             changed = True
         await session.flush()
         if is_new:

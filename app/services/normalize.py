@@ -40,9 +40,162 @@ def normalize_order_number(number: str | int) -> str:
 
 def normalize_size(raw: str) -> str | None:
     """`medium` -> `M`, `x-large` -> `XL`, `32` -> `32`; None when it is not a size."""
-    compact = re.sub(r"[\s\-_.]", "", raw.strip().lower())
+    stripped = raw.strip()
+    # Half sizes ("10.5") must be checked before the dots are squeezed out below.
+    if re.fullmatch(r"\d{1,2}\.5", stripped):
+        return stripped
+    compact = re.sub(r"[\s\-_.]", "", stripped.lower())
     if compact in _LETTER_SIZE_WORDS:
         return _LETTER_SIZE_WORDS[compact]
     if re.fullmatch(r"\d{1,2}(\.5)?", compact):
         return compact
     return None
+
+
+# --- Free text: finding identifiers and sizes in what customers write -------------------
+#
+# Shared by the router (and anything else that reads DMs). Each finder returns the
+# canonical form of the first mention, or None. They are deliberately conservative: a
+# wrong order number or size is worse than none, because the conversation layer can
+# always ask for a missing one.
+
+_ORDER_FORMS: tuple[re.Pattern[str], ...] = (
+    # PH-10234, ph10234, PH 10234, ph#10234: the prefix makes any 1-5 digits an order.
+    re.compile(r"(?<![a-z0-9])ph[\s\-_#:.]*(\d{1,5})(?![\d.,]?\d)", re.IGNORECASE),
+    # "order 10234", "order #10561", "order number: 10234", "ordered 10234": five digits
+    # within a few words after "order".
+    re.compile(r"\border(?:s|ed)?\b[^\d\n]{0,20}?#?\s*(\d{5})(?!\d)", re.IGNORECASE),
+    # A bare "#10234": five digits after a hash are an order (SKUs have four).
+    re.compile(r"(?<![\w#])#\s?(\d{5})(?!\d)"),
+)
+
+_SKU_FORMS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"(?<![a-z0-9])pt[\s\-_#:.]*(\d{1,4})(?![\d.,]?\d)", re.IGNORECASE),
+    # "item 142", "item #23", "sku: 7", "piece no. 12"
+    re.compile(
+        r"\b(?:items?|skus?|pieces?|products?|listings?)\s*(?:number|num|no\.?|nr|[#:])?\s*#?\s*"
+        r"(\d{1,4})(?![\d.,]?\d)(?!\s*(?:%|\$|dollars?|bucks|usd|days?|weeks?|hours?|pcs|more))",
+        re.IGNORECASE,
+    ),
+    # A bare "#142": a hash and two to four digits, unless it follows "order" (the order
+    # finder owns that) or is "#1" style ranking talk.
+    re.compile(r"(?<!order)(?<!order )(?<![\w#])#(\d{2,4})(?!\d)", re.IGNORECASE),
+)
+
+# Identifiers and money are removed before looking for sizes, so that the digits of
+# PT-0211, PH-10234 or $30 are never read as a size.
+_NOT_SIZE_SPANS = re.compile(
+    r"(?<![a-z0-9])(?:pt|ph)[\s\-_#:.]*\d+|#\s?\d+|\b(?:items?|skus?)\s*#?\s*\d+"
+    r"|[$£€]\s?\d+(?:[.,]\d+)?|\d+(?:[.,]\d+)?\s?(?:[$£€%]|dollars?|bucks|usd|eur|gbp|k\b)",
+    re.IGNORECASE,
+)
+
+_LETTER_TOKEN = (
+    r"(?:xx[\s-]?large|xxl|2xl|x[\s-]?large|extra[\s-]?large|xl|x[\s-]?small|extra[\s-]?small"
+    r"|xs|small|medium|med|large|lg|sm|s|m|l)"
+)
+_NUMBER_TOKEN = r"\d{1,2}(?:\.5)?"
+# A number followed by one of these is a measurement, an amount or a time, not a size.
+_NOT_A_SIZE_AFTER = (
+    r"(?!\s*(?:'|\"|”|’|inch|inches|in\b|cm|mm|ft|feet|foot|lbs?|kg|pounds|%|years?|yrs?|yo\b"
+    r"|days?|weeks?|months?|hours?|hrs?|mins?|minutes?|am\b|pm\b|items?|pieces?|pcs|of\b|more"
+    r"|dollars?|bucks|usd|\$|x\s?\d|k\b|th\b|st\b|nd\b|rd\b))"
+)
+_END = r"(?![\w'’])"
+
+_SIZE_FORMS: tuple[re.Pattern[str], ...] = (
+    # "size M", "size medium", "a size 8", "sz 10.5", "size: xl", "size is L"
+    re.compile(
+        rf"\b(?:size|sz|sized)\s*[:=#-]?\s*(?:(?:is|an?|of|in)\s+)?"
+        rf"(?P<size>{_LETTER_TOKEN}{_END}|{_NUMBER_TOKEN}(?![\d.]){_NOT_A_SIZE_AFTER})",
+        re.IGNORECASE,
+    ),
+    # "medium size", "a large sized tee"
+    re.compile(rf"\b(?P<size>{_LETTER_TOKEN})[\s-]+(?:size|sized)\b", re.IGNORECASE),
+    # The customer's own size or the tag's: "I'm usually a medium", "I wear an M",
+    # "the tag says L", "fits like a small", "do you have it in large".
+    re.compile(
+        r"\b(?:i'?m|i’m|im|i\s+am|usually|normally|typically|generally|always|mostly|wear|wears"
+        r"|wearing|wore|tag\s+says|tag\s+said|tag\s+reads|label\s+says|labell?ed|marked"
+        r"|fits?\s+like|fits?|fitting|runs?\s+like|in|it'?s|its|for|between|or|and)\s+"
+        rf"(?:(?:usually|normally|typically|generally|always|mostly|like|an?)\s+){{0,2}}"
+        rf"(?P<size>{_LETTER_TOKEN}){_END}"
+        r"(?!\s+(?:stain|hole|mark|tear|rip|bit|amount|price|fee|discount|deal|order|box|bag"
+        r"|number|one|ones|thing|things|piece|pieces|item|items|batch|question|issue|favou?r))",
+        re.IGNORECASE,
+    ),
+    # Numeric sizes need a clear frame: "I wear a 10", "usually a 32", "fit a 32 waist".
+    re.compile(
+        r"\b(?:i'?m\s+(?:usually\s+|normally\s+|typically\s+)?an?|im\s+an?|i\s+am\s+an?|wear|wears"
+        r"|wearing|wore|usually|normally|typically|take\s+an?|fit\s+an?|fits\s+an?|in\s+an?"
+        r"|tag\s+says)\s+(?:(?:an?|size)\s+)?"
+        rf"(?P<size>{_NUMBER_TOKEN})(?![\d.]){_NOT_A_SIZE_AFTER}",
+        re.IGNORECASE,
+    ),
+    # Waists and shoes: "W32", "waist 32", "32 waist", "32x30", "US 10", "8 women's"
+    re.compile(
+        r"\b(?:w|waist(?:\s+is)?|waist\s+size)\s*[:=]?\s*(?P<size>\d{2})(?!\d)", re.IGNORECASE
+    ),
+    re.compile(r"\b(?P<size>\d{2})\s*(?:w\b|waist|x\s?\d{2}\b)", re.IGNORECASE),
+    re.compile(
+        rf"\b(?:us|uk|eu|men'?s|women'?s|mens|womens)\s*(?P<size>{_NUMBER_TOKEN})(?![\d.])",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        rf"\b(?P<size>{_NUMBER_TOKEN})\s*(?:us\b|men'?s|women'?s|mens|womens|in\s+(?:shoes|sneakers))",
+        re.IGNORECASE,
+    ),
+)
+# Capitals stand on their own: "the tag says L but...", "M or L?". Lowercase multi-letter
+# codes (xl, xs, xxl, 2xl) are unambiguous in any case; lowercase s/m/l alone are not.
+_BARE_SIZE_CODE = re.compile(r"(?<![\w'’\-])(?P<size>XXL|2XL|XL|XS|S|M|L)(?![\w'’\-])")
+_BARE_SIZE_CODE_ANY_CASE = re.compile(r"(?<![\w'’\-])(?P<size>xxl|2xl|xl|xs)(?![\w'’\-])", re.I)
+
+
+def parse_order_number(raw: str) -> str | None:
+    """`PH-10234`, `ph10234`, `#10234`, `10234` -> `PH-10234`; None for anything else."""
+    match = re.fullmatch(r"\s*(?:ph[\s\-_#:.]*(\d{1,5})|#?\s?(\d{5}))\s*", raw, re.IGNORECASE)
+    if match is None:
+        return None
+    return normalize_order_number(match.group(1) or match.group(2))
+
+
+def parse_sku(raw: str) -> str | None:
+    """`PT-0142`, `pt142`, `item 142`, `#23`, `23` -> `PT-....`; None for anything else."""
+    match = re.fullmatch(
+        r"\s*(?:pt[\s\-_#:.]*|(?:item|sku)\s*#?\s*|#)?(\d{1,4})\s*", raw, re.IGNORECASE
+    )
+    return None if match is None else normalize_sku(match.group(1))
+
+
+def find_order_number(text: str) -> str | None:
+    found = _first_match(_ORDER_FORMS, text)
+    return None if found is None else normalize_order_number(found)
+
+
+def find_sku(text: str) -> str | None:
+    found = _first_match(_SKU_FORMS, text)
+    return None if found is None else normalize_sku(found)
+
+
+def find_size(text: str) -> str | None:
+    """The first size the customer states or asks about, normalised (`medium` -> `M`)."""
+    cleaned = _NOT_SIZE_SPANS.sub(" ", text)
+    best: tuple[int, str] | None = None
+    for pattern in (*_SIZE_FORMS, _BARE_SIZE_CODE, _BARE_SIZE_CODE_ANY_CASE):
+        for match in pattern.finditer(cleaned):
+            size = normalize_size(match.group("size"))
+            if size is not None:
+                if best is None or match.start("size") < best[0]:
+                    best = (match.start("size"), size)
+                break
+    return None if best is None else best[1]
+
+
+def _first_match(patterns: tuple[re.Pattern[str], ...], text: str) -> str | None:
+    best: tuple[int, str] | None = None
+    for pattern in patterns:
+        match = pattern.search(text)
+        if match is not None and (best is None or match.start() < best[0]):
+            best = (match.start(), match.group(1))
+    return None if best is None else best[1]

@@ -88,7 +88,9 @@ def parse_envelope(body: bytes) -> WebhookEnvelope:
     try:
         return WebhookEnvelope.model_validate(data)
     except ValidationError as error:
-        raise InvalidEnvelope(f"not a TikTok webhook envelope: {error.errors()[0]['loc']}") from None
+        raise InvalidEnvelope(
+            f"not a TikTok webhook envelope: {error.errors()[0]['loc']}"
+        ) from None
 
 
 def parse_content(envelope: WebhookEnvelope) -> MessageContent:

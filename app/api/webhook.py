@@ -1,0 +1,76 @@
+"""TikTok's webhook: verify, queue, answer. No database, no model, no business logic here:
+the only promise a 200 makes is that the event is safely in the queue."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from fastapi import APIRouter, Request
+
+from app.api.deps import SettingsDep
+from app.core.errors import BadPayload, PayloadTooLarge, Unauthorized
+from app.core.logging import get_logger
+from app.core.security import SIGNATURE_HEADERS, InvalidSignature, verify_signature
+from app.services.tiktok.webhook import InvalidEnvelope, parse_envelope
+from app.worker.enqueue import enqueue_event
+
+router = APIRouter(tags=["webhook"])
+log = get_logger(__name__)
+
+
+async def read_body_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _signature_header(request: Request) -> str | None:
+    for name in SIGNATURE_HEADERS:
+        value = request.headers.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+@router.post(
+    "/webhook/tiktok",
+    responses={
+        400: {"description": "signed, but not a TikTok envelope"},
+        401: {"description": "missing, malformed, wrong or stale signature"},
+        413: {"description": "body over the limit"},
+        503: {"description": "the queue cannot take the event now; TikTok retries"},
+    },
+)
+async def tiktok_webhook(request: Request, settings: SettingsDep) -> dict[str, str]:
+    received_at = time.time()
+    body = await read_body_limited(request, settings.webhook_max_body_bytes)
+    try:
+        verify_signature(
+            settings.tiktok_client_secret.get_secret_value(),
+            _signature_header(request),
+            body,
+            settings.signature_tolerance_seconds,
+        )
+    except InvalidSignature as error:
+        log.info("webhook_rejected", reason=error.problem.value)
+        raise Unauthorized(str(error)) from None
+    try:
+        envelope = parse_envelope(body)
+        content = orjson.loads(envelope.content)
+    except (InvalidEnvelope, orjson.JSONDecodeError) as error:
+        raise BadPayload(str(error)) from None
+    if not isinstance(content, dict):
+        raise BadPayload("content is not a JSON object")
+    await enqueue_event(
+        request.app.state.celery, body, received_at, settings.webhook_enqueue_timeout_seconds
+    )
+    return {"status": "queued"}

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from app.cli._runtime import settings_for_cli
+from app.db.models import OutboxStatus
+from app.db.repositories.conversations import DeadLetterRepository, OutboxRepository
+from app.db.session import create_engine, create_session_factory, transaction
+from app.worker.celery_app import EVENTS_QUEUE, SENDS_QUEUE, create_celery
+
+app = typer.Typer(no_args_is_help=True, help="Events and replies that could not be handled.")
+
+
+@app.command("list")
+def list_command(
+    all_: bool = typer.Option(False, "--all", help="include ones already retried"),
+) -> None:
+    """Show parked events and replies, newest first."""
+    settings = settings_for_cli()
+
+    async def _main() -> None:
+        engine = create_engine(settings)
+        try:
+            async with transaction(create_session_factory(engine)) as session:
+                letters = await DeadLetterRepository(session).list(include_retried=all_)
+        finally:
+            await engine.dispose()
+        if not letters:
+            typer.echo("no dead letters")
+        for letter in letters:
+            typer.echo(
+                f"#{letter.id} {letter.status:<7} {letter.kind:<12} "
+                f"{letter.created_at:%Y-%m-%d %H:%M} attempts={letter.attempts} "
+                f"event={letter.event_id or '-'} conversation={letter.conversation_id or '-'}\n"
+                f"    {letter.error[:300]}"
+            )
+
+    asyncio.run(_main())
+
+
+@app.command("retry")
+def retry_command(
+    letter_ids: Annotated[list[int], typer.Argument(help="dead letter ids")],
+) -> None:
+    """Queue parked events or replies again (a reply whose outcome was unknown is resent)."""
+    settings = settings_for_cli()
+    celery = create_celery(settings)
+
+    async def _main() -> list[str]:
+        engine = create_engine(settings)
+        done: list[str] = []
+        try:
+            async with transaction(create_session_factory(engine)) as session:
+                letters = DeadLetterRepository(session)
+                outbox = OutboxRepository(session)
+                for letter_id in letter_ids:
+                    letter = await letters.get_for_update(letter_id)
+                    if letter is None or letter.status != "parked":
+                        done.append(f"#{letter_id}: not found or already retried")
+                        continue
+                    if letter.kind == "event":
+                        celery.send_task(
+                            "philia.process_event",
+                            args=[letter.payload["body"], datetime.now(UTC).timestamp()],
+                            queue=EVENTS_QUEUE,
+                        )
+                    else:
+                        entry = await outbox.get_for_update(int(letter.payload["outbox_id"]))
+                        if entry is None:
+                            done.append(f"#{letter_id}: its outbox row is gone")
+                            continue
+                        entry.status = OutboxStatus.PENDING.value
+                        entry.attempts = 0
+                        entry.next_attempt_at = None
+                        await session.flush()
+                        celery.send_task(
+                            "philia.deliver_outbox", args=[entry.id], queue=SENDS_QUEUE
+                        )
+                    letter.status = "retried"
+                    letter.retried_at = datetime.now(UTC)
+                    done.append(f"#{letter_id}: queued again")
+        finally:
+            await engine.dispose()
+        return done
+
+    for line in asyncio.run(_main()):
+        typer.echo(line)

@@ -1,0 +1,265 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import (
+    Conversation,
+    Customer,
+    DeadLetter,
+    Direction,
+    Message,
+    MessageStatus,
+    OutboxEntry,
+    OutboxStatus,
+)
+
+
+class ConversationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def ensure(
+        self, tiktok_conversation_id: str, tiktok_user_id: str, username: str | None
+    ) -> Conversation:
+        """Get or create customer and conversation; safe under concurrent first messages."""
+        await self.session.execute(
+            insert(Customer)
+            .values(tiktok_user_id=tiktok_user_id, username=username)
+            .on_conflict_do_nothing(index_elements=[Customer.tiktok_user_id])
+        )
+        customer_id = await self.session.scalar(
+            select(Customer.id).where(Customer.tiktok_user_id == tiktok_user_id)
+        )
+        await self.session.execute(
+            insert(Conversation)
+            .values(
+                tiktok_conversation_id=tiktok_conversation_id,
+                customer_id=customer_id,
+                mode="bot",
+                replies_in_window=0,
+                last_inbound_sequence=0,
+                context={},
+            )
+            .on_conflict_do_nothing(index_elements=[Conversation.tiktok_conversation_id])
+        )
+        conversation = await self.session.scalar(
+            select(Conversation).where(
+                Conversation.tiktok_conversation_id == tiktok_conversation_id
+            )
+        )
+        assert conversation is not None
+        return conversation
+
+    async def get_for_update(self, conversation_id: int) -> Conversation | None:
+        # The row lock is the per-conversation lock: it lives exactly as long as the
+        # transaction, and PostgreSQL drops it when a dead worker's connection goes.
+        return await self.session.scalar(
+            select(Conversation).where(Conversation.id == conversation_id).with_for_update()
+        )
+
+    async def get(self, conversation_id: int) -> Conversation | None:
+        return await self.session.get(Conversation, conversation_id)
+
+    async def by_tiktok_id(self, tiktok_conversation_id: str) -> Conversation | None:
+        return await self.session.scalar(
+            select(Conversation).where(
+                Conversation.tiktok_conversation_id == tiktok_conversation_id
+            )
+        )
+
+    async def with_stale_inbound(self, older_than: datetime) -> Sequence[int]:
+        result = await self.session.scalars(
+            select(Message.conversation_id)
+            .where(
+                Message.direction == Direction.INBOUND.value,
+                Message.status == MessageStatus.RECEIVED.value,
+                Message.created_at < older_than,
+            )
+            .distinct()
+        )
+        return result.all()
+
+    async def idle_handoffs(self, idle_since: datetime) -> Sequence[Conversation]:
+        result = await self.session.scalars(
+            select(Conversation).where(
+                Conversation.mode == "human",
+                Conversation.human_since < idle_since,
+            )
+        )
+        return result.all()
+
+
+class MessageRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def record_inbound(self, values: dict[str, Any]) -> int | None:
+        """Insert a webhook event (a customer message, or a staff echo); None when its
+        event_id is already recorded."""
+        statement = (
+            insert(Message)
+            .values({"direction": Direction.INBOUND.value, **values})
+            .on_conflict_do_nothing(index_elements=[Message.event_id])
+            .returning(Message.id)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def pending_inbound(self, conversation_id: int) -> Sequence[Message]:
+        result = await self.session.scalars(
+            select(Message)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.direction == Direction.INBOUND.value,
+                Message.status == MessageStatus.RECEIVED.value,
+            )
+            .order_by(Message.sent_at, Message.id)
+        )
+        return result.all()
+
+    async def by_event_id(self, event_id: str) -> Message | None:
+        return await self.session.scalar(select(Message).where(Message.event_id == event_id))
+
+    async def outbound_by_tiktok_id(self, tiktok_message_id: str) -> Message | None:
+        return await self.session.scalar(
+            select(Message).where(
+                Message.direction == Direction.OUTBOUND.value,
+                Message.tiktok_message_id == tiktok_message_id,
+            )
+        )
+
+    async def add_outbound(
+        self,
+        conversation_id: int,
+        message_type: str,
+        text: str | None,
+        payload: dict[str, Any],
+        sent_by: str,
+        status: MessageStatus = MessageStatus.PENDING,
+        reason: str | None = None,
+    ) -> Message:
+        message = Message(
+            conversation_id=conversation_id,
+            direction=Direction.OUTBOUND.value,
+            message_type=message_type,
+            text=text,
+            payload=payload,
+            entities={},
+            status=status.value,
+            status_reason=reason,
+            sent_by=sent_by,
+        )
+        self.session.add(message)
+        await self.session.flush()
+        return message
+
+    async def history(self, conversation_id: int, limit: int = 200) -> Sequence[Message]:
+        result = await self.session.scalars(
+            select(Message)
+            .where(Message.conversation_id == conversation_id)
+            .order_by(Message.created_at.desc(), Message.id.desc())
+            .limit(limit)
+        )
+        return list(reversed(result.all()))
+
+
+class OutboxRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, message: Message) -> OutboxEntry:
+        entry = OutboxEntry(message_id=message.id, status=OutboxStatus.PENDING.value, attempts=0)
+        self.session.add(entry)
+        await self.session.flush()
+        return entry
+
+    async def claim(self, outbox_id: int) -> OutboxEntry | None:
+        """Lock one row for the claim step; None if another worker holds it right now."""
+        return await self.session.scalar(
+            select(OutboxEntry).where(OutboxEntry.id == outbox_id).with_for_update(skip_locked=True)
+        )
+
+    async def get_for_update(self, outbox_id: int) -> OutboxEntry | None:
+        return await self.session.scalar(
+            select(OutboxEntry).where(OutboxEntry.id == outbox_id).with_for_update()
+        )
+
+    async def due(self, now: datetime, enqueued_before: datetime, limit: int) -> Sequence[int]:
+        result = await self.session.scalars(
+            select(OutboxEntry.id)
+            .where(
+                OutboxEntry.status == OutboxStatus.PENDING.value,
+                (OutboxEntry.next_attempt_at.is_(None)) | (OutboxEntry.next_attempt_at <= now),
+                OutboxEntry.updated_at < enqueued_before,
+            )
+            .order_by(OutboxEntry.id)
+            .limit(limit)
+        )
+        return result.all()
+
+    async def stuck_sending(self, claimed_before: datetime) -> Sequence[OutboxEntry]:
+        result = await self.session.scalars(
+            select(OutboxEntry)
+            .where(
+                OutboxEntry.status == OutboxStatus.SENDING.value,
+                OutboxEntry.claimed_at < claimed_before,
+            )
+            .with_for_update(skip_locked=True)
+        )
+        return result.all()
+
+    async def in_flight_for(self, conversation_id: int) -> Sequence[OutboxEntry]:
+        result = await self.session.scalars(
+            select(OutboxEntry)
+            .join(Message, Message.id == OutboxEntry.message_id)
+            .where(
+                Message.conversation_id == conversation_id,
+                OutboxEntry.status.in_([OutboxStatus.SENDING.value, OutboxStatus.UNKNOWN.value]),
+            )
+            .with_for_update(of=OutboxEntry)
+        )
+        return result.all()
+
+
+class DeadLetterRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def park(
+        self,
+        kind: str,
+        error: str,
+        *,
+        event_id: str | None = None,
+        conversation_id: str | None = None,
+        payload: dict[str, Any] | None = None,
+        attempts: int = 0,
+    ) -> DeadLetter:
+        letter = DeadLetter(
+            kind=kind,
+            error=error[:4000],
+            event_id=event_id,
+            conversation_id=conversation_id,
+            payload=payload or {},
+            attempts=attempts,
+            status="parked",
+        )
+        self.session.add(letter)
+        await self.session.flush()
+        return letter
+
+    async def list(self, include_retried: bool = False, limit: int = 100) -> Sequence[DeadLetter]:
+        statement = select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)
+        if not include_retried:
+            statement = statement.where(DeadLetter.status == "parked")
+        return (await self.session.scalars(statement)).all()
+
+    async def get_for_update(self, letter_id: int) -> DeadLetter | None:
+        return await self.session.scalar(
+            select(DeadLetter).where(DeadLetter.id == letter_id).with_for_update()
+        )

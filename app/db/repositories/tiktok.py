@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import TikTokCredential
+
+# The shop has one TikTok connection, so the credential table holds exactly one row.
+CREDENTIAL_ROW_ID = 1
+
+
+class TikTokCredentialRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self) -> TikTokCredential | None:
+        return await self.session.scalar(
+            select(TikTokCredential)
+            .where(TikTokCredential.id == CREDENTIAL_ROW_ID)
+            .execution_options(populate_existing=True)
+        )
+
+    async def seed(self, access_token: str, refresh_token: str) -> None:
+        """Create the row from the configured tokens unless it exists: ON CONFLICT keeps two
+        workers that start together from failing, and never overwrites rotated tokens."""
+        await self.session.execute(
+            insert(TikTokCredential)
+            .values(id=CREDENTIAL_ROW_ID, access_token=access_token, refresh_token=refresh_token)
+            .on_conflict_do_nothing(index_elements=[TikTokCredential.id])
+        )
+
+    async def save(
+        self,
+        *,
+        access_token: str,
+        access_expires_at: datetime | None,
+        refresh_token: str,
+        refresh_expires_at: datetime | None,
+    ) -> None:
+        values = {
+            "access_token": access_token,
+            "access_expires_at": access_expires_at,
+            "refresh_token": refresh_token,
+            "refresh_expires_at": refresh_expires_at,
+        }
+        statement = insert(TikTokCredential).values(id=CREDENTIAL_ROW_ID, **values)
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[TikTokCredential.id],
+                set_={**values, "updated_at": func.now()},
+            )
+        )

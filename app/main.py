@@ -1,0 +1,54 @@
+"""The ASGI application: `uvicorn app.main:app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from app.api import health, webhook
+from app.api.errors import install_error_handlers
+from app.core.config import Settings, get_settings
+from app.core.logging import configure_logging, get_logger
+from app.db.session import create_engine, create_session_factory
+from app.worker.celery_app import create_celery
+
+log = get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        app.state.engine = engine
+        app.state.session_factory = create_session_factory(engine)
+        app.state.celery = create_celery(settings)
+        app.state.redis = aioredis.Redis.from_url(
+            settings.redis_url or "", socket_timeout=2.0, socket_connect_timeout=1.0
+        )
+        log.info("api_started", environment=settings.environment.value)
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Philia",
+        summary="The TikTok DM bot of Philia Thrifts",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(webhook.router)
+    return app
+
+
+app = create_app()

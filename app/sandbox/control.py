@@ -1,0 +1,191 @@
+"""A typed client for the TikTok sandbox's control API (`/_sandbox/...`), for tests, the
+scenario runner and benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from app.sandbox.tiktok import (
+    CallsView,
+    CapabilitiesView,
+    ConfigView,
+    Endpoint,
+    FailuresView,
+    MessagesView,
+    RecordedCall,
+    RecordedMessage,
+    TokensView,
+    WebhookResult,
+)
+
+_UNSET: Any = object()
+
+
+class SandboxControl:
+    def __init__(
+        self, base_url: str, *, http: httpx.AsyncClient | None = None, timeout: float = 30.0
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._own_http = http is None
+        # Playing many duplicate deliveries waits for the bot; the timeout leaves room.
+        self._http = http or httpx.AsyncClient(timeout=timeout)
+
+    async def aclose(self) -> None:
+        if self._own_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> SandboxControl:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: object | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        response = await self._http.request(
+            method, f"{self.base_url}/_sandbox{path}", json=json, params=params
+        )
+        response.raise_for_status()
+        return response.json()
+
+    async def health(self) -> bool:
+        return bool((await self._request("GET", "/health")).get("ok"))
+
+    async def reset(self) -> None:
+        await self._request("POST", "/reset")
+
+    async def messages(
+        self, *, conversation_id: str | None = None, since: float | None = None
+    ) -> list[RecordedMessage]:
+        params = {"conversation_id": conversation_id, "since": since}
+        data = await self._request("GET", "/messages", params=_present(params))
+        return MessagesView.model_validate(data).messages
+
+    async def calls(
+        self, *, endpoints: Sequence[Endpoint] | None = None, since: float | None = None
+    ) -> list[RecordedCall]:
+        params: dict[str, Any] = _present({"since": since})
+        if endpoints is not None:
+            params["endpoint"] = list(endpoints)
+        data = await self._request("GET", "/calls", params=params)
+        return CallsView.model_validate(data).calls
+
+    async def fail_next(
+        self,
+        count: int,
+        kind: str,
+        *,
+        seconds: float | None = None,
+        endpoints: Sequence[Endpoint] | None = None,
+    ) -> FailuresView:
+        """Make the next `count` API calls (of `endpoints`, default any) fail with `kind`:
+        `http_500` (any `http_4xx`/`http_5xx`), `code_40064` (any `code_NNNNN`), or
+        `delay` (answer normally after `seconds`)."""
+        body = {
+            "count": count,
+            "kind": kind,
+            "seconds": seconds,
+            "endpoints": list(endpoints) if endpoints is not None else None,
+        }
+        return FailuresView.model_validate(await self._request("POST", "/failures", json=body))
+
+    async def pending_failures(self) -> FailuresView:
+        return FailuresView.model_validate(await self._request("GET", "/failures"))
+
+    async def clear_failures(self) -> None:
+        await self._request("DELETE", "/failures")
+
+    async def set_image_send(
+        self, enabled: bool, *, conversation_id: str | None = None
+    ) -> CapabilitiesView:
+        body = {"image_send": enabled, "conversation_id": conversation_id}
+        return CapabilitiesView.model_validate(
+            await self._request("POST", "/capabilities", json=body)
+        )
+
+    async def tokens(self) -> TokensView:
+        return TokensView.model_validate(await self._request("GET", "/tokens"))
+
+    async def expire_access_token(self) -> TokensView:
+        return TokensView.model_validate(await self._request("POST", "/tokens/expire"))
+
+    async def configure(
+        self,
+        *,
+        webhook_url: str | None = _UNSET,
+        echo_sends: bool | None = None,
+        rate_limit_per_second: int | None = _UNSET,
+    ) -> ConfigView:
+        """Change only what is given; `None` clears webhook_url or the rate limit."""
+        body: dict[str, Any] = {}
+        if webhook_url is not _UNSET:
+            body["webhook_url"] = webhook_url
+        if echo_sends is not None:
+            body["echo_sends"] = echo_sends
+        if rate_limit_per_second is not _UNSET:
+            body["rate_limit_per_second"] = rate_limit_per_second
+        return ConfigView.model_validate(await self._request("PATCH", "/config", json=body))
+
+    async def play_customer(
+        self,
+        user_id: str,
+        *,
+        text: str | None = None,
+        share_post_video_id: str | None = None,
+        image: bool = False,
+        image_media_id: str | None = None,
+        conversation_id: str | None = None,
+        username: str | None = None,
+        message_id: str | None = None,
+        timestamp_ms: int | None = None,
+        referenced_message_id: str | None = None,
+        copies: int = 1,
+    ) -> WebhookResult:
+        """A customer writes a DM: the sandbox signs an `im_receive_msg` webhook and posts
+        it `copies` times concurrently to the bot, returning the bot's statuses."""
+        body = _present(
+            {
+                "user_id": user_id,
+                "text": text,
+                "share_post_video_id": share_post_video_id,
+                "image": image or image_media_id is not None,
+                "image_media_id": image_media_id,
+                "conversation_id": conversation_id,
+                "username": username,
+                "message_id": message_id,
+                "timestamp_ms": timestamp_ms,
+                "referenced_message_id": referenced_message_id,
+                "copies": copies,
+            }
+        )
+        return WebhookResult.model_validate(
+            await self._request("POST", "/customer/messages", json=body)
+        )
+
+    async def play_staff(
+        self, conversation_id: str, text: str, *, user_id: str | None = None
+    ) -> WebhookResult:
+        """Staff type in the TikTok app: the sandbox posts the `im_send_msg` echo."""
+        body = _present({"conversation_id": conversation_id, "text": text, "user_id": user_id})
+        return WebhookResult.model_validate(
+            await self._request("POST", "/staff/messages", json=body)
+        )
+
+
+def _present(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}

@@ -1,0 +1,60 @@
+"""What the pipeline asks of the part that decides what to say.
+
+The pipeline owns windows, ordering, the outbox and human mode; a Brain only turns a
+customer turn (one message, or a burst of them) into intent and replies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Conversation, Customer, Message
+from app.services import replies
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str | None = None
+    image_url: str | None = None
+
+
+@dataclass
+class TurnResult:
+    intent: str
+    router_source: str
+    entities: dict[str, Any] = field(default_factory=dict)
+    replies: list[Reply] = field(default_factory=list)
+    handoff: bool = False  # switch the conversation to a person
+
+
+class Brain(Protocol):
+    async def respond(
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        customer: Customer,
+        turn: list[Message],
+    ) -> TurnResult: ...
+
+
+class MenuBrain:
+    """The fallback brain: menu digit 3 hands over, everything else gets the menu."""
+
+    async def respond(
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        customer: Customer,
+        turn: list[Message],
+    ) -> TurnResult:
+        last = turn[-1]
+        if last.message_type != "text":
+            return TurnResult("other", "pattern", replies=[Reply(replies.CANNOT_READ_MEDIA)])
+        if (last.text or "").strip() == "3":
+            return TurnResult(
+                "human", "menu", replies=[Reply(replies.HANDOFF_CONFIRM)], handoff=True
+            )
+        return TurnResult("menu", "menu", replies=[Reply(replies.MENU)])

@@ -1,0 +1,248 @@
+"""Delivering one outbox row to TikTok, at most once.
+
+1. Claim (one transaction): the row must be `pending`; the window and quota are checked
+   and a slot reserved; the row becomes `sending` and is committed.
+2. Call TikTok outside any transaction.
+3. Record the result (one transaction): `sent` with TikTok's message id, or back to
+   `pending` with a backoff for a transient error, or `failed` (dead-lettered).
+
+A worker that dies between 2 and 3 leaves the row `sending`. Nobody can know whether
+TikTok accepted the call, so the row is never sent again automatically: after a grace
+period the sweeper marks it `unknown` and parks it in the dead letters for a person to
+decide (`deadletters retry` resends it). If TikTok did accept it, its `im_send_msg`
+echo arrives and marks the row `sent` (see InboundPipeline._handle_echo).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+import redis.asyncio as aioredis
+import structlog
+
+from app.core.config import Settings
+from app.core.logging import get_logger
+from app.db.models import Conversation, Customer, Message, MessageStatus, OutboxStatus
+from app.db.repositories.conversations import DeadLetterRepository, OutboxRepository
+from app.db.session import SessionFactory, transaction
+from app.services.inbound import sent_marker_key
+from app.services.tiktok.errors import TikTokPermanentError, TikTokTransientError, backoff_delay
+from app.services.window import WindowService
+
+log = get_logger(__name__)
+
+
+class TikTokSender(Protocol):
+    async def send_text(self, conversation_id: str, text: str) -> str: ...
+
+    async def send_image(self, conversation_id: str, media_id: str) -> str: ...
+
+    async def can_send_images(self, conversation_id: str) -> bool: ...
+
+
+class MediaResolver(Protocol):
+    async def media_id_for(self, image_url: str) -> str: ...
+
+
+class MediaUnavailable(Exception):
+    """The picture cannot be fetched or uploaded; the text reply stands on its own."""
+
+
+class Delivery(StrEnum):
+    SENT = "sent"
+    NOT_SENT = "not_sent"
+    FAILED = "failed"
+    RETRY = "retry"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    outcome: Delivery
+    retry_in: float | None = None
+
+
+@dataclass(frozen=True)
+class _Claim:
+    conversation_tiktok_id: str
+    message_type: str
+    text: str | None
+    image_url: str | None
+    attempts: int
+
+
+@dataclass
+class DeliveryService:
+    settings: Settings
+    session_factory: SessionFactory
+    redis: aioredis.Redis
+    tiktok: TikTokSender
+    media: MediaResolver
+
+    def __post_init__(self) -> None:
+        self.window = WindowService(self.redis, self.settings)
+
+    async def deliver(self, outbox_id: int) -> DeliveryResult:
+        structlog.contextvars.bind_contextvars(outbox_id=outbox_id)
+        claim = await self._claim(outbox_id)
+        if isinstance(claim, DeliveryResult):
+            return claim
+        structlog.contextvars.bind_contextvars(conversation_id=claim.conversation_tiktok_id)
+        try:
+            tiktok_message_id = await self._call(claim)
+        except TikTokTransientError as error:
+            return await self._transient(outbox_id, claim, error)
+        except (TikTokPermanentError, MediaUnavailable) as error:
+            return await self._permanent(outbox_id, claim, error)
+        await self.redis.set(sent_marker_key(tiktok_message_id), outbox_id, ex=7 * 24 * 3600)
+        async with transaction(self.session_factory) as session:
+            entry = await OutboxRepository(session).get_for_update(outbox_id)
+            assert entry is not None
+            message = await session.get(Message, entry.message_id)
+            assert message is not None
+            entry.status = OutboxStatus.SENT.value
+            entry.last_error = None
+            message.status = MessageStatus.SENT.value
+            message.tiktok_message_id = tiktok_message_id
+            message.sent_at = datetime.now(UTC)
+        log.info("reply_sent", tiktok_message_id=tiktok_message_id, attempts=claim.attempts)
+        return DeliveryResult(Delivery.SENT)
+
+    async def _claim(self, outbox_id: int) -> _Claim | DeliveryResult:
+        async with transaction(self.session_factory) as session:
+            entry = await OutboxRepository(session).claim(outbox_id)
+            if entry is None or entry.status != OutboxStatus.PENDING.value:
+                # Someone else holds it, or it is already done: a duplicate task.
+                return DeliveryResult(Delivery.SKIPPED)
+            message = await session.get(Message, entry.message_id)
+            assert message is not None
+            conversation = await session.get(Conversation, message.conversation_id)
+            assert conversation is not None
+            customer = await session.get(Customer, conversation.customer_id)
+            assert customer is not None
+            refusal = await self.window.reserve_reply(customer.tiktok_user_id, conversation)
+            if refusal is not None:
+                entry.status = OutboxStatus.NOT_SENT.value
+                entry.last_error = refusal.value
+                message.status = MessageStatus.NOT_SENT.value
+                message.status_reason = refusal.value
+                log.info("reply_not_sent", reason=refusal.name.lower())
+                return DeliveryResult(Delivery.NOT_SENT)
+            entry.status = OutboxStatus.SENDING.value
+            entry.attempts += 1
+            entry.claimed_at = datetime.now(UTC)
+            return _Claim(
+                conversation_tiktok_id=conversation.tiktok_conversation_id,
+                message_type=message.message_type,
+                text=message.text,
+                image_url=(message.payload or {}).get("image_url"),
+                attempts=entry.attempts,
+            )
+
+    async def _call(self, claim: _Claim) -> str:
+        if claim.message_type == "image":
+            if claim.image_url is None:
+                raise MediaUnavailable("image message without an image")
+            if not await self.tiktok.can_send_images(claim.conversation_tiktok_id):
+                raise MediaUnavailable("images cannot be sent in this conversation")
+            media_id = await self.media.media_id_for(claim.image_url)
+            return await self.tiktok.send_image(claim.conversation_tiktok_id, media_id)
+        return await self.tiktok.send_text(claim.conversation_tiktok_id, claim.text or "")
+
+    async def _settle(
+        self,
+        outbox_id: int,
+        *,
+        status: OutboxStatus,
+        error: str,
+        release_slot: bool,
+        retry_in: float = 0.0,
+    ) -> None:
+        async with transaction(self.session_factory) as session:
+            entry = await OutboxRepository(session).get_for_update(outbox_id)
+            assert entry is not None
+            message = await session.get(Message, entry.message_id)
+            assert message is not None
+            conversation = await session.get(Conversation, message.conversation_id)
+            assert conversation is not None
+            customer = await session.get(Customer, conversation.customer_id)
+            assert customer is not None
+            entry.status = status.value
+            entry.last_error = error[:2000]
+            if status is OutboxStatus.PENDING:
+                entry.next_attempt_at = datetime.now(UTC) + timedelta(seconds=retry_in)
+            else:
+                message.status = (
+                    MessageStatus.NOT_SENT.value
+                    if status is OutboxStatus.NOT_SENT
+                    else MessageStatus.FAILED.value
+                )
+                message.status_reason = error[:2000]
+            if release_slot:
+                await self.window.release_reply(customer.tiktok_user_id, conversation)
+            if status is OutboxStatus.FAILED:
+                await DeadLetterRepository(session).park(
+                    "send",
+                    error,
+                    conversation_id=conversation.tiktok_conversation_id,
+                    payload={"outbox_id": outbox_id, "message_id": message.id},
+                    attempts=entry.attempts,
+                )
+
+    async def _transient(
+        self, outbox_id: int, claim: _Claim, error: TikTokTransientError
+    ) -> DeliveryResult:
+        if claim.attempts >= self.settings.max_send_attempts:
+            log.error("reply_failed", error=str(error), attempts=claim.attempts, transient=True)
+            await self._settle(
+                outbox_id, status=OutboxStatus.FAILED, error=str(error), release_slot=True
+            )
+            return DeliveryResult(Delivery.FAILED)
+        base = self.settings.retry_backoff_base_seconds
+        if error.long_backoff:
+            base = self.settings.too_fast_backoff_seconds
+        delay = max(
+            0.2, backoff_delay(claim.attempts, base, self.settings.retry_backoff_cap_seconds)
+        )
+        await self._settle(
+            outbox_id,
+            status=OutboxStatus.PENDING,
+            error=str(error),
+            release_slot=True,
+            retry_in=delay,
+        )
+        log.warning("reply_retry", error=str(error), attempts=claim.attempts, retry_in=delay)
+        return DeliveryResult(Delivery.RETRY, retry_in=delay)
+
+    async def _permanent(self, outbox_id: int, claim: _Claim, error: Exception) -> DeliveryResult:
+        if isinstance(error, MediaUnavailable):
+            log.info("image_not_sent", reason=str(error))
+            await self._settle(
+                outbox_id, status=OutboxStatus.NOT_SENT, error=str(error), release_slot=True
+            )
+            return DeliveryResult(Delivery.NOT_SENT)
+        log.error("reply_failed", error=str(error), attempts=claim.attempts, transient=False)
+        await self._settle(
+            outbox_id, status=OutboxStatus.FAILED, error=str(error), release_slot=True
+        )
+        return DeliveryResult(Delivery.FAILED)
+
+    async def mark_stuck_unknown(self, grace: timedelta) -> int:
+        """Rows left `sending` by a dead worker: never resent automatically."""
+        async with transaction(self.session_factory) as session:
+            stuck = await OutboxRepository(session).stuck_sending(datetime.now(UTC) - grace)
+            letters = DeadLetterRepository(session)
+            for entry in stuck:
+                entry.status = OutboxStatus.UNKNOWN.value
+                entry.last_error = "worker stopped during the TikTok call; outcome unknown"
+                await letters.park(
+                    "send_unknown",
+                    entry.last_error,
+                    payload={"outbox_id": entry.id, "message_id": entry.message_id},
+                    attempts=entry.attempts,
+                )
+                log.error("reply_outcome_unknown", outbox_id=entry.id)
+            return len(stuck)

@@ -1,0 +1,17 @@
+"""The project's own demo shop, loaded by `make run` (idempotent: re-running updates)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.services.catalog_io import ImportSummary, import_catalog, import_orders
+
+DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
+
+
+async def load_demo_shop(session: AsyncSession) -> tuple[ImportSummary, ImportSummary]:
+    catalog = await import_catalog(session, (DEMO_DIR / "catalog.csv").read_text("utf-8"))
+    orders = await import_orders(session, (DEMO_DIR / "orders.csv").read_text("utf-8"))
+    return catalog, orders

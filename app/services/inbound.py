@@ -1,0 +1,314 @@
+"""From a queued webhook body to committed state and outbox rows.
+
+Ordering: every inbound message is first recorded (idempotent on `event_id`), then the
+conversation's pending messages are handled oldest first (by TikTok's timestamp) under
+a row lock on the conversation. Whichever worker takes the lock handles everything
+pending, so a message never overtakes an earlier one that is already recorded, and
+messages recorded together (a burst) can be answered as one turn.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+import redis.asyncio as aioredis
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Settings
+from app.core.logging import get_logger
+from app.db.models import (
+    Conversation,
+    ConversationMode,
+    Customer,
+    Message,
+    MessageStatus,
+    OutboxStatus,
+)
+from app.db.repositories.conversations import (
+    ConversationRepository,
+    MessageRepository,
+    OutboxRepository,
+)
+from app.db.session import SessionFactory, transaction
+from app.services import replies
+from app.services.brain import Brain, Reply, TurnResult
+from app.services.tiktok.text import split_text
+from app.services.tiktok.webhook import (
+    EventType,
+    MessageContent,
+    WebhookEnvelope,
+    event_id_for,
+    parse_content,
+    parse_envelope,
+)
+from app.services.window import WindowService, quota_key
+
+log = get_logger(__name__)
+
+EnqueueDeliveries = Callable[[Sequence[int]], Awaitable[None]]
+NotifyStaff = Callable[[Conversation, str], Awaitable[None]]
+
+
+class Outcome(StrEnum):
+    HANDLED = "handled"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+    ECHO = "echo"
+
+
+def event_marker_key(event_id: str) -> str:
+    return f"philia:event:{event_id}"
+
+
+def sent_marker_key(tiktok_message_id: str) -> str:
+    return f"philia:sent:{tiktok_message_id}"
+
+
+def _utc_from_ms(timestamp_ms: int) -> datetime:
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+
+
+@dataclass
+class InboundPipeline:
+    settings: Settings
+    session_factory: SessionFactory
+    redis: aioredis.Redis
+    brain: Brain
+    enqueue_deliveries: EnqueueDeliveries
+    notify_staff: NotifyStaff
+
+    def __post_init__(self) -> None:
+        self.window = WindowService(self.redis, self.settings)
+
+    async def handle(self, body: str) -> Outcome:
+        raw = body.encode("utf-8", errors="surrogateescape")
+        envelope = parse_envelope(raw)
+        if envelope.event not in (EventType.RECEIVE, EventType.SEND):
+            log.info("event_ignored", tiktok_event=envelope.event)
+            return Outcome.IGNORED
+        content = parse_content(envelope)
+        event_id = event_id_for(raw, content)
+        structlog.contextvars.bind_contextvars(
+            event_id=event_id, conversation_id=content.conversation_id
+        )
+        marker = event_marker_key(event_id)
+        if await self.redis.get(marker) is not None:
+            log.info("event_duplicate", source="redis")
+            return Outcome.DUPLICATE
+        if envelope.event == EventType.SEND:
+            outcome = await self._handle_echo(event_id, content)
+        else:
+            outcome = await self._handle_customer_message(event_id, envelope, content)
+        # Set only once everything is committed: a worker that dies earlier leaves no
+        # marker, so the redelivery does the work instead of skipping it.
+        ttl = self.settings.idempotency_ttl_hours * 3600
+        await self.redis.set(marker, outcome.value, ex=ttl, nx=True)
+        return outcome
+
+    async def _handle_customer_message(
+        self, event_id: str, envelope: WebhookEnvelope, content: MessageContent
+    ) -> Outcome:
+        async with transaction(self.session_factory) as session:
+            conversation = await ConversationRepository(session).ensure(
+                content.conversation_id, content.from_user.id, content.sender
+            )
+            message_id = await MessageRepository(session).record_inbound(
+                {
+                    "conversation_id": conversation.id,
+                    "event_id": event_id,
+                    "message_type": content.type,
+                    "text": content.text.body if content.text is not None else None,
+                    "payload": content.model_dump(mode="json", by_alias=True),
+                    "entities": {},
+                    "status": MessageStatus.RECEIVED.value,
+                    "sent_at": _utc_from_ms(content.timestamp),
+                }
+            )
+            if message_id is not None:
+                await self.window.refresh(content.from_user.id, content.timestamp, conversation)
+        if message_id is None:
+            log.info("event_duplicate", source="database")
+        await self.drain(conversation.id)
+        return Outcome.HANDLED if message_id is not None else Outcome.DUPLICATE
+
+    async def drain(self, conversation_id: int) -> None:
+        """Handle every pending message of the conversation, oldest first, turn by turn."""
+        while True:
+            deliveries: list[int] = []
+            handoff_reason: str | None = None
+            async with transaction(self.session_factory) as session:
+                conversation = await ConversationRepository(session).get_for_update(conversation_id)
+                if conversation is None:
+                    return
+                pending = await MessageRepository(session).pending_inbound(conversation_id)
+                if not pending:
+                    return
+                turn = self._first_turn(pending)
+                customer = await session.get(Customer, conversation.customer_id)
+                assert customer is not None
+                handoff_reason = await self._answer_turn(
+                    session, conversation, customer, turn, deliveries
+                )
+            if handoff_reason is not None:
+                await self.notify_staff(conversation, handoff_reason)
+            if deliveries:
+                # After commit: a worker never sends a reply whose cause was rolled back.
+                # If this enqueue fails, the outbox sweeper delivers the rows later.
+                try:
+                    await self.enqueue_deliveries(deliveries)
+                except Exception as error:
+                    log.warning("delivery_enqueue_failed", error=repr(error), outbox=deliveries)
+
+    def _first_turn(self, pending: Sequence[Message]) -> list[Message]:
+        turn = [pending[0]]
+        for message in pending[1:]:
+            previous = turn[-1]
+            if (
+                message.message_type != "text"
+                or previous.message_type != "text"
+                or message.sent_at is None
+                or previous.sent_at is None
+                or (message.sent_at - previous.sent_at).total_seconds()
+                > self.settings.burst_gap_seconds
+            ):
+                break
+            turn.append(message)
+        return turn
+
+    async def _answer_turn(
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        customer: Customer,
+        turn: list[Message],
+        deliveries: list[int],
+    ) -> str | None:
+        last = turn[-1]
+        now = datetime.now(UTC)
+
+        def finish(reason: str | None, result: TurnResult | None = None) -> None:
+            for message in turn:
+                message.status = MessageStatus.PROCESSED.value
+                message.status_reason = reason
+                if result is not None:
+                    message.intent = result.intent
+                    message.router_source = result.router_source
+                    message.entities = result.entities
+
+        if conversation.mode == ConversationMode.HUMAN.value:
+            idle = timedelta(hours=self.settings.human_inactivity_timeout_hours)
+            if conversation.human_since is not None and now - conversation.human_since > idle:
+                conversation.mode = ConversationMode.BOT.value
+                conversation.human_since = None
+                log.info("handoff_expired")
+            else:
+                finish("human mode: the bot stays silent")
+                log.info("turn_silenced", reason="human_mode")
+                return None
+        last_stamp = last.sent_at.timestamp() * 1000 if last.sent_at else time.time() * 1000
+        if self.window.window_end_for(int(last_stamp)) <= time.time():
+            finish("window closed before the message was handled: nothing sent")
+            log.info("turn_silenced", reason="window_closed")
+            return None
+
+        result = await self.brain.respond(session, conversation, customer, turn)
+        state = await self.window.state(customer.tiktok_user_id, conversation)
+        planned = self._expand(result.replies)
+        handoff_reason = "customer asked for a person" if result.handoff else None
+        if state.replies_left <= len(planned) and not result.handoff:
+            # Keep the last slot of the quota for telling the customer a person follows up.
+            planned = [Reply(replies.QUOTA_HANDOFF)] if state.replies_left >= 1 else []
+            handoff_reason = "reply quota nearly spent"
+        messages = MessageRepository(session)
+        outbox = OutboxRepository(session)
+        for reply in planned:
+            if reply.image_url is not None:
+                message = await messages.add_outbound(
+                    conversation.id, "image", None, {"image_url": reply.image_url}, "bot"
+                )
+            else:
+                message = await messages.add_outbound(
+                    conversation.id, "text", reply.text, {}, "bot"
+                )
+            deliveries.append((await outbox.add(message)).id)
+        if handoff_reason is not None:
+            conversation.mode = ConversationMode.HUMAN.value
+            conversation.human_since = now
+        finish(None, result)
+        log.info(
+            "turn_answered",
+            intent=result.intent,
+            router_source=result.router_source,
+            replies=len(planned),
+            messages=len(turn),
+        )
+        return handoff_reason
+
+    def _expand(self, planned: Sequence[Reply]) -> list[Reply]:
+        """One text message per turn where possible; never over TikTok's text limit."""
+        expanded: list[Reply] = []
+        for reply in planned:
+            if reply.text is not None:
+                expanded.extend(
+                    Reply(part) for part in split_text(reply.text, self.settings.max_text_chars)
+                )
+            if reply.image_url is not None:
+                expanded.append(Reply(image_url=reply.image_url))
+        return expanded
+
+    async def _handle_echo(self, event_id: str, content: MessageContent) -> Outcome:
+        """Our own sends come back as echoes; anything else was typed by staff in the app."""
+        tiktok_message_id = content.message_id or event_id
+        if await self.redis.get(sent_marker_key(tiktok_message_id)) is not None:
+            return Outcome.ECHO
+        body = content.text.body if content.text is not None else None
+        customer_id = content.to_user.id if content.to_user is not None else None
+        async with transaction(self.session_factory) as session:
+            messages = MessageRepository(session)
+            if await messages.outbound_by_tiktok_id(tiktok_message_id) is not None:
+                return Outcome.ECHO
+            if customer_id is None:
+                log.warning("echo_without_recipient")
+                return Outcome.IGNORED
+            conversation = await ConversationRepository(session).ensure(
+                content.conversation_id, customer_id, content.recipient
+            )
+            for entry in await OutboxRepository(session).in_flight_for(conversation.id):
+                message = await session.get(Message, entry.message_id)
+                if message is not None and message.text == body:
+                    # A send whose result we never recorded (worker died mid-call) is
+                    # confirmed by its echo.
+                    entry.status = OutboxStatus.SENT.value
+                    message.status = MessageStatus.SENT.value
+                    message.tiktok_message_id = tiktok_message_id
+                    message.sent_at = _utc_from_ms(content.timestamp)
+                    log.info("send_confirmed_by_echo", outbox_id=entry.id)
+                    return Outcome.ECHO
+            await messages.record_inbound(
+                {
+                    "conversation_id": conversation.id,
+                    "event_id": event_id,
+                    "message_type": content.type,
+                    "text": body,
+                    "payload": content.model_dump(mode="json", by_alias=True),
+                    "entities": {},
+                    "status": MessageStatus.SENT.value,
+                    "sent_at": _utc_from_ms(content.timestamp),
+                    "sent_by": "staff_app",
+                    "tiktok_message_id": tiktok_message_id,
+                    "direction": "outbound",
+                }
+            )
+            conversation.mode = ConversationMode.HUMAN.value
+            conversation.human_since = datetime.now(UTC)
+            conversation.replies_in_window += 1
+            customer = await session.get(Customer, conversation.customer_id)
+        if customer is not None:
+            await self.redis.incr(quota_key(customer.tiktok_user_id))
+        log.info("staff_took_over", via="tiktok_app")
+        return Outcome.ECHO

@@ -1,0 +1,202 @@
+"""Layer 2 without a network: a TF-IDF + linear SVM intent classifier.
+
+Trained when the process first needs it, on `data/train.jsonl` (the project's own
+labelled DMs), in well under two seconds. Word unigrams and bigrams carry the meaning
+("hold it", "how much"); character n-grams carry the spelling variants of DMs ("avail",
+"availble", "thx", "measurmnts") that a word model would see as unknown.
+
+Identifiers, money and other numbers are replaced by placeholder words before
+featurising, so the model learns "a SKU was named" rather than memorising PT-0142.
+
+Why a linear SVM and not logistic regression: on this data they are equally accurate
+(measured on a held-out split and the dev set), but the SVM trains in about 0.2 s where
+lbfgs logistic regression takes several seconds, and the router is trained at start-up.
+Its margins are turned into a confidence with a softmax (see `_softmax`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.svm import LinearSVC
+
+from app.services.router.entities import extract_entities
+from app.services.router.models import Intent, RouteResult
+
+TRAIN_FILE = Path(__file__).resolve().parent / "data" / "train.jsonl"
+
+# Below this probability the classifier is guessing, and a guessed shop intent makes the
+# bot act on something the customer never asked; `other` asks them to rephrase or shows
+# the menu instead. Tuned on a held-out split of train.jsonl (see `tune_threshold`).
+DEFAULT_THRESHOLD = 0.35
+MARGIN_SCALE = 4.0
+DEFAULT_C = 1.0
+
+_ORDER_REF = re.compile(
+    r"(?<![a-z0-9])ph[\s\-_#:.]*\d{1,5}\b|(?<![\w#])#\s?\d{5}\b|\border(?:s|ed)?\s+#?\d{5}\b"
+)
+_SKU_REF = re.compile(
+    r"(?<![a-z0-9])pt[\s\-_#:.]*\d{1,4}\b"
+    r"|\b(?:items?|skus?)\s*(?:number|num|no\.?|nr|[#:])?\s*#?\s*\d{1,4}\b|(?<![\w#])#\d{2,4}\b"
+)
+_MONEY = re.compile(r"[$£€]\s?\d+(?:[.,]\d+)?|\d+(?:[.,]\d+)?\s?(?:[$£€]|dollars?|bucks|usd)\b")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+
+
+def prepare(text: str) -> str:
+    """The text the vectorisers see: lowercase, ids and numbers as placeholder words."""
+    text = unicodedata.normalize("NFKC", text).lower().replace("’", "'").replace("‘", "'")
+    text = _ORDER_REF.sub(" zorderref ", text)
+    text = _SKU_REF.sub(" zskuref ", text)
+    text = _MONEY.sub(" zmoney ", text)
+    text = _NUMBER.sub(" znum ", text)
+    text = text.replace("'", "")
+    # "sooooo", "pleeeease", "hiiii": stretched letters carry emphasis, not meaning.
+    text = re.sub(r"([a-z])\1{2,}", r"\1\1", text)
+    return " ".join(text.split())
+
+
+def _build_pipeline(c: float) -> Pipeline:
+    features = FeatureUnion(
+        [
+            (
+                "words",
+                TfidfVectorizer(
+                    ngram_range=(1, 2),
+                    # Keep one-letter words ("u", "m") and emoji / punctuation as tokens.
+                    token_pattern=r"(?u)\b\w+\b|[^\w\s]",
+                    sublinear_tf=True,
+                    min_df=1,
+                ),
+            ),
+            (
+                "chars",
+                TfidfVectorizer(
+                    analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2
+                ),
+            ),
+        ]
+    )
+    return Pipeline([("features", features), ("classifier", LinearSVC(C=c))])
+
+
+def _softmax(margins: NDArray[np.float64]) -> NDArray[np.float64]:
+    # SVM margins are roughly in [-2, 2]; scaling by MARGIN_SCALE before the softmax gives
+    # confidences that spread over (0, 1) instead of all sitting near 1/11.
+    scaled = margins * MARGIN_SCALE
+    scaled -= scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    result: NDArray[np.float64] = exp / exp.sum(axis=1, keepdims=True)
+    return result
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    intent: Intent
+
+
+def load_examples(path: Path = TRAIN_FILE) -> list[Example]:
+    examples: list[Example] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            examples.append(Example(text=str(row["text"]), intent=Intent(row["intent"])))
+    return examples
+
+
+class LocalRouter:
+    """Classifies one DM in well under a millisecond once trained; thread-safe to call."""
+
+    def __init__(
+        self,
+        examples: Sequence[Example],
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        c: float = DEFAULT_C,
+    ) -> None:
+        if not examples:
+            raise ValueError("the local router needs training examples")
+        self.threshold = threshold
+        self._pipeline = _build_pipeline(c)
+        self._pipeline.fit([prepare(e.text) for e in examples], [e.intent.value for e in examples])
+        classes: Iterable[str] = self._pipeline.classes_
+        self._classes: list[Intent] = [Intent(label) for label in classes]
+
+    @classmethod
+    def from_file(
+        cls, path: Path = TRAIN_FILE, *, threshold: float = DEFAULT_THRESHOLD
+    ) -> LocalRouter:
+        return cls(load_examples(path), threshold=threshold)
+
+    def probabilities(self, texts: Sequence[str]) -> NDArray[np.float64]:
+        """One row per text, one column per intent in `self.classes` order."""
+        margins: NDArray[np.float64] = self._pipeline.decision_function([prepare(t) for t in texts])
+        return _softmax(margins)
+
+    @property
+    def classes(self) -> list[Intent]:
+        return list(self._classes)
+
+    def classify(self, text: str) -> tuple[Intent, float]:
+        """The most likely intent and its probability; `other` when below the threshold."""
+        row = self.probabilities([text])[0]
+        best = int(np.argmax(row))
+        confidence = float(row[best])
+        if confidence < self.threshold:
+            return Intent.OTHER, confidence
+        return self._classes[best], confidence
+
+    def route(self, text: str) -> RouteResult:
+        intent, confidence = self.classify(text)
+        return RouteResult(
+            intent=intent,
+            entities=extract_entities(text),
+            source="local",
+            confidence=round(confidence, 4),
+        )
+
+
+def tune_threshold(
+    train: Sequence[Example], held_out: Sequence[Example], candidates: Iterable[float]
+) -> list[tuple[float, float]]:
+    """Accuracy on `held_out` of a router trained on `train`, for each candidate threshold."""
+    router = LocalRouter(train, threshold=0.0)
+    probabilities = router.probabilities([e.text for e in held_out])
+    best = probabilities.argmax(axis=1)
+    top = probabilities.max(axis=1)
+    classes = router.classes
+    truth = [e.intent for e in held_out]
+    results: list[tuple[float, float]] = []
+    for threshold in candidates:
+        predicted = [
+            Intent.OTHER if top[i] < threshold else classes[int(best[i])]
+            for i in range(len(held_out))
+        ]
+        correct = sum(p == t for p, t in zip(predicted, truth, strict=True))
+        results.append((threshold, correct / len(held_out)))
+    return results
+
+
+_shared: LocalRouter | None = None
+_shared_lock = threading.Lock()
+
+
+def get_local_router() -> LocalRouter:
+    """The process-wide local router, trained on first use (once, even under threads)."""
+    global _shared
+    if _shared is None:
+        with _shared_lock:
+            if _shared is None:
+                _shared = LocalRouter.from_file()
+    return _shared

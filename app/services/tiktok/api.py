@@ -1,0 +1,95 @@
+"""TikTok Business Messaging API shapes (tiktok-api.md), requests and responses.
+
+Responses keep unknown fields (`extra="allow"`): TikTok adds fields without notice and the
+bot must not break on them. Requests are built from models and dumped without `None`s so
+that an image message never carries an empty `text` and vice versa.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+IMAGE_SEND = "IMAGE_SEND"
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Envelope(_Response):
+    """Every response: `{code, message, request_id, data}`; `code` 0 is the only success,
+    whatever the HTTP status says."""
+
+    code: int
+    message: str = ""
+    request_id: str | None = None
+    data: dict[str, object] | None = None
+
+
+class SentMessage(_Response):
+    message_id: str = Field(min_length=1)
+
+
+class SendData(_Response):
+    message: SentMessage
+
+
+class MediaUploadData(_Response):
+    media_id: str = Field(min_length=1)
+
+
+class CapabilityInfo(_Response):
+    capability_type: str
+    capability_result: bool = False
+
+
+class CapabilitiesData(_Response):
+    """Chosen shape (TikTok's reference is not public): one entry per requested type.
+    A type missing from the answer counts as not available."""
+
+    capability_infos: list[CapabilityInfo] = Field(default_factory=list)
+
+    def allows(self, capability_type: str) -> bool:
+        return any(
+            info.capability_type == capability_type and info.capability_result
+            for info in self.capability_infos
+        )
+
+
+class TokenData(_Response):
+    access_token: str = Field(min_length=1, repr=False)
+    expires_in: int = Field(gt=0)
+    refresh_token: str = Field(min_length=1, repr=False)
+    refresh_token_expires_in: int = Field(gt=0)
+
+
+class MessageType(StrEnum):
+    TEXT = "TEXT"
+    IMAGE = "IMAGE"
+
+
+class TextPayload(BaseModel):
+    body: str
+
+
+class ImagePayload(BaseModel):
+    media_id: str
+
+
+class SendMessageRequest(BaseModel):
+    business_id: str
+    recipient_type: Literal["CONVERSATION"] = "CONVERSATION"
+    recipient: str
+    message_type: MessageType
+    text: TextPayload | None = None
+    image: ImagePayload | None = None
+
+
+class RefreshTokenRequest(BaseModel):
+    client_id: str
+    client_secret: str = Field(repr=False)
+    grant_type: Literal["refresh_token"] = "refresh_token"
+    refresh_token: str = Field(repr=False)

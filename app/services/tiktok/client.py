@@ -1,0 +1,522 @@
+"""The bot's only way out to TikTok: send text and images, check capabilities, keep the
+access token fresh, and stay under the app's request rate shared by every worker process.
+
+One `TikTokClient` per process. It makes one attempt per call (plus one retry after a token
+refresh): retrying with backoff is the caller's job, because only the caller (a Celery task
+with an outbox) knows whether a retry could send a message twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import httpx
+import redis.asyncio as aioredis
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from pydantic import BaseModel, ValidationError
+from redis.exceptions import LockError
+
+from app.core.config import Settings
+from app.core.logging import get_logger
+from app.services.tiktok.api import (
+    IMAGE_SEND,
+    CapabilitiesData,
+    Envelope,
+    ImagePayload,
+    MediaUploadData,
+    MessageType,
+    RefreshTokenRequest,
+    SendData,
+    SendMessageRequest,
+    TextPayload,
+    TokenData,
+)
+from app.services.tiktok.errors import (
+    TikTokAuthError,
+    TikTokCode,
+    TikTokError,
+    TikTokPermanentError,
+    TikTokRequestInvalid,
+    TikTokTransientError,
+    TransientKind,
+    error_for_code,
+)
+from app.services.tiktok.text import text_length
+from app.services.tiktok.tokens import AccessTokenCache, TokenPair, TokenStore
+
+log = get_logger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+SEND_PATH = "/business/message/send/"
+MEDIA_UPLOAD_PATH = "/business/message/media/upload/"
+CAPABILITIES_PATH = "/business/message/capabilities/get/"
+REFRESH_TOKEN_PATH = "/tt_user/oauth2/refresh_token/"
+
+RATE_LIMIT_KEY = "tiktok-send"
+REFRESH_LOCK_KEY = "tiktok:token-refresh-lock"
+# A rotated pair that could not be written to PostgreSQL waits here until it can: the old
+# refresh token is already dead, so this copy is the only way back in without the shop owner.
+UNSAVED_TOKENS_KEY = "tiktok:unsaved-tokens"
+CAPABILITY_KEY_PREFIX = "tiktok:capability:image-send:"
+
+MAX_IMAGE_BYTES = 3 * 1024 * 1024
+_IMAGE_SIGNATURES = {
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+}
+
+
+def build_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The process's HTTP client for TikTok, with explicit timeouts: a hung TikTok must not
+    hold a worker forever."""
+    total = settings.tiktok_http_timeout_seconds
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(total, connect=min(total, 5.0)),
+        limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
+        headers={"User-Agent": "philia-bot"},
+    )
+
+
+class SendRateLimiter:
+    """TikTok's per-app request rate, shared by every process through Redis.
+
+    Moving window rather than fixed window: a fixed window admits N requests at the end of
+    one second and N more at the start of the next, 2N within a few milliseconds, which is
+    exactly what a per-second limit on TikTok's side answers with 40100. A moving window
+    keeps the last N timestamps and admits a request only if the N-th most recent one is
+    more than a second old, so no one-second interval ever holds more than N. It costs a
+    list of N floats in Redis, which at N=10 is nothing.
+
+    `limits` works in whole-second windows, so it cannot express "N per 1.05 s". The margin
+    is added by waiters instead: after a refusal a caller sleeps until the oldest entry
+    leaves the window *plus* `margin_seconds`. That keeps a slot's reuse more than a second
+    apart at TikTok even when the earlier request took a few milliseconds longer on the way
+    there, under the sustained load where the limit matters. A random extra of up to
+    `poll_seconds` keeps waiters from all waking at the same instant.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        per_second: int,
+        *,
+        key: str = RATE_LIMIT_KEY,
+        margin_seconds: float = 0.05,
+        poll_seconds: float = 0.02,
+        max_wait_seconds: float = 60.0,
+    ) -> None:
+        if per_second < 1:
+            raise ValueError("per_second must be >= 1")
+        # Reuse the injected client's pool: one set of Redis connections per process.
+        options: dict[str, Any] = {"connection_pool": redis.connection_pool}
+        storage = RedisStorage("async+redis://", implementation="redispy", **options)
+        self._limiter = MovingWindowRateLimiter(storage)
+        self._item = RateLimitItemPerSecond(per_second)
+        self._key = key
+        self._margin = margin_seconds
+        self._poll = poll_seconds
+        self._max_wait = max_wait_seconds
+
+    async def acquire(self) -> None:
+        """Wait until the shared window admits one more request, then count it."""
+        deadline = time.monotonic() + self._max_wait
+        while not await self._limiter.hit(self._item, self._key):
+            stats = await self._limiter.get_window_stats(self._item, self._key)
+            pause = max(stats.reset_time - time.time(), 0.0) + self._margin
+            pause += random.uniform(0.0, self._poll)
+            if time.monotonic() + pause > deadline:
+                # Give the worker back rather than hold it: the task retries later.
+                raise TikTokTransientError(
+                    None,
+                    "waited too long for the shared send rate",
+                    kind=TransientKind.RATE_LIMITED,
+                )
+            await asyncio.sleep(pause)
+
+
+class TikTokClient:
+    def __init__(
+        self,
+        settings: Settings,
+        http: httpx.AsyncClient,
+        redis: aioredis.Redis,
+        token_store: TokenStore,
+        *,
+        rate_limiter: SendRateLimiter | None = None,
+        capability_ttl: timedelta = timedelta(hours=6),
+        refresh_ahead: timedelta = timedelta(minutes=10),
+    ) -> None:
+        self._settings = settings
+        self._http = http
+        self._redis = redis
+        self._store = token_store
+        self._token_cache = AccessTokenCache(redis)
+        self._limiter = rate_limiter or SendRateLimiter(redis, settings.send_rate_per_second)
+        self._api_url = settings.tiktok_api_url
+        self._timeout = httpx.Timeout(
+            settings.tiktok_http_timeout_seconds,
+            connect=min(settings.tiktok_http_timeout_seconds, 5.0),
+        )
+        self._capability_ttl = capability_ttl
+        self._refresh_ahead = refresh_ahead
+        # The lock outlives one refresh call even when TikTok is slow, and expires by itself
+        # if the worker holding it dies.
+        self._lock_timeout = settings.tiktok_http_timeout_seconds * 2 + 10
+        self._lock_wait = settings.tiktok_http_timeout_seconds + 5
+
+    # -- messages ------------------------------------------------------------------------
+
+    async def send_text(self, conversation_id: str, text: str) -> str:
+        """Send one text message; returns TikTok's message id."""
+        if not text.strip():
+            raise TikTokRequestInvalid("text message is empty")
+        if text_length(text) > self._settings.max_text_chars:
+            raise TikTokRequestInvalid(
+                f"text message longer than {self._settings.max_text_chars} characters; split it"
+            )
+        return await self._send(
+            SendMessageRequest(
+                business_id=self._settings.tiktok_business_id,
+                recipient=conversation_id,
+                message_type=MessageType.TEXT,
+                text=TextPayload(body=text),
+            )
+        )
+
+    async def send_image(self, conversation_id: str, media_id: str) -> str:
+        """Send an uploaded image (see `upload_image`); returns TikTok's message id."""
+        if not media_id:
+            raise TikTokRequestInvalid("media id is empty")
+        return await self._send(
+            SendMessageRequest(
+                business_id=self._settings.tiktok_business_id,
+                recipient=conversation_id,
+                message_type=MessageType.IMAGE,
+                image=ImagePayload(media_id=media_id),
+            )
+        )
+
+    async def upload_image(self, content: bytes, filename: str, content_type: str) -> str:
+        """Upload a JPG or PNG of at most 3 MB; returns the media id (valid about 30 days)."""
+        signatures = _IMAGE_SIGNATURES.get(content_type.lower())
+        if signatures is None:
+            raise TikTokRequestInvalid(f"TikTok takes JPG or PNG images, not {content_type}")
+        if not content.startswith(signatures):
+            raise TikTokRequestInvalid(f"file content is not {content_type}")
+        if len(content) > MAX_IMAGE_BYTES:
+            raise TikTokRequestInvalid(f"image is {len(content)} bytes; TikTok takes up to 3 MB")
+        data = await self._call(
+            "POST",
+            MEDIA_UPLOAD_PATH,
+            MediaUploadData,
+            data={"business_id": self._settings.tiktok_business_id, "media_type": "IMAGE"},
+            files={"file": (filename, content, content_type.lower())},
+        )
+        return data.media_id
+
+    async def can_send_images(self, conversation_id: str) -> bool:
+        """Whether an image may be sent in this conversation. Any doubt (images switched off,
+        TikTok unreachable) answers False: the reply then goes out as text, which always works."""
+        if not self._settings.images_enabled:
+            return False
+        key = CAPABILITY_KEY_PREFIX + conversation_id
+        cached = await self._redis.get(key)
+        if cached is not None:
+            return cached in (b"1", "1")
+        try:
+            data = await self._call(
+                "GET",
+                CAPABILITIES_PATH,
+                CapabilitiesData,
+                params={
+                    "business_id": self._settings.tiktok_business_id,
+                    "conversation_id": conversation_id,
+                    # TikTok's GET endpoints take lists as JSON-encoded strings.
+                    "capability_types": json.dumps([IMAGE_SEND]),
+                },
+            )
+        except TikTokError as error:
+            # Not cached: the next reply asks again instead of going without images for hours.
+            log.warning(
+                "tiktok_capabilities_unavailable",
+                conversation_id=conversation_id,
+                error=str(error),
+            )
+            return False
+        allowed = data.allows(IMAGE_SEND)
+        await self._redis.set(key, "1" if allowed else "0", ex=self._capability_ttl)
+        return allowed
+
+    # -- tokens --------------------------------------------------------------------------
+
+    async def access_token(self) -> str:
+        """The current access token, refreshed first when it expires within `refresh_ahead`."""
+        cached = await self._token_cache.get()
+        if cached is None:
+            cached = await self._token_cache.set(await self._store.load())
+        if not self._due_for_refresh(cached.expires_at):
+            return cached.access_token
+        try:
+            return await self.refresh_access_token(rejected=None)
+        except TikTokError as error:
+            if cached.expires_at is not None and cached.expires_at > datetime.now(UTC):
+                # Still valid for a few minutes: keep sending, the next call tries again.
+                log.warning("tiktok_token_refresh_ahead_failed", error=str(error))
+                return cached.access_token
+            raise
+
+    async def refresh_access_token(self, *, rejected: str | None) -> str:
+        """Refresh under a Redis lock so that concurrent workers refresh once.
+
+        `rejected` is the token TikTok just refused (None for a refresh ahead of expiry).
+        Whoever gets the lock second finds a different, fresh token in the database and
+        uses it instead of refreshing again, which with rotating refresh tokens would
+        invalidate the pair the first worker just obtained.
+        """
+        lock = self._redis.lock(
+            REFRESH_LOCK_KEY, timeout=self._lock_timeout, blocking_timeout=self._lock_wait
+        )
+        if not await lock.acquire():
+            raise TikTokTransientError(
+                None,
+                "another worker is refreshing the token",
+                kind=TransientKind.TOKEN_REFRESH_BUSY,
+            )
+        try:
+            current = await self._latest_tokens()
+            renewed_by_other = rejected is not None and current.access_token != rejected
+            if (rejected is None or renewed_by_other) and not self._due_for_refresh(
+                current.access_expires_at
+            ):
+                await self._token_cache.set(current)
+                return current.access_token
+            fresh = await self._request_refresh(current.refresh_token)
+            await self._persist(fresh)
+            await self._token_cache.set(fresh)
+            log.info(
+                "tiktok_token_refreshed",
+                access_expires_at=fresh.access_expires_at,
+                refresh_rotated=fresh.refresh_token != current.refresh_token,
+                after_rejection=rejected is not None,
+            )
+            return fresh.access_token
+        finally:
+            try:
+                await lock.release()
+            except LockError:
+                log.warning("tiktok_token_refresh_lock_expired_while_held")
+
+    def _due_for_refresh(self, expires_at: datetime | None) -> bool:
+        # Unknown expiry (a token pasted into the environment): use it until TikTok says no.
+        return expires_at is not None and expires_at - datetime.now(UTC) < self._refresh_ahead
+
+    async def _latest_tokens(self) -> TokenPair:
+        raw = await self._redis.get(UNSAVED_TOKENS_KEY)
+        if raw is None:
+            return await self._store.load()
+        unsaved = TokenPair.model_validate_json(raw)
+        await self._store.save(unsaved)
+        await self._redis.delete(UNSAVED_TOKENS_KEY)
+        log.info("tiktok_unsaved_tokens_persisted")
+        return unsaved
+
+    async def _persist(self, fresh: TokenPair) -> None:
+        try:
+            await self._store.save(fresh)
+        except Exception:
+            # The refresh already happened at TikTok; keep the pair where the next refresh
+            # (under the same lock) will find it, and carry on with the new access token.
+            await self._redis.set(UNSAVED_TOKENS_KEY, fresh.model_dump_json())
+            log.exception("tiktok_rotated_tokens_not_persisted")
+
+    async def _request_refresh(self, refresh_token: str) -> TokenPair:
+        body = RefreshTokenRequest(
+            client_id=self._settings.tiktok_client_key,
+            client_secret=self._settings.tiktok_client_secret.get_secret_value(),
+            refresh_token=refresh_token,
+        )
+        answer = await self._exchange(
+            "POST", REFRESH_TOKEN_PATH, token=None, json=body.model_dump(mode="json")
+        )
+        envelope = answer.envelope
+        if envelope.code != TikTokCode.OK:
+            error = error_for_code(
+                envelope.code, envelope.message, envelope.request_id, http_status=answer.status
+            )
+            if isinstance(error, TikTokPermanentError):
+                raise TikTokAuthError(
+                    envelope.code,
+                    f"token refresh refused: {envelope.message}",
+                    envelope.request_id,
+                    http_status=answer.status,
+                )
+            raise error
+        data = _data_as(TokenData, envelope)
+        now = datetime.now(UTC)
+        return TokenPair(
+            access_token=data.access_token,
+            access_expires_at=now + timedelta(seconds=data.expires_in),
+            refresh_token=data.refresh_token,
+            refresh_expires_at=now + timedelta(seconds=data.refresh_token_expires_in),
+        )
+
+    # -- transport -----------------------------------------------------------------------
+
+    async def _send(self, request: SendMessageRequest) -> str:
+        data = await self._call(
+            "POST", SEND_PATH, SendData, json=request.model_dump(mode="json", exclude_none=True)
+        )
+        log.info(
+            "tiktok_message_sent",
+            conversation_id=request.recipient,
+            message_type=request.message_type.value,
+            message_id=data.message.message_id,
+        )
+        return data.message.message_id
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        model: type[M],
+        *,
+        json: object | None = None,
+        params: dict[str, str] | None = None,
+        data: dict[str, str] | None = None,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
+    ) -> M:
+        token = await self.access_token()
+        await self._limiter.acquire()
+        answer = await self._exchange(
+            method, path, token=token, json=json, params=params, data=data, files=files
+        )
+        if answer.envelope.code == TikTokCode.INVALID_TOKEN:
+            log.info("tiktok_token_rejected", path=path, request_id=answer.envelope.request_id)
+            token = await self.refresh_access_token(rejected=token)
+            await self._limiter.acquire()
+            answer = await self._exchange(
+                method, path, token=token, json=json, params=params, data=data, files=files
+            )
+        envelope = answer.envelope
+        if envelope.code != TikTokCode.OK:
+            error = error_for_code(
+                envelope.code, envelope.message, envelope.request_id, http_status=answer.status
+            )
+            log.warning(
+                "tiktok_api_error",
+                path=path,
+                code=envelope.code,
+                http_status=answer.status,
+                tiktok_message=envelope.message,
+                request_id=envelope.request_id,
+                transient=isinstance(error, TikTokTransientError),
+            )
+            raise error
+        return _data_as(model, envelope)
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None,
+        json: object | None = None,
+        params: dict[str, str] | None = None,
+        data: dict[str, str] | None = None,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
+    ) -> _Answer:
+        """One HTTP request; HTTP-level failures raise, the envelope's `code` is the caller's."""
+        headers = {"Access-Token": token} if token is not None else {}
+        try:
+            response = await self._http.request(
+                method,
+                self._api_url + path,
+                headers=headers,
+                json=json,
+                params=params,
+                data=data,
+                files=files,
+                timeout=self._timeout,
+            )
+        except httpx.TimeoutException as error:
+            # Connect and pool timeouts never reached TikTok; a read timeout may have.
+            reached = not isinstance(error, httpx.ConnectTimeout | httpx.PoolTimeout)
+            raise TikTokTransientError(
+                None,
+                f"timeout calling {path}",
+                kind=TransientKind.TIMEOUT,
+                maybe_delivered=reached,
+            ) from error
+        except httpx.UnsupportedProtocol as error:
+            raise TikTokPermanentError(None, f"bad TikTok API URL: {error}") from error
+        except httpx.TransportError as error:
+            raise TikTokTransientError(
+                None,
+                f"connection failed calling {path}: {error.__class__.__name__}",
+                kind=TransientKind.CONNECTION,
+                maybe_delivered=not isinstance(error, httpx.ConnectError),
+            ) from error
+        return _Answer(_envelope_of(response, path), response.status_code)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    envelope: Envelope
+    status: int
+
+
+def _envelope_of(response: httpx.Response, path: str) -> Envelope:
+    status = response.status_code
+    if status >= 500:
+        raise TikTokTransientError(
+            None,
+            f"TikTok answered HTTP {status} to {path}",
+            kind=TransientKind.SERVER_ERROR,
+            http_status=status,
+            maybe_delivered=True,
+        )
+    try:
+        envelope = Envelope.model_validate_json(response.content)
+    except ValidationError:
+        envelope = None
+    if 200 <= status < 300:
+        if envelope is None:
+            raise TikTokTransientError(
+                None,
+                f"TikTok answered {path} with a body that is not its envelope",
+                kind=TransientKind.INVALID_RESPONSE,
+                http_status=status,
+                maybe_delivered=True,
+            )
+        return envelope
+    # A 4xx that still carries TikTok's envelope is classified by its code (a 40100 under
+    # HTTP 429 is still a rate limit); without one, only 429 is worth retrying.
+    if envelope is not None and envelope.code != TikTokCode.OK:
+        return envelope
+    if status == 429:
+        raise TikTokTransientError(
+            None, f"HTTP 429 from {path}", kind=TransientKind.RATE_LIMITED, http_status=status
+        )
+    raise TikTokPermanentError(None, f"TikTok answered HTTP {status} to {path}", http_status=status)
+
+
+def _data_as(model: type[M], envelope: Envelope) -> M:
+    try:
+        return model.model_validate(envelope.data or {})
+    except ValidationError as error:
+        # code 0 with an unexpected body: the request may well have worked, so retrying
+        # (possibly sending twice) is not safe.
+        raise TikTokPermanentError(
+            envelope.code,
+            f"unexpected response data: {error.errors()[0]['loc']}",
+            envelope.request_id,
+        ) from error

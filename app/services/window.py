@@ -1,0 +1,142 @@
+"""TikTok's 48 h reply window and its 10-message quota, kept in Redis.
+
+`TIKTOK_WINDOW:{user_id}` holds the window's end (unix milliseconds) and expires then;
+`TIKTOK_QUOTA:{user_id}` counts replies sent in it and expires with it. The window
+runs from the customer's message as TikTok stamped it, so a late delivery can find it
+already closed. PostgreSQL keeps a mirror on the conversation row, from which the keys
+are restored if Redis lost them (it keeps nothing on disk).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import redis.asyncio as aioredis
+
+from app.core.config import Settings
+from app.db.models import Conversation
+
+# Refresh only forwards: an older message delivered late must not shorten the window
+# or hand back a quota spent after a newer message.
+_REFRESH = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local new_end = tonumber(ARGV[1])
+if new_end < current then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[1])
+redis.call('SET', KEYS[2], '0', 'PXAT', ARGV[1])
+return 1
+"""
+
+# Reserve one reply slot atomically: -1 window closed, -2 quota spent, else the count.
+_RESERVE = """
+local window_end = redis.call('GET', KEYS[1])
+if not window_end then return -1 end
+local used = redis.call('INCR', KEYS[2])
+if used == 1 then redis.call('PEXPIREAT', KEYS[2], window_end) end
+if used > tonumber(ARGV[1]) then
+  redis.call('DECR', KEYS[2])
+  return -2
+end
+return used
+"""
+
+_RELEASE = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+
+class Refusal(StrEnum):
+    WINDOW_CLOSED = "window closed: the customer's last message is over 48 h old"
+    QUOTA_SPENT = "reply quota for this window is spent"
+
+
+@dataclass(frozen=True)
+class WindowState:
+    open: bool
+    ends_at: float | None
+    replies_used: int
+    replies_left: int
+
+
+def window_key(user_id: str) -> str:
+    return f"TIKTOK_WINDOW:{user_id}"
+
+
+def quota_key(user_id: str) -> str:
+    return f"TIKTOK_QUOTA:{user_id}"
+
+
+class WindowService:
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self._refresh = redis.register_script(_REFRESH)
+        self._reserve = redis.register_script(_RESERVE)
+        self._release = redis.register_script(_RELEASE)
+
+    def window_end_for(self, customer_timestamp_ms: int) -> float:
+        """Unix seconds at which the window opened by this message closes."""
+        return customer_timestamp_ms / 1000 + self.settings.window_hours * 3600
+
+    async def refresh(
+        self, user_id: str, customer_timestamp_ms: int, conversation: Conversation
+    ) -> bool:
+        """Open or extend the window for a customer message; False if it is already over."""
+        end = self.window_end_for(customer_timestamp_ms)
+        if end <= time.time():
+            return False
+        end_ms = int(end * 1000)
+        await self._refresh(keys=[window_key(user_id), quota_key(user_id)], args=[end_ms])
+        end_at = datetime.fromtimestamp(end_ms / 1000, UTC)
+        if conversation.window_expires_at is None or conversation.window_expires_at < end_at:
+            conversation.window_expires_at = end_at
+            conversation.last_customer_message_at = datetime.fromtimestamp(
+                customer_timestamp_ms / 1000, UTC
+            )
+            conversation.replies_in_window = 0
+        return True
+
+    async def _restore_from_mirror(self, user_id: str, conversation: Conversation) -> None:
+        end = conversation.window_expires_at
+        if end is None or end.timestamp() <= time.time():
+            return
+        stamp_ms = int(end.timestamp() * 1000)
+        await self.redis.set(window_key(user_id), stamp_ms, pxat=stamp_ms, nx=True)
+        await self.redis.set(
+            quota_key(user_id), conversation.replies_in_window, pxat=stamp_ms, nx=True
+        )
+
+    async def reserve_reply(self, user_id: str, conversation: Conversation) -> Refusal | None:
+        """Take one reply slot; the refusal says why nothing may be sent."""
+        keys = [window_key(user_id), quota_key(user_id)]
+        used = int(await self._reserve(keys=keys, args=[self.settings.reply_quota]))
+        if used == -1:
+            await self._restore_from_mirror(user_id, conversation)
+            used = int(await self._reserve(keys=keys, args=[self.settings.reply_quota]))
+        if used == -1:
+            return Refusal.WINDOW_CLOSED
+        if used == -2:
+            return Refusal.QUOTA_SPENT
+        conversation.replies_in_window = used
+        return None
+
+    async def release_reply(self, user_id: str, conversation: Conversation) -> None:
+        """Give a slot back when a reserved reply was not delivered after all."""
+        left = int(await self._release(keys=[quota_key(user_id)]))
+        conversation.replies_in_window = left
+
+    async def state(self, user_id: str, conversation: Conversation) -> WindowState:
+        end_raw, used_raw = await self.redis.mget(window_key(user_id), quota_key(user_id))
+        if end_raw is None:
+            await self._restore_from_mirror(user_id, conversation)
+            end_raw, used_raw = await self.redis.mget(window_key(user_id), quota_key(user_id))
+        if end_raw is None:
+            return WindowState(False, None, 0, 0)
+        used = int(used_raw or 0)
+        ends_at = int(end_raw) / 1000
+        return WindowState(True, ends_at, used, max(0, self.settings.reply_quota - used))

@@ -1,0 +1,99 @@
+"""Async code inside Celery's synchronous tasks.
+
+Each worker process owns one event loop, and the engine, Redis client and HTTP
+clients are created on it and live as long as the process. Prefork workers fork from
+a parent that may already hold connections: after the fork the child abandons the
+inherited engine (without closing the parent's sockets) and builds its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.config import Settings, get_settings
+from app.db.session import SessionFactory, create_engine, create_session_factory
+
+T = TypeVar("T")
+
+
+class WorkerRuntime:
+    def __init__(self, settings: Settings) -> None:
+        self.pid = os.getpid()
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self.engine: AsyncEngine = create_engine(settings)
+        self.session_factory: SessionFactory = create_session_factory(self.engine)
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+            settings.redis_url or "", socket_timeout=5.0, socket_connect_timeout=2.0
+        )
+        self.http = httpx.AsyncClient(timeout=settings.tiktok_http_timeout_seconds)
+        self.services: dict[str, Any] = {}  # per-process singletons built on this loop
+
+    def run(self, work: Awaitable[T]) -> T:
+        return self.loop.run_until_complete(work)
+
+    def service(self, name: str, build: Callable[[WorkerRuntime], T]) -> T:
+        """A per-process singleton (TikTok client, router...), built once on first use."""
+        if name not in self.services:
+            self.services[name] = build(self)
+        built: T = self.services[name]
+        return built
+
+    def abandon_after_fork(self) -> None:
+        # close=False: the sockets belong to the parent; closing them here would break it.
+        self.engine.sync_engine.dispose(close=False)
+
+    def close(self) -> None:
+        async def _close() -> None:
+            for service in self.services.values():
+                closer = getattr(service, "aclose", None)
+                if closer is not None:
+                    await closer()
+            await self.http.aclose()
+            await self.redis.aclose()
+            await self.engine.dispose()
+
+        try:
+            self.loop.run_until_complete(_close())
+        finally:
+            self.loop.close()
+
+
+_runtime: WorkerRuntime | None = None
+
+
+def get_runtime() -> WorkerRuntime:
+    global _runtime
+    if _runtime is not None and _runtime.pid != os.getpid():
+        _runtime.abandon_after_fork()
+        _runtime = None
+    if _runtime is None:
+        _runtime = WorkerRuntime(get_settings())
+    return _runtime
+
+
+def run_async(work: Callable[[WorkerRuntime], Awaitable[T]]) -> T:
+    """The one way tasks run async code: on this process's loop, with its clients."""
+    runtime = get_runtime()
+    return runtime.run(work(runtime))
+
+
+def reset_after_fork() -> None:
+    global _runtime
+    if _runtime is not None and _runtime.pid != os.getpid():
+        _runtime.abandon_after_fork()
+        _runtime = None
+
+
+def shutdown_runtime() -> None:
+    global _runtime
+    if _runtime is not None and _runtime.pid == os.getpid():
+        _runtime.close()
+    _runtime = None

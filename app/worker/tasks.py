@@ -1,0 +1,200 @@
+"""Celery tasks: thin, idempotent shells that run services on the worker's event loop."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from celery import Task
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+
+from app.core.config import get_settings
+from app.core.logging import configure_logging, get_logger
+from app.db.models import ConversationMode
+from app.db.repositories.conversations import (
+    ConversationRepository,
+    DeadLetterRepository,
+    OutboxRepository,
+)
+from app.db.session import transaction
+from app.services.brain import MenuBrain
+from app.services.delivery import Delivery, DeliveryService
+from app.services.inbound import InboundPipeline
+from app.services.media import CachedMediaResolver
+from app.services.staff_notify import StaffNotifier
+from app.services.tiktok.errors import backoff_delay
+from app.services.tiktok.webhook import InvalidEnvelope
+from app.worker.celery_app import EVENTS_QUEUE, SENDS_QUEUE, celery_app
+from app.worker.runtime import WorkerRuntime, reset_after_fork, run_async, shutdown_runtime
+from app.worker.tiktok import build_tiktok_client
+
+log = get_logger(__name__)
+
+
+@worker_init.connect
+def _check_configuration(**_: Any) -> None:
+    settings = get_settings()
+    configure_logging(settings)
+    if settings.redis_url is None or settings.database_url is None:
+        raise SystemExit("philia worker: DATABASE_URL and REDIS_URL must be set")
+
+
+@worker_process_init.connect
+def _after_fork(**_: Any) -> None:
+    configure_logging(get_settings())
+    reset_after_fork()
+
+
+@worker_process_shutdown.connect
+def _on_shutdown(**_: Any) -> None:
+    shutdown_runtime()
+
+
+def enqueue_deliveries(outbox_ids: Sequence[int], countdown: float | None = None) -> None:
+    for outbox_id in outbox_ids:
+        celery_app.send_task(
+            "philia.deliver_outbox", args=[outbox_id], queue=SENDS_QUEUE, countdown=countdown
+        )
+
+
+def _pipeline(runtime: WorkerRuntime) -> InboundPipeline:
+    async def _enqueue(outbox_ids: Sequence[int]) -> None:
+        enqueue_deliveries(outbox_ids)
+
+    return InboundPipeline(
+        settings=runtime.settings,
+        session_factory=runtime.session_factory,
+        redis=runtime.redis,
+        brain=MenuBrain(),
+        enqueue_deliveries=_enqueue,
+        notify_staff=StaffNotifier(runtime.settings, runtime.http),
+    )
+
+
+def _delivery(runtime: WorkerRuntime) -> DeliveryService:
+    client = runtime.service("tiktok", build_tiktok_client)
+    return DeliveryService(
+        settings=runtime.settings,
+        session_factory=runtime.session_factory,
+        redis=runtime.redis,
+        tiktok=client,
+        media=CachedMediaResolver(runtime.session_factory, runtime.http, client),
+    )
+
+
+def _retry_countdown(task: Task[Any, Any]) -> float:
+    settings = get_settings()
+    return backoff_delay(
+        task.request.retries + 1,
+        settings.retry_backoff_base_seconds,
+        settings.retry_backoff_cap_seconds,
+    )
+
+
+async def _park_event(runtime: WorkerRuntime, body: str, error: str, attempts: int) -> None:
+    async with transaction(runtime.session_factory) as session:
+        await DeadLetterRepository(session).park(
+            "event",
+            error,
+            event_id=structlog.contextvars.get_contextvars().get("event_id"),
+            conversation_id=structlog.contextvars.get_contextvars().get("conversation_id"),
+            payload={"body": body},
+            attempts=attempts,
+        )
+
+
+@celery_app.task(name="philia.process_event", bind=True, max_retries=None, queue=EVENTS_QUEUE)
+def process_event(self: Task[Any, Any], body: str, received_at: float) -> str:
+    structlog.contextvars.clear_contextvars()
+    settings = get_settings()
+    attempts = self.request.retries + 1
+    try:
+        outcome = run_async(lambda rt: rt.service("pipeline", _pipeline).handle(body))
+        return outcome.value
+    except InvalidEnvelope as error:
+        # Retrying cannot fix a malformed event: park it for a person straight away.
+        log.error("event_invalid", error=str(error))
+        reason, permanent = str(error), True
+    except Exception as error:
+        log.exception("event_failed", attempt=attempts)
+        reason, permanent = repr(error), False
+    if not permanent and attempts < settings.max_event_attempts:
+        raise self.retry(countdown=_retry_countdown(self))
+    try:
+        run_async(lambda rt: _park_event(rt, body, reason, attempts))
+        log.error("event_dead_lettered", attempts=attempts)
+        return "dead_lettered"
+    except Exception:
+        # Not even the dead-letter table takes it: keep retrying rather than lose it.
+        log.exception("dead_letter_failed")
+        raise self.retry(countdown=settings.retry_backoff_cap_seconds) from None
+
+
+@celery_app.task(name="philia.deliver_outbox", bind=True, max_retries=None, queue=SENDS_QUEUE)
+def deliver_outbox(self: Task[Any, Any], outbox_id: int) -> str:
+    structlog.contextvars.clear_contextvars()
+    try:
+        result = run_async(lambda rt: _delivery(rt).deliver(outbox_id))
+    except Exception:
+        log.exception("delivery_crashed", outbox_id=outbox_id, attempt=self.request.retries + 1)
+        # The row is still pending (or stuck in sending, which the sweeper resolves).
+        raise self.retry(countdown=_retry_countdown(self)) from None
+    if result.outcome is Delivery.RETRY and result.retry_in is not None:
+        enqueue_deliveries([outbox_id], countdown=result.retry_in)
+    return result.outcome.value
+
+
+@celery_app.task(name="philia.drain_conversation", queue=EVENTS_QUEUE)
+def drain_conversation(conversation_id: int) -> None:
+    structlog.contextvars.clear_contextvars()
+    run_async(lambda rt: rt.service("pipeline", _pipeline).drain(conversation_id))
+
+
+async def _sweep(runtime: WorkerRuntime) -> dict[str, int]:
+    settings = runtime.settings
+    now = datetime.now(UTC)
+    grace = timedelta(
+        seconds=max(settings.send_unknown_grace_seconds, settings.tiktok_http_timeout_seconds)
+    )
+    unknown = await _delivery(runtime).mark_stuck_unknown(grace)
+    async with transaction(runtime.session_factory) as session:
+        due = await OutboxRepository(session).due(now, now - timedelta(seconds=10), 500)
+        stale = await ConversationRepository(session).with_stale_inbound(
+            now - timedelta(seconds=30)
+        )
+    enqueue_deliveries(due)
+    for conversation_id in stale:
+        celery_app.send_task("philia.drain_conversation", args=[conversation_id])
+    return {"unknown": unknown, "requeued": len(due), "drained": len(stale)}
+
+
+@celery_app.task(name="philia.sweep_outbox")
+def sweep_outbox() -> dict[str, int]:
+    structlog.contextvars.clear_contextvars()
+    counts = run_async(_sweep)
+    if any(counts.values()):
+        log.info("outbox_swept", **counts)
+    return counts
+
+
+async def _release_idle_handoffs(runtime: WorkerRuntime) -> int:
+    idle_since = datetime.now(UTC) - timedelta(
+        hours=runtime.settings.human_inactivity_timeout_hours
+    )
+    async with transaction(runtime.session_factory) as session:
+        idle = await ConversationRepository(session).idle_handoffs(idle_since)
+        for conversation in idle:
+            conversation.mode = ConversationMode.BOT.value
+            conversation.human_since = None
+        return len(idle)
+
+
+@celery_app.task(name="philia.release_idle_handoffs")
+def release_idle_handoffs() -> int:
+    structlog.contextvars.clear_contextvars()
+    released = run_async(_release_idle_handoffs)
+    if released:
+        log.info("handoffs_released", count=released)
+    return released

@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from app.core.config import Settings, get_settings
+from app.core.embedded import EmbeddedRedis
+from app.core.security import signature_header
+from app.main import create_app
+from tests.conftest import TestServices
+
+SECRET = "test-client-secret"
+
+
+def envelope(text: str = "hi", message_id: str = "msg-1", event: str = "im_receive_msg") -> bytes:
+    content = {
+        "timestamp": int(time.time() * 1000),
+        "conversation_id": "conv+/=1",
+        "message_id": message_id,
+        "from": "customer",
+        "to": "shop",
+        "from_user": {"id": "user-1", "role": "personal_account"},
+        "to_user": {"id": "shop-1", "role": "business_account"},
+        "type": "text",
+        "text": {"body": text},
+    }
+    return orjson.dumps(
+        {
+            "client_key": "ck",
+            "event": event,
+            "create_time": int(time.time()),
+            "user_openid": "shop-1",
+            "content": orjson.dumps(content).decode(),
+        }
+    )
+
+
+def signed(body: bytes, header: str = "TikTok-Signature", **kwargs: int) -> dict[str, str]:
+    return {header: signature_header(SECRET, body, **kwargs), "Content-Type": "application/json"}
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app: FastAPI = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bot") as client:
+            yield client
+
+
+def settings_for(services: TestServices, **overrides: object) -> Settings:
+    base = get_settings().model_dump()
+    base.update(
+        database_url=services.database_url,
+        redis_url=services.redis_url,
+        tiktok_client_secret=SECRET,
+        webhook_max_body_bytes=4096,
+    )
+    base.update(overrides)
+    return Settings(**base)
+
+
+@pytest.fixture
+async def bot(
+    services: TestServices, redis_client: aioredis.Redis
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with running(settings_for(services)) as client:
+        yield client
+
+
+async def queued(redis_client: aioredis.Redis) -> int:
+    return int(await redis_client.llen("events"))
+
+
+async def test_valid_event_is_queued_and_acknowledged(
+    bot: httpx.AsyncClient, redis_client: aioredis.Redis
+) -> None:
+    body = envelope()
+    response = await bot.post("/webhook/tiktok", content=body, headers=signed(body))
+    assert response.status_code == 200
+    assert await queued(redis_client) == 1
+    message = orjson.loads(await redis_client.lindex("events", 0))
+    assert message["headers"]["task"] == "philia.process_event"
+
+
+async def test_alternative_header_name_is_accepted(
+    bot: httpx.AsyncClient, redis_client: aioredis.Redis
+) -> None:
+    body = envelope()
+    headers = signed(body, header="X-TikTok-Signature")
+    assert (await bot.post("/webhook/tiktok", content=body, headers=headers)).status_code == 200
+
+
+async def test_unknown_event_types_are_acknowledged(bot: httpx.AsyncClient) -> None:
+    body = envelope(event="im_referral_msg")
+    assert (
+        await bot.post("/webhook/tiktok", content=body, headers=signed(body))
+    ).status_code == 200
+
+
+BadHeaders = Callable[[bytes], dict[str, str]]
+
+
+@pytest.mark.parametrize(
+    "make_headers",
+    [
+        pytest.param(lambda body: {}, id="missing"),
+        pytest.param(lambda body: {"TikTok-Signature": "garbage"}, id="malformed"),
+        pytest.param(lambda body: {"TikTok-Signature": "t=abc,s=" + "0" * 64}, id="bad-t"),
+        pytest.param(
+            lambda body: {"TikTok-Signature": signature_header("wrong", body)}, id="wrong-secret"
+        ),
+        pytest.param(lambda body: signed(body, timestamp=int(time.time()) - 301), id="stale"),
+        pytest.param(lambda body: signed(body, timestamp=int(time.time()) + 301), id="future"),
+        pytest.param(lambda body: signed(body + b" "), id="body-changed"),
+    ],
+)
+async def test_bad_signatures_get_401_and_nothing_is_queued(
+    bot: httpx.AsyncClient, redis_client: aioredis.Redis, make_headers: BadHeaders
+) -> None:
+    body = envelope()
+    response = await bot.post("/webhook/tiktok", content=body, headers=make_headers(body))
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_signature"
+    assert await queued(redis_client) == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"not json", id="not-json"),
+        pytest.param(b"[1, 2]", id="array"),
+        pytest.param(b'{"event": "im_receive_msg"}', id="no-envelope"),
+        pytest.param(
+            orjson.dumps({"client_key": "c", "event": "e", "create_time": 1, "content": "{"}),
+            id="content-not-json",
+        ),
+    ],
+)
+async def test_signed_garbage_gets_400(
+    bot: httpx.AsyncClient, redis_client: aioredis.Redis, body: bytes
+) -> None:
+    response = await bot.post("/webhook/tiktok", content=body, headers=signed(body))
+    assert response.status_code == 400
+    assert await queued(redis_client) == 0
+
+
+async def test_oversized_body_gets_413_declared_or_streamed(
+    bot: httpx.AsyncClient, redis_client: aioredis.Redis
+) -> None:
+    big = b"x" * 5000
+    assert (await bot.post("/webhook/tiktok", content=big, headers=signed(big))).status_code == 413
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"y" * 1000
+
+    streamed = await bot.post("/webhook/tiktok", content=chunks(), headers=signed(b""))
+    assert streamed.status_code == 413
+    assert await queued(redis_client) == 0
+
+
+async def test_redis_down_gives_503_then_200_when_back(
+    services: TestServices, tmp_path: Path
+) -> None:
+    broker = EmbeddedRedis(tmp_path / "redis")
+    broker.start()
+    try:
+        settings = settings_for(services, redis_url=broker.url, webhook_enqueue_timeout_seconds=1.0)
+        async with running(settings) as client:
+            body = envelope()
+            ok = await client.post("/webhook/tiktok", content=body, headers=signed(body))
+            assert ok.status_code == 200
+            broker.stop()
+            started = time.monotonic()
+            down = await client.post("/webhook/tiktok", content=body, headers=signed(body))
+            assert down.status_code == 503
+            assert down.json()["error"] == "queue_unavailable"
+            assert time.monotonic() - started < 5  # TikTok is not kept waiting
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["failing"] == ["redis"]
+            broker.start()
+            back = await client.post("/webhook/tiktok", content=body, headers=signed(body))
+            assert back.status_code == 200
+            probe = aioredis.Redis.from_url(broker.url)
+            assert await probe.llen("events") == 1  # only what was acknowledged
+            await probe.aclose()
+    finally:
+        broker.stop()
+
+
+async def test_health_endpoints(bot: httpx.AsyncClient) -> None:
+    assert (await bot.get("/healthz")).json() == {"status": "ok"}
+    ready = await bot.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "failing": []}

@@ -1,0 +1,320 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import redis.asyncio as aioredis
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from app.db.models import (
+    Conversation,
+    Customer,
+    DeadLetter,
+    Message,
+    OutboxEntry,
+)
+from app.services import replies
+from app.services.brain import Reply, TurnResult
+from app.services.delivery import Delivery
+from app.services.inbound import Outcome
+from app.services.window import quota_key, window_key
+from tests.fakes import bad_parameters, server_error, too_fast
+from tests.services.pipeline.conftest import Harness, customer_message, echo
+
+MakeHarness = Callable[..., Harness]
+
+
+async def rows(engine: AsyncEngine, model: type[object], *where: object) -> list[object]:
+    async with AsyncSession(engine) as session:
+        return list((await session.scalars(select(model).where(*where))).all())  # type: ignore[call-overload]
+
+
+async def count(engine: AsyncEngine, model: type[object]) -> int:
+    async with AsyncSession(engine) as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)  # type: ignore[arg-type]
+
+
+async def test_one_message_gets_one_reply(
+    make_harness: MakeHarness, committed_db: AsyncEngine
+) -> None:
+    harness = make_harness()
+    assert await harness.pipeline.handle(customer_message("hi")) is Outcome.HANDLED
+    results = await harness.deliver_queued()
+    assert [result.outcome for result in results] == [Delivery.SENT]
+    assert [sent.text for sent in harness.sender.sent] == [replies.MENU]
+    inbound = await rows(committed_db, Message, Message.direction == "inbound")
+    assert [(m.status, m.intent) for m in inbound] == [("processed", "menu")]  # type: ignore[attr-defined]
+
+
+async def test_same_event_ten_times_at_once_is_answered_once(
+    make_harness: MakeHarness, committed_db: AsyncEngine
+) -> None:
+    harness = make_harness()
+    body = customer_message("hi", message_id="dup-1")
+    outcomes = await asyncio.gather(*(harness.pipeline.handle(body) for _ in range(10)))
+    assert outcomes.count(Outcome.HANDLED) == 1
+    assert outcomes.count(Outcome.DUPLICATE) == 9
+    await harness.deliver_queued()
+    assert len(harness.sender.sent) == 1
+    assert await count(committed_db, OutboxEntry) == 1
+    # hours later (TikTok retries for 72 h) it is still a duplicate
+    assert await harness.pipeline.handle(body) is Outcome.DUPLICATE
+
+
+async def test_duplicate_is_caught_by_the_database_when_redis_forgot(
+    make_harness: MakeHarness, redis_client: aioredis.Redis
+) -> None:
+    harness = make_harness()
+    body = customer_message("hi", message_id="dup-2")
+    await harness.pipeline.handle(body)
+    await redis_client.flushdb()
+    assert await harness.pipeline.handle(body) is Outcome.DUPLICATE
+    await harness.deliver_queued()
+    assert len(harness.sender.sent) == 1
+
+
+class RecordingBrain:
+    def __init__(self) -> None:
+        self.turns: list[list[str]] = []
+
+    async def respond(self, session, conversation, customer, turn):  # type: ignore[no-untyped-def]
+        self.turns.append([message.text or "" for message in turn])
+        return TurnResult("other", "local", replies=[Reply(" + ".join(self.turns[-1]))])
+
+
+async def test_messages_are_handled_in_customer_order_even_if_recorded_out_of_order(
+    make_harness: MakeHarness,
+) -> None:
+    brain = RecordingBrain()
+    harness = make_harness(brain=brain, burst_gap_seconds=2.0)
+    now = int(time.time() * 1000)
+    late_recorded = customer_message("second", message_id="b", timestamp_ms=now - 10_000)
+    early = customer_message("first", message_id="a", timestamp_ms=now - 20_000)
+    burst_1 = customer_message("burst one", message_id="c", timestamp_ms=now - 1_000)
+    burst_2 = customer_message("burst two", message_id="d", timestamp_ms=now - 500)
+    drained: list[int] = []
+
+    async def hold_drain(conversation_id: int) -> None:
+        drained.append(conversation_id)
+
+    harness.pipeline.drain = hold_drain  # type: ignore[method-assign]
+    for body in (late_recorded, burst_2, early, burst_1):
+        await harness.pipeline.handle(body)
+    del harness.pipeline.drain
+    await harness.pipeline.drain(drained[0])
+    assert brain.turns == [["first"], ["second"], ["burst one", "burst two"]]
+    assert len(harness.queued) == 3  # a burst is answered as one turn
+
+
+async def test_late_delivery_outside_the_window_is_recorded_and_not_answered(
+    make_harness: MakeHarness, committed_db: AsyncEngine
+) -> None:
+    harness = make_harness()
+    old = int((time.time() - 49 * 3600) * 1000)
+    assert (
+        await harness.pipeline.handle(customer_message("hi", timestamp_ms=old)) is Outcome.HANDLED
+    )
+    assert harness.queued == []
+    (message,) = await rows(committed_db, Message)
+    assert message.status == "processed"  # type: ignore[attr-defined]
+    assert "window closed" in (message.status_reason or "")  # type: ignore[attr-defined]
+
+
+async def test_reply_after_window_closed_is_recorded_not_sent(
+    make_harness: MakeHarness, redis_client: aioredis.Redis, committed_db: AsyncEngine
+) -> None:
+    harness = make_harness()
+    await harness.pipeline.handle(customer_message("hi"))
+    await redis_client.delete(window_key("cust-1"))
+    async with AsyncSession(committed_db) as session:
+        conversation = await session.scalar(select(Conversation))
+        assert conversation is not None
+        conversation.window_expires_at = datetime.now(UTC) - timedelta(minutes=1)
+        await session.commit()
+    assert [r.outcome for r in await harness.deliver_queued()] == [Delivery.NOT_SENT]
+    assert harness.sender.sent == []
+    (reply,) = await rows(committed_db, Message, Message.direction == "outbound")
+    assert reply.status == "not_sent" and "window closed" in reply.status_reason  # type: ignore[attr-defined]
+
+
+async def test_window_survives_redis_losing_its_keys(
+    make_harness: MakeHarness, redis_client: aioredis.Redis
+) -> None:
+    harness = make_harness()
+    await harness.pipeline.handle(customer_message("hi"))
+    await redis_client.flushdb()
+    assert [r.outcome for r in await harness.deliver_queued()] == [Delivery.SENT]
+
+
+async def test_eleventh_reply_in_a_window_is_not_sent(
+    make_harness: MakeHarness, redis_client: aioredis.Redis, committed_db: AsyncEngine
+) -> None:
+    harness = make_harness()
+    await harness.pipeline.handle(customer_message("hi"))
+    await redis_client.set(quota_key("cust-1"), 10, keepttl=True)
+    assert [r.outcome for r in await harness.deliver_queued()] == [Delivery.NOT_SENT]
+    (reply,) = await rows(committed_db, Message, Message.direction == "outbound")
+    assert "quota" in reply.status_reason  # type: ignore[attr-defined]
+    assert int(await redis_client.get(quota_key("cust-1")) or 0) == 10
+
+
+async def test_a_new_customer_message_resets_the_quota(
+    make_harness: MakeHarness, redis_client: aioredis.Redis
+) -> None:
+    harness = make_harness()
+    await harness.pipeline.handle(customer_message("hi", message_id="q1"))
+    await harness.deliver_queued()
+    await redis_client.set(quota_key("cust-1"), 10, keepttl=True)
+    await harness.pipeline.handle(customer_message("hello again", message_id="q2"))
+    assert [r.outcome for r in await harness.deliver_queued()] == [Delivery.SENT]
+
+
+async def test_last_quota_slot_is_kept_for_the_handoff_notice(
+    make_harness: MakeHarness, redis_client: aioredis.Redis, committed_db: AsyncEngine
+) -> None:
+    class CardBrain(RecordingBrain):
+        async def respond(self, session, conversation, customer, turn):  # type: ignore[no-untyped-def]
+            # staff and bot notices used most of this window's quota meanwhile
+            await redis_client.set(quota_key("cust-1"), 8, keepttl=True)
+            card = [Reply("PT-0001 is available"), Reply(image_url="https://x/1.jpg")]
+            return TurnResult("availability", "local", replies=card)
+
+    harness = make_harness(brain=CardBrain())
+    await harness.pipeline.handle(customer_message("is PT-0001 available"))
+    await harness.deliver_queued()
+    assert [sent.text for sent in harness.sender.sent] == [replies.QUOTA_HANDOFF]
+    assert harness.handoffs == ["reply quota nearly spent"]
+    (conversation,) = await rows(committed_db, Conversation)
+    assert conversation.mode == "human"  # type: ignore[attr-defined]
+
+
+async def test_transient_failures_back_off_then_deliver(make_harness: MakeHarness) -> None:
+    harness = make_harness()
+    await harness.pipeline.handle(customer_message("hi"))
+    harness.sender.fail_next(server_error(), server_error(), server_error())
+    (outbox_id,) = harness.queued
+    outcomes = [await harness.delivery.deliver(outbox_id) for _ in range(4)]
+    assert [o.outcome for o in outcomes] == [Delivery.RETRY] * 3 + [Delivery.SENT]
+    assert all(o.retry_in is not None and o.retry_in > 0 for o in outcomes[:3])
+    assert len(harness.sender.sent) == 1
+
+
+async def test_too_fast_backs_off_longer(make_harness: MakeHarness) -> None:
+    harness = make_harness(retry_backoff_base_seconds=0.01, too_fast_backoff_seconds=30)
+    await harness.pipeline.handle(customer_message("hi"))
+    retry_ins = []
+    for _ in range(5):  # one less than max_send_attempts
+        harness.sender.fail_next(too_fast())
+        result = await harness.delivery.deliver(harness.queued[0])
+        assert result.outcome is Delivery.RETRY and result.retry_in is not None
+        retry_ins.append(result.retry_in)
+    assert max(retry_ins) > 1.0  # with the 0.01 s base a plain 5xx never waits that long
+
+
+async def test_permanent_failure_is_dead_lettered(
+    make_harness: MakeHarness, committed_db: AsyncEngine
+) -> None:
+    harness = make_harness()
+    await harness.pipeline.handle(customer_message("hi"))
+    harness.sender.fail_next(bad_parameters())
+    assert [r.outcome for r in await harness.deliver_queued()] == [Delivery.FAILED]
+    (letter,) = await rows(committed_db, DeadLetter)
+    assert letter.kind == "send" and "40002" in letter.error  # type: ignore[attr-defined]
+
+
+async def test_attempts_are_bounded(make_harness: MakeHarness, committed_db: AsyncEngine) -> None:
+    harness = make_harness(max_send_attempts=3)
+    await harness.pipeline.handle(customer_message("hi"))
+    harness.sender.fail_next(*(server_error() for _ in range(5)))
+    outcomes = [(await harness.delivery.deliver(harness.queued[0])).outcome for _ in range(4)]
+    assert outcomes == [Delivery.RETRY, Delivery.RETRY, Delivery.FAILED, Delivery.SKIPPED]
+    assert await count(committed_db, DeadLetter) == 1
+
+
+async def test_handoff_silences_the_bot_and_notifies_staff(
+    make_harness: MakeHarness, committed_db: AsyncEngine
+) -> None:
+    harness = make_harness()
+    await harness.pipeline.handle(customer_message("3", message_id="h1"))
+    await harness.deliver_queued()
+    assert [sent.text for sent in harness.sender.sent] == [replies.HANDOFF_CONFIRM]
+    assert harness.handoffs == ["customer asked for a person"]
+    await harness.pipeline.handle(customer_message("hello? anyone?", message_id="h2"))
+    assert harness.queued == []
+
+
+async def test_staff_echo_from_the_app_takes_over(
+    make_harness: MakeHarness, committed_db: AsyncEngine
+) -> None:
+    harness = make_harness()
+    await harness.pipeline.handle(customer_message("hi", message_id="e1"))
+    await harness.deliver_queued()
+    # the echo of our own reply changes nothing
+    assert await harness.pipeline.handle(echo(replies.MENU, message_id="tt-1")) is Outcome.ECHO
+    (conversation,) = await rows(committed_db, Conversation)
+    assert conversation.mode == "bot"  # type: ignore[attr-defined]
+    # staff typed in the TikTok app
+    assert (
+        await harness.pipeline.handle(echo("hey it's Mia!", message_id="staff-1")) is Outcome.ECHO
+    )
+    (conversation,) = await rows(committed_db, Conversation)
+    assert conversation.mode == "human"  # type: ignore[attr-defined]
+    await harness.pipeline.handle(customer_message("oh hi Mia", message_id="e2"))
+    assert harness.queued == []
+    staff = await rows(committed_db, Message, Message.sent_by == "staff_app")
+    assert [m.text for m in staff] == ["hey it's Mia!"]  # type: ignore[attr-defined]
+
+
+async def test_send_interrupted_mid_call_is_never_resent_and_echo_confirms_it(
+    make_harness: MakeHarness, committed_db: AsyncEngine
+) -> None:
+    harness = make_harness()
+    await harness.pipeline.handle(customer_message("hi"))
+    (outbox_id,) = harness.queued
+    claim = await harness.delivery._claim(outbox_id)  # the worker dies after this point
+    assert not isinstance(claim, type(None))
+    assert (await harness.delivery.deliver(outbox_id)).outcome is Delivery.SKIPPED
+    assert await harness.delivery.mark_stuck_unknown(timedelta(seconds=0)) == 1
+    assert (await harness.delivery.deliver(outbox_id)).outcome is Delivery.SKIPPED
+    assert harness.sender.sent == []
+    (letter,) = await rows(committed_db, DeadLetter)
+    assert letter.kind == "send_unknown"  # type: ignore[attr-defined]
+    await harness.pipeline.handle(echo(replies.MENU, message_id="tt-late"))
+    (entry,) = await rows(committed_db, OutboxEntry)
+    assert entry.status == "sent"  # type: ignore[attr-defined]
+
+
+async def test_customer_photo_gets_a_kind_answer(make_harness: MakeHarness) -> None:
+    harness = make_harness()
+    await harness.pipeline.handle(customer_message(type_="image"))
+    await harness.deliver_queued()
+    assert [sent.text for sent in harness.sender.sent] == [replies.CANNOT_READ_MEDIA]
+
+
+async def test_unknown_events_and_read_receipts_are_ignored(make_harness: MakeHarness) -> None:
+    harness = make_harness()
+    body = customer_message("hi").replace("im_receive_msg", "im_mark_read_msg")
+    assert await harness.pipeline.handle(body) is Outcome.IGNORED
+    assert harness.queued == []
+
+
+async def test_long_replies_are_split_under_the_limit(
+    make_harness: MakeHarness, committed_db: AsyncEngine
+) -> None:
+    class Verbose(RecordingBrain):
+        async def respond(self, session, conversation, customer, turn):  # type: ignore[no-untyped-def]
+            return TurnResult("other", "local", replies=[Reply("This is a sentence. " * 700)])
+
+    harness = make_harness(brain=Verbose())
+    await harness.pipeline.handle(customer_message("tell me everything"))
+    await harness.deliver_queued()
+    assert len(harness.sender.sent) == 3
+    assert all(len(sent.text or "") <= 6000 for sent in harness.sender.sent)
+    assert "".join(sent.text or "" for sent in harness.sender.sent).replace(" ", "") == (
+        "This is a sentence. " * 700
+    ).replace(" ", "")
+    customers = await rows(committed_db, Customer)
+    assert len(customers) == 1
