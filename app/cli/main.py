@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from app.cli import catalog, db, deadletters, orders, run, sandbox
+from app.cli import route as route_cli
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Philia, the TikTok DM bot.")
 cli.add_typer(catalog.app, name="catalog")
@@ -13,3 +14,4 @@ cli.add_typer(db.app, name="db")
 cli.add_typer(deadletters.app, name="deadletters")
 cli.command("run")(run.run)
 cli.command("sandbox")(sandbox.sandbox)
+cli.add_typer(route_cli.app, name="route")

@@ -105,6 +105,7 @@ class Stack:
                     str(self.sandbox_port),
                     "--webhook-url",
                     f"{self.api_url}/webhook/tiktok",
+                    "--echo-sends",  # as TikTok does: every send comes back as im_send_msg
                 ],
             )
         self._spawn(

@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     worker_prefetch_multiplier: int = 1
     task_time_limit_seconds: int = 120
     broker_visibility_timeout_seconds: int = 300
+    outbox_sweep_seconds: float = 15.0
     retry_backoff_base_seconds: float = 1.0
     retry_backoff_cap_seconds: float = 60.0
     # 40064 is TikTok's "too fast" restriction: back off from a larger base.

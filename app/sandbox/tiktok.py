@@ -592,6 +592,9 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
         needs_token: bool = True,
     ) -> Response:
         call = state.record_call(request, endpoint)
+        # Read the whole request first (Starlette keeps it): a delayed answer must still act
+        # on a request whose client has given up waiting, as TikTok would.
+        await request.body()
         rule = state.take_failure(endpoint)
         if rule is not None:
             call.injected = rule.kind

@@ -44,7 +44,10 @@ def create_celery(settings: Settings) -> Celery:
             "philia.release_idle_handoffs": {"queue": MAINTENANCE_QUEUE},
         },
         beat_schedule={
-            "sweep-outbox": {"task": "philia.sweep_outbox", "schedule": 15.0},
+            "sweep-outbox": {
+                "task": "philia.sweep_outbox",
+                "schedule": settings.outbox_sweep_seconds,
+            },
             "release-idle-handoffs": {"task": "philia.release_idle_handoffs", "schedule": 300.0},
         },
         worker_hijack_root_logger=False,

@@ -102,9 +102,11 @@ def _bare_reference(text: str, simple: str, context: RouterContext | None) -> Ro
     last = context.last_intent if context is not None else None
     if last in INHERITABLE and (follow is not None or not entities.is_empty()):
         return RouteResult(intent=last, entities=entities, source="pattern", confidence=None)
-    if follow is None and entities.order_number is not None:
+    # Without a conversation to continue, a bare order number asks where the order is,
+    # and a bare piece asks whether it is still there (the first thing customers ask).
+    if entities.order_number is not None and entities.sku is None:
         return RouteResult(intent=Intent.ORDER_STATUS, entities=entities, source="pattern")
-    if follow is None and entities.sku is not None:
+    if entities.sku is not None and entities.order_number is None:
         return RouteResult(intent=Intent.AVAILABILITY, entities=entities, source="pattern")
     return None
 

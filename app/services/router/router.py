@@ -1,0 +1,94 @@
+"""The hybrid router: exact patterns, then the LLM when configured, else the local model."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from app.core.config import Settings, get_settings
+from app.core.logging import get_logger
+from app.services.router.entities import extract_entities
+from app.services.router.llm import LLMRouter, LLMUnavailable
+from app.services.router.local import LocalRouter, get_local_router
+from app.services.router.models import Intent, RouteResult, RouterContext
+from app.services.router.patterns import match_pattern
+
+log = get_logger(__name__)
+
+# The classifier reads the start of a message; a pasted essay must not cost more time.
+MAX_CLASSIFIED_CHARS = 1000
+
+
+class HybridRouter:
+    """Routes one customer DM to an intent and its entities.
+
+    `route` is for the worker (it may call the LLM); `route_offline` never leaves the
+    process (CLI, evaluation, and anywhere a network call is not wanted).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        local: LocalRouter | None = None,
+        llm: LLMRouter | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self._local = local
+        self.llm = llm if llm is not None else LLMRouter(self.settings)
+
+    @property
+    def local(self) -> LocalRouter:
+        if self._local is None:
+            self._local = get_local_router()
+        return self._local
+
+    def warm_up(self) -> None:
+        """Train the local router now (about a second) instead of on the first message."""
+        _ = self.local
+
+    async def route(self, text: str, context: RouterContext | None = None) -> RouteResult:
+        exact = self._exact(text, context)
+        if exact is not None:
+            return exact
+        if self.llm.configured:
+            try:
+                return await self.llm.route(text, context)
+            except LLMUnavailable as error:
+                log.info("router_fallback_to_local", reason=str(error)[:200])
+        if self._local is None:
+            # Training takes about a second: keep it off the event loop.
+            await asyncio.to_thread(self.warm_up)
+        return self._local_route(text)
+
+    def route_offline(self, text: str, context: RouterContext | None = None) -> RouteResult:
+        exact = self._exact(text, context)
+        return exact if exact is not None else self._local_route(text)
+
+    def _exact(self, text: str, context: RouterContext | None) -> RouteResult | None:
+        if not text.strip():
+            return RouteResult(intent=Intent.OTHER, source="pattern", confidence=1.0)
+        return match_pattern(text, context)
+
+    def _local_route(self, text: str) -> RouteResult:
+        intent, confidence = self.local.classify(text[:MAX_CLASSIFIED_CHARS])
+        return RouteResult(
+            intent=intent,
+            entities=extract_entities(text),
+            source="local",
+            confidence=round(confidence, 4),
+        )
+
+
+_shared: HybridRouter | None = None
+_shared_lock = threading.Lock()
+
+
+def get_router() -> HybridRouter:
+    """The process-wide router (one LLM client, one breaker, one trained local model)."""
+    global _shared
+    if _shared is None:
+        with _shared_lock:
+            if _shared is None:
+                _shared = HybridRouter(get_settings())
+    return _shared

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+
+from app.core.config import PROJECT_ROOT, Settings
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("postgres://u:p@h:5432/d", "postgresql+asyncpg://u:p@h:5432/d"),
+        ("postgresql://u:p@h/d", "postgresql+asyncpg://u:p@h/d"),
+        ("postgresql+asyncpg://u@h/d", "postgresql+asyncpg://u@h/d"),
+    ],
+)
+def test_database_urls_are_normalised(raw: str, expected: str) -> None:
+    assert Settings(database_url=raw).database_url == expected
+
+
+@pytest.mark.parametrize("raw", ["redis://h:6379/0", "rediss://u:p@h:6380/1"])
+def test_redis_urls_are_accepted(raw: str) -> None:
+    assert Settings(redis_url=raw).redis_url == raw
+
+
+def test_bad_urls_are_refused() -> None:
+    with pytest.raises(ValidationError, match="DATABASE_URL"):
+        Settings(database_url="mysql://h/d")
+    with pytest.raises(ValidationError, match="REDIS_URL"):
+        Settings(redis_url="http://h")
+
+
+def test_size_chart_reads_from_a_string() -> None:
+    chart = Settings(size_chart_pit_to_pit_in="17,19,20.5,22,23.5").size_chart_pit_to_pit_in
+    assert chart == [Decimal("17"), Decimal("19"), Decimal("20.5"), Decimal("22"), Decimal("23.5")]
+    with pytest.raises(ValidationError):
+        Settings(size_chart_pit_to_pit_in="20,19,21,22,23")
+
+
+PRODUCTION = {
+    "ENVIRONMENT": "production",
+    "DATABASE_URL": "postgresql://u:p@db/philia",
+    "REDIS_URL": "redis://cache:6379/0",
+    "TIKTOK_CLIENT_KEY": "awx123",
+    "TIKTOK_CLIENT_SECRET": "a-real-secret-value",
+    "TIKTOK_BUSINESS_ID": "biz-42",
+    "TIKTOK_ACCESS_TOKEN": "act.real",
+    "TIKTOK_REFRESH_TOKEN": "rft.real",
+    "SECRET_KEY": "a-long-random-session-key",
+}
+
+
+def _start_with(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from app.core.config import get_settings; get_settings()"],
+        cwd=PROJECT_ROOT,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_production_starts_with_real_secrets() -> None:
+    assert _start_with(PRODUCTION).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("TIKTOK_CLIENT_SECRET", "changeme"), ("SECRET_KEY", ""), ("TIKTOK_ACCESS_TOKEN", "dev")],
+)
+def test_production_refuses_placeholder_secrets_in_one_line(variable: str, value: str) -> None:
+    result = _start_with({**PRODUCTION, variable: value})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0]
+
+
+def test_production_refuses_a_missing_database_url() -> None:
+    env = {k: v for k, v in PRODUCTION.items() if k != "DATABASE_URL"}
+    result = _start_with(env)
+    assert result.returncode == 1 and "DATABASE_URL" in result.stderr

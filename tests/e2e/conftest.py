@@ -1,0 +1,83 @@
+"""The real thing: API and Celery worker processes, the TikTok stand-in, real PostgreSQL
+and Redis. One stack per module; each test uses conversations of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from app.cli.stack import Stack, free_port
+from app.core.config import Settings, get_settings
+from app.sandbox.control import SandboxControl
+from tests.conftest import TestServices
+
+T = TypeVar("T")
+
+E2E_ENV = {
+    "TIKTOK_CLIENT_SECRET": "e2e-client-secret",
+    "TIKTOK_ACCESS_TOKEN": "dev",
+    "RETRY_BACKOFF_BASE_SECONDS": "0.2",
+    "RETRY_BACKOFF_CAP_SECONDS": "2",
+    "TOO_FAST_BACKOFF_SECONDS": "1.5",
+    "SEND_UNKNOWN_GRACE_SECONDS": "3",
+    "OUTBOX_SWEEP_SECONDS": "1",
+    "BROKER_VISIBILITY_TIMEOUT_SECONDS": "8",
+    "LOG_JSON": "true",
+}
+
+
+@pytest.fixture(scope="module")
+def stack(services: TestServices, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root: Path = tmp_path_factory.mktemp("e2e")
+    settings = Settings(**{**get_settings().model_dump(), "tiktok_access_token": "dev"})
+    bot = Stack(
+        settings,
+        data_dir=root,
+        api_port=free_port(),
+        log_dir=root / "logs",
+        extra_env=E2E_ENV,
+        worker_concurrency=2,
+    )
+    try:
+        bot.start_services()
+        bot.start_processes()
+        yield bot
+    finally:
+        bot.stop()
+        for log in sorted((root / "logs").glob("*.log")):
+            tail = log.read_text(errors="replace")[-3000:]
+            print(f"\n===== {log.name} (tail) =====\n{tail}")
+
+
+@pytest.fixture
+async def sandbox(stack: Stack) -> AsyncIterator[SandboxControl]:
+    assert stack.sandbox_url is not None
+    async with SandboxControl(stack.sandbox_url) as control:
+        await control.clear_failures()
+        yield control
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    timeout: float = 20.0,
+    interval: float = 0.1,
+) -> T:
+    deadline = time.monotonic() + timeout
+    value = await probe()
+    while not done(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s; last value: {value!r}")
+        await asyncio.sleep(interval)
+        value = await probe()
+    return value
+
+
+async def settle(seconds: float) -> None:
+    """Give a system that should do nothing the time to do the wrong thing."""
+    await asyncio.sleep(seconds)
