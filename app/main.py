@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from app.api import health, webhook
+from app.api import bench, health, webhook
 from app.api.errors import install_error_handlers
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging, get_logger
@@ -48,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(webhook.router)
+    if settings.bench_endpoints:
+        app.include_router(bench.router)
     return app
 
 

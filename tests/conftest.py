@@ -12,7 +12,6 @@ import os
 import random
 import shutil
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,6 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -34,7 +32,7 @@ os.environ.setdefault("LOG_JSON", "true")
 
 from app.core.config import get_settings, normalize_database_url
 from app.core.embedded import EmbeddedServices
-from app.db.migrate import upgrade_to_head
+from app.db.migrate import create_scratch_database, drop_database, upgrade_to_head
 from app.db.session import SessionFactory
 
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
@@ -52,15 +50,6 @@ def _with_redis_db(url: str, index: int) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{index}", parts.query, parts.fragment))
 
 
-async def _admin(database_url: str, statement: str) -> None:
-    engine = create_async_engine(database_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def services() -> Iterator[TestServices]:
     server_db = os.environ.get("DATABASE_URL") or None
@@ -74,10 +63,9 @@ def services() -> Iterator[TestServices]:
         server_db = server_db or (embedded.postgres.url if embedded.postgres else None)
         server_redis = server_redis or (embedded.redis.url if embedded.redis else None)
     assert server_db is not None and server_redis is not None
-    admin_url = normalize_database_url(server_db)
-    name = f"philia_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
-    database_url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    database_url = asyncio.run(
+        create_scratch_database(normalize_database_url(server_db), "philia_test")
+    )
     redis_url = _with_redis_db(server_redis, random.randint(1, 15))
     upgrade_to_head(database_url)
     os.environ["DATABASE_URL"] = database_url
@@ -86,7 +74,7 @@ def services() -> Iterator[TestServices]:
     try:
         yield TestServices(database_url, redis_url, embedded is not None)
     finally:
-        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(drop_database(database_url))
         if embedded is not None:
             embedded.stop()
         if scratch is not None:
@@ -121,10 +109,7 @@ async def session(session_factory: SessionFactory) -> AsyncIterator[AsyncSession
         yield session
 
 
-@pytest.fixture
-async def committed_db(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
-    """For tests whose other processes must see the rows: truncate everything afterwards."""
-    yield engine
+async def truncate_all(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
         tables = (
             await connection.execute(
@@ -137,6 +122,13 @@ async def committed_db(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
         names = ", ".join(f'"{name}"' for name in tables)
         if names:
             await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+async def committed_db(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
+    """For tests whose other processes must see the rows: truncate everything afterwards."""
+    yield engine
+    await truncate_all(engine)
 
 
 @pytest.fixture

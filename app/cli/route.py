@@ -27,7 +27,7 @@ from app.services.router.router import HybridRouter
 app = typer.Typer(
     no_args_is_help=False,
     invoke_without_command=True,
-    help="Route DMs: JSON Lines {\"text\": ...} on stdin, one result line each on stdout.",
+    help='Route DMs: JSON Lines {"text": ...} on stdin, one result line each on stdout.',
 )
 
 

@@ -20,7 +20,7 @@ from typing import IO
 
 import httpx
 
-from app.core.config import PROJECT_ROOT, Settings
+from app.core.config import PROJECT_ROOT, Settings, normalize_database_url
 from app.core.embedded import EmbeddedServices
 from app.db.migrate import upgrade_to_head
 from app.worker.celery_app import EVENTS_QUEUE, MAINTENANCE_QUEUE, SENDS_QUEUE
@@ -86,6 +86,7 @@ class Stack:
             self.embedded = EmbeddedServices(self.data_dir / "services")
             self.embedded.start(need_postgres=need_db, need_redis=need_redis)
             self.embedded.export_environment(self.env)
+        self.env["DATABASE_URL"] = normalize_database_url(self.env["DATABASE_URL"])
         upgrade_to_head(self.env["DATABASE_URL"])
 
     def start_processes(self) -> None:

@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     staff_webhook_url: str | None = None
 
     # Web
+    # Adds /_bench/bare (reads the body, answers 200): the benchmark's baseline endpoint.
+    bench_endpoints: bool = False
     secret_key: SecretStr = SecretStr("dev")
     public_base_url: str = "http://127.0.0.1:8000"
 

@@ -50,7 +50,9 @@ def configure_logging(settings: Settings) -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stdout)
+    # sys.__stdout__: Celery pool processes replace sys.stdout with a proxy that logs back
+    # into the root logger, which would swallow every line.
+    handler = logging.StreamHandler(sys.__stdout__ or sys.stdout)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import PROJECT_ROOT
@@ -40,3 +42,30 @@ async def wait_for_database(database_url: str, timeout_seconds: float = 60.0) ->
         finally:
             await engine.dispose()
     raise TimeoutError(f"database not reachable after {timeout_seconds:.0f} s: {last_error}")
+
+
+async def _admin(database_url: str, statement: str) -> None:
+    engine = create_async_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+async def create_scratch_database(server_url: str, prefix: str) -> str:
+    """A new, empty database on the server of `server_url`; returns its URL.
+
+    Tests and benchmarks get a database of their own, so parallel runs and the shop's own
+    data never meet."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    await _admin(server_url, f'CREATE DATABASE "{name}"')
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(database_url: str) -> None:
+    url = make_url(database_url)
+    await _admin(
+        url.set(database="postgres").render_as_string(hide_password=False),
+        f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)',
+    )

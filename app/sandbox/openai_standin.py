@@ -122,7 +122,12 @@ def create_app(state: StandinState) -> FastAPI:
         elif behaviour is Behaviour.MALFORMED_JSON:
             return JSONResponse(_completion(model, '{"intent": "price", "sku": '))
         elif behaviour is Behaviour.UNKNOWN_INTENT:
-            content = {"intent": "refund_everything", "order_number": None, "sku": None, "size": None}
+            content = {
+                "intent": "refund_everything",
+                "order_number": None,
+                "sku": None,
+                "size": None,
+            }
             return JSONResponse(_completion(model, json.dumps(content)))
         elif behaviour is Behaviour.WRONG_SHAPE:
             return JSONResponse(_completion(model, json.dumps({"label": "price", "score": 0.9})))

@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 import httpx
 import orjson
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -324,6 +324,7 @@ class _Conversation:
     username: str
     last_customer_at: float | None = None
     replies: int = 0
+    seen_message_ids: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -394,11 +395,11 @@ class SandboxState:
         limit = self.settings.rate_limit_per_second
         if limit is None:
             return False
-        recent = sum(
-            1
-            for other in self.calls
-            if other.endpoint != "refresh_token" and call.received_at - other.received_at < 1.0
-        )
+        recent = 0
+        for other in reversed(self.calls):  # newest first: stop at the first older than 1 s
+            if call.received_at - other.received_at >= 1.0:
+                break
+            recent += other.endpoint != "refresh_token"
         return recent > limit
 
     # tokens
@@ -440,13 +441,17 @@ class SandboxState:
         return self.conversations.get(conversation_id)
 
     def note_customer_message(
-        self, conversation_id: str, user_id: str, username: str, at: float
+        self, conversation_id: str, message_id: str, user_id: str, username: str, at: float
     ) -> None:
         conversation = self.conversations.setdefault(
             conversation_id, _Conversation(user_id=user_id, username=username)
         )
         conversation.user_id, conversation.username = user_id, username
-        # A redelivery of an old message must not move the window back.
+        # Only a new message opens the window and resets the quota: a redelivery of one
+        # already seen, or a late one older than the latest, changes nothing.
+        if message_id in conversation.seen_message_ids:
+            return
+        conversation.seen_message_ids.add(message_id)
         if conversation.last_customer_at is None or at >= conversation.last_customer_at:
             conversation.last_customer_at = at
             conversation.replies = 0
@@ -459,7 +464,6 @@ class SandboxState:
         text: str | None = None,
         media_id: str | None = None,
         source: Literal["api", "app"] = "api",
-        message_id: str | None = None,
     ) -> RecordedMessage:
         now = time.time()
         conversation = self.conversations.get(conversation_id)
@@ -474,7 +478,7 @@ class SandboxState:
             reply_number = 1 + sum(1 for m in self.messages if m.conversation_id == conversation_id)
         message = RecordedMessage(
             seq=len(self.messages) + 1,
-            message_id=message_id or _tiktok_id(),
+            message_id=_tiktok_id(),
             conversation_id=conversation_id,
             message_type=message_type,
             text=text,
@@ -505,10 +509,10 @@ def _envelope(code: int, message: str | None = None, data: dict[str, Any] | None
     )
 
 
-def _respond(call: RecordedCall, status: int, body: bytes, code: int | None) -> JSONResponse:
+def _respond(call: RecordedCall, status: int, body: bytes, code: int | None) -> Response:
     call.http_status = status
     call.code = code
-    return JSONResponse(content=orjson.loads(body), status_code=status)
+    return Response(content=body, status_code=status, media_type="application/json")
 
 
 @dataclass
@@ -944,7 +948,9 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
             content["referenced_message_info"] = {
                 "referenced_message_id": body.referenced_message_id
             }
-        state.note_customer_message(conversation_id, body.user_id, username, timestamp_ms / 1000)
+        state.note_customer_message(
+            conversation_id, message_id, body.user_id, username, timestamp_ms / 1000
+        )
         raw = webhook_envelope("im_receive_msg", content, timestamp_ms // 1000)
         deliveries = await post_webhook(raw, body.copies)
         return WebhookResult(

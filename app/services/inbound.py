@@ -37,7 +37,7 @@ from app.db.repositories.conversations import (
 from app.db.session import SessionFactory, transaction
 from app.services import replies
 from app.services.brain import Brain, Reply, TurnResult
-from app.services.tiktok.text import split_text
+from app.services.outbound import expand_replies, queue_replies
 from app.services.tiktok.webhook import (
     EventType,
     MessageContent,
@@ -218,24 +218,17 @@ class InboundPipeline:
 
         result = await self.brain.respond(session, conversation, customer, turn)
         state = await self.window.state(customer.tiktok_user_id, conversation)
-        planned = self._expand(result.replies)
+        planned = expand_replies(result.replies, self.settings.max_text_chars)
         handoff_reason = "customer asked for a person" if result.handoff else None
         if state.replies_left <= len(planned) and not result.handoff:
             # Keep the last slot of the quota for telling the customer a person follows up.
             planned = [Reply(replies.QUOTA_HANDOFF)] if state.replies_left >= 1 else []
             handoff_reason = "reply quota nearly spent"
-        messages = MessageRepository(session)
-        outbox = OutboxRepository(session)
-        for reply in planned:
-            if reply.image_url is not None:
-                message = await messages.add_outbound(
-                    conversation.id, "image", None, {"image_url": reply.image_url}, "bot"
-                )
-            else:
-                message = await messages.add_outbound(
-                    conversation.id, "text", reply.text, {}, "bot"
-                )
-            deliveries.append((await outbox.add(message)).id)
+        deliveries.extend(
+            await queue_replies(
+                session, conversation, planned, max_text_chars=self.settings.max_text_chars
+            )
+        )
         if handoff_reason is not None:
             conversation.mode = ConversationMode.HUMAN.value
             conversation.human_since = now
@@ -248,18 +241,6 @@ class InboundPipeline:
             messages=len(turn),
         )
         return handoff_reason
-
-    def _expand(self, planned: Sequence[Reply]) -> list[Reply]:
-        """One text message per turn where possible; never over TikTok's text limit."""
-        expanded: list[Reply] = []
-        for reply in planned:
-            if reply.text is not None:
-                expanded.extend(
-                    Reply(part) for part in split_text(reply.text, self.settings.max_text_chars)
-                )
-            if reply.image_url is not None:
-                expanded.append(Reply(image_url=reply.image_url))
-        return expanded
 
     async def _handle_echo(self, event_id: str, content: MessageContent) -> Outcome:
         """Our own sends come back as echoes; anything else was typed by staff in the app."""

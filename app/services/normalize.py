@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
 SKU_PATTERN = re.compile(r"PT-\d{4}")
 ORDER_NUMBER_PATTERN = re.compile(r"PH-\d{5}")
@@ -83,10 +84,11 @@ _SKU_FORMS: tuple[re.Pattern[str], ...] = (
 )
 
 # Identifiers and money are removed before looking for sizes, so that the digits of
-# PT-0211, PH-10234 or $30 are never read as a size.
+# PT-0211, PH-10234 or $30 are never read as a size. Digit runs are only tried from their
+# first digit ((?<![\d.,])): a pasted run of thousands of digits must stay linear.
 _NOT_SIZE_SPANS = re.compile(
     r"(?<![a-z0-9])(?:pt|ph)[\s\-_#:.]*\d+|#\s?\d+|\b(?:items?|skus?)\s*#?\s*\d+"
-    r"|[$£€]\s?\d+(?:[.,]\d+)?|\d+(?:[.,]\d+)?\s?(?:[$£€%]|dollars?|bucks|usd|eur|gbp|k\b)",
+    r"|[$£€]\s?\d+(?:[.,]\d+)?|(?<![\d.,])\d+(?:[.,]\d+)?\s?(?:[$£€%]|dollars?|bucks|usd|eur|gbp|k\b)",
     re.IGNORECASE,
 )
 
@@ -117,11 +119,16 @@ _SIZE_FORMS: tuple[re.Pattern[str], ...] = (
     re.compile(
         r"\b(?:i'?m|i’m|im|i\s+am|usually|normally|typically|generally|always|mostly|wear|wears"
         r"|wearing|wore|tag\s+says|tag\s+said|tag\s+reads|label\s+says|labell?ed|marked"
-        r"|fits?\s+like|fits?|fitting|runs?\s+like|in|it'?s|its|for|between|or|and)\s+"
+        r"|fits?\s+like|fits?|fitting|runs?\s+like|in|it'?s|its|for|between)\s+"
         rf"(?:(?:usually|normally|typically|generally|always|mostly|like|an?)\s+){{0,2}}"
         rf"(?P<size>{_LETTER_TOKEN}){_END}"
         r"(?!\s+(?:stain|hole|mark|tear|rip|bit|amount|price|fee|discount|deal|order|box|bag"
         r"|number|one|ones|thing|things|piece|pieces|item|items|batch|question|issue|favou?r))",
+        re.IGNORECASE,
+    ),
+    # "is it a medium", "is this an XL" (but not "is it small", which is about the fit)
+    re.compile(
+        rf"\bis\s+(?:it|this|that)\s+(?:an?|size)\s+(?P<size>{_LETTER_TOKEN}){_END}",
         re.IGNORECASE,
     ),
     # Numeric sizes need a clear frame: "I wear a 10", "usually a 32", "fit a 32 waist".
@@ -190,6 +197,19 @@ def find_size(text: str) -> str | None:
                     best = (match.start("size"), size)
                 break
     return None if best is None else best[1]
+
+
+def mentions_size(text: str, size: str) -> bool:
+    """Whether the normalised `size` can be read in `text` as a size: "medium" for M, a
+    bare "32" for 32, but not "$32", "32 inches" or the digits of PT-0032."""
+    cleaned = _NOT_SIZE_SPANS.sub(" ", text)
+    if size[:1].isdigit():
+        pattern = rf"(?<![\d.]){re.escape(size)}(?![\d.]){_NOT_A_SIZE_AFTER}"
+        return re.search(pattern, cleaned, re.IGNORECASE) is not None
+    words = re.findall(r"[a-z0-9]+", cleaned.lower())
+    # "extra large" / "x large" are two words: also try each adjacent pair.
+    pairs = [a + b for a, b in pairwise(words)]
+    return any(normalize_size(word) == size for word in (*words, *pairs))
 
 
 def _first_match(patterns: tuple[re.Pattern[str], ...], text: str) -> str | None:

@@ -198,3 +198,9 @@ def release_idle_handoffs() -> int:
     if released:
         log.info("handoffs_released", count=released)
     return released
+
+
+@celery_app.task(name="philia.noop", queue=EVENTS_QUEUE)
+def noop(counter_key: str) -> None:
+    """The cheapest task that proves a round trip (benchmark baseline, smoke checks)."""
+    run_async(lambda rt: rt.redis.incr(counter_key))

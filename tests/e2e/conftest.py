@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.cli.stack import Stack, free_port
 from app.core.config import Settings, get_settings
 from app.sandbox.control import SandboxControl
-from tests.conftest import TestServices
+from tests.conftest import TestServices, truncate_all
 
 T = TypeVar("T")
 
@@ -49,9 +50,18 @@ def stack(services: TestServices, tmp_path_factory: pytest.TempPathFactory) -> I
         yield bot
     finally:
         bot.stop()
+        asyncio.run(_truncate(services.database_url))
         for log in sorted((root / "logs").glob("*.log")):
             tail = log.read_text(errors="replace")[-3000:]
             print(f"\n===== {log.name} (tail) =====\n{tail}")
+
+
+async def _truncate(database_url: str) -> None:
+    engine = create_async_engine(database_url)
+    try:
+        await truncate_all(engine)
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

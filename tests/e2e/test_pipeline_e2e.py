@@ -79,7 +79,11 @@ async def test_three_server_errors_then_the_reply_arrives(sandbox: SandboxContro
         lambda: replies_to(sandbox, sent.conversation_id), lambda r: len(r) >= 1, timeout=30
     )
     assert got == [replies.MENU]
-    calls = [c for c in await sandbox.calls(endpoints=["send"]) if c.received_at >= sent.timestamp_ms / 1000 - 1]
+    calls = [
+        c
+        for c in await sandbox.calls(endpoints=["send"])
+        if c.received_at >= sent.timestamp_ms / 1000 - 1
+    ]
     failed = [c for c in calls if c.injected == "http_500"]
     assert len(failed) == 3
 
@@ -129,13 +133,15 @@ async def test_reply_beyond_the_quota_is_not_sent(
         await session.commit()
     from app.worker.celery_app import create_celery
 
-    create_celery(stack.settings.model_copy(update={"redis_url": stack.env["REDIS_URL"]})).send_task(
-        "philia.deliver_outbox", args=[outbox_id], queue="sends"
-    )
+    create_celery(
+        stack.settings.model_copy(update={"redis_url": stack.env["REDIS_URL"]})
+    ).send_task("philia.deliver_outbox", args=[outbox_id], queue="sends")
 
     async def outbox_status() -> str | None:
         async with AsyncSession(committed_db) as session:
-            return await session.scalar(select(OutboxEntry.status).where(OutboxEntry.id == outbox_id))
+            return await session.scalar(
+                select(OutboxEntry.status).where(OutboxEntry.id == outbox_id)
+            )
 
     assert await eventually(outbox_status, lambda s: s != "pending") == "not_sent"
     assert len(await replies_to(sandbox, sent.conversation_id)) == 1

@@ -23,14 +23,17 @@ class TikTokCredentialRepository:
             .execution_options(populate_existing=True)
         )
 
-    async def seed(self, access_token: str, refresh_token: str) -> None:
+    async def seed(self, access_token: str, refresh_token: str) -> bool:
         """Create the row from the configured tokens unless it exists: ON CONFLICT keeps two
-        workers that start together from failing, and never overwrites rotated tokens."""
-        await self.session.execute(
+        workers that start together from failing, and never overwrites rotated tokens.
+        True when this call created it."""
+        inserted = await self.session.scalar(
             insert(TikTokCredential)
             .values(id=CREDENTIAL_ROW_ID, access_token=access_token, refresh_token=refresh_token)
             .on_conflict_do_nothing(index_elements=[TikTokCredential.id])
+            .returning(TikTokCredential.id)
         )
+        return inserted is not None
 
     async def save(
         self,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from app.services.normalize import (
     find_order_number,
     find_size,
     find_sku,
+    mentions_size,
     normalize_size,
     parse_order_number,
     parse_sku,
@@ -34,11 +37,11 @@ def merge_model_entities(
     model_order = parse_order_number(order_number) if order_number else None
     model_sku = parse_sku(sku) if sku else None
     model_size = normalize_size(size) if size else None
-    if model_order is not None and not _digits_in_text(model_order, text):
+    if model_order is not None and not _number_in_text(model_order, text, found):
         model_order = None
-    if model_sku is not None and not _digits_in_text(model_sku, text):
+    if model_sku is not None and not _number_in_text(model_sku, text, found):
         model_sku = None
-    if model_size is not None and not _size_in_text(model_size, text):
+    if model_size is not None and not mentions_size(text, model_size):
         model_size = None
     return Entities(
         order_number=found.order_number or model_order,
@@ -47,18 +50,20 @@ def merge_model_entities(
     )
 
 
-def _digits_in_text(identifier: str, text: str) -> bool:
+def _number_in_text(identifier: str, text: str, found: Entities) -> bool:
+    """Whether the identifier's number is written in the message as a number of its own,
+    not as a price, a measurement, the size the regexes found, or part of a longer run
+    (a tracking or phone number)."""
     number = int(identifier.split("-", 1)[1])
-    # Long runs (tracking numbers, phone numbers) are never an order or SKU mention.
-    return any(len(run) <= 6 and int(run) == number for run in _digit_runs(text))
+    if found.size is not None and found.size == str(number):
+        return False
+    for match in re.finditer(r"(?<![\d.,$£€])\d{1,6}(?![\d.,])", text):
+        if int(match.group()) == number and not _UNIT_AFTER.match(text, match.end()):
+            return True
+    return False
 
 
-def _digit_runs(text: str) -> list[str]:
-    return "".join(ch if ch.isdigit() else " " for ch in text).split()
-
-
-def _size_in_text(size: str, text: str) -> bool:
-    words = "".join(ch if ch.isalnum() or ch == "." else " " for ch in text).split()
-    # "extra large" / "x large" are two words: also try each adjacent pair.
-    pairs = [a + b for a, b in zip(words, words[1:], strict=False)]
-    return any(normalize_size(word) == size for word in (*words, *pairs))
+_UNIT_AFTER = re.compile(
+    r"\s*(?:%|\$|inch|inches|in\b|cm|mm|ft|lbs?|kg|dollars?|bucks|usd|days?|weeks?|years?)",
+    re.IGNORECASE,
+)

@@ -141,8 +141,9 @@ def evaluate(route: Callable[[str], RouteResult], rows: Iterable[LabelledDM]) ->
         hit = confusion[name][name]
         predicted = sum(confusion[other][name] for other in confusion)
         support = sum(confusion[name].values())
-        precision = _ratio(hit, predicted, empty=0.0 if support else 1.0)
-        recall = _ratio(hit, support)
+        # As scikit-learn's zero_division=0: no predictions or no examples score 0.
+        precision = _ratio(hit, predicted, empty=0.0)
+        recall = _ratio(hit, support, empty=0.0)
         per_intent[name] = IntentScore(
             precision=precision, recall=recall, f1=_f1(precision, recall), support=support
         )

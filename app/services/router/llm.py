@@ -9,16 +9,23 @@ raised as `LLMUnavailable` so that the caller falls back to the local router.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
 from openai import AsyncOpenAI
+from openai.types.chat import (
+    ChatCompletionMessageParam,
+    ChatCompletionSystemMessageParam,
+    ChatCompletionUserMessageParam,
+)
+from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.core.config import Settings
 from app.core.logging import get_logger
 from app.services.router.breaker import CircuitBreaker
 from app.services.router.entities import extract_entities, merge_model_entities
-from app.services.router.models import Intent, RouteResult, RouterContext
+from app.services.router.models import Intent, RouterContext, RouteResult
 
 log = get_logger(__name__)
 
@@ -83,7 +90,7 @@ sizes ("medium" is M), digits for numeric sizes ("32", "8"). Body measurements \
 
 Reply with the JSON object only."""
 
-RESPONSE_FORMAT: dict[str, Any] = {
+RESPONSE_FORMAT: ResponseFormatJSONSchema = {
     "type": "json_schema",
     "json_schema": {
         "name": "dm_route",
@@ -103,7 +110,7 @@ RESPONSE_FORMAT: dict[str, Any] = {
 }
 
 
-def build_messages(text: str, context: RouterContext | None) -> list[dict[str, str]]:
+def build_messages(text: str, context: RouterContext | None) -> list[ChatCompletionMessageParam]:
     dm = text[:MAX_MESSAGE_CHARS]
     user = f"<dm>{dm}</dm>"
     if context is not None and context.last_intent is not None:
@@ -111,7 +118,10 @@ def build_messages(text: str, context: RouterContext | None) -> list[dict[str, s
             f"The previous customer message was classified as {context.last_intent.value}; "
             "a short follow-up that only names another piece continues that intent.\n" + user
         )
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    return [
+        ChatCompletionSystemMessageParam(role="system", content=SYSTEM_PROMPT),
+        ChatCompletionUserMessageParam(role="user", content=user),
+    ]
 
 
 class _ClientCache:
@@ -125,10 +135,11 @@ class _ClientCache:
     def __init__(self) -> None:
         self._client: AsyncOpenAI | None = None
         self._key: tuple[Any, ...] | None = None
+        self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
 
     def get(self, settings: Settings) -> AsyncOpenAI:
         api_key = settings.openai_api_key
-        if api_key is None:
+        if api_key is None or not api_key.get_secret_value().strip():
             raise LLMUnavailable("no OpenAI key configured")
         timeout = min(settings.openai_timeout_seconds, MAX_TIMEOUT_SECONDS)
         key = (
@@ -136,9 +147,10 @@ class _ClientCache:
             settings.openai_base_url,
             timeout,
             settings.openai_max_retries,
-            id(asyncio.get_running_loop()),
         )
-        if self._client is None or self._key != key:
+        loop = asyncio.get_running_loop()
+        same_loop = self._loop is not None and self._loop() is loop
+        if self._client is None or self._key != key or not same_loop:
             self._client = AsyncOpenAI(
                 api_key=api_key.get_secret_value(),
                 base_url=settings.openai_base_url,
@@ -146,6 +158,7 @@ class _ClientCache:
                 max_retries=settings.openai_max_retries,
             )
             self._key = key
+            self._loop = weakref.ref(loop)
         return self._client
 
 
@@ -161,7 +174,9 @@ class LLMRouter:
 
     @property
     def configured(self) -> bool:
-        return self.settings.openai_api_key is not None
+        # An empty OPENAI_API_KEY= line in .env means "no key", not a key that fails.
+        key = self.settings.openai_api_key
+        return key is not None and key.get_secret_value().strip() != ""
 
     async def route(self, text: str, context: RouterContext | None = None) -> RouteResult:
         """Classify with the LLM or raise `LLMUnavailable` (breaker open, or any failure)."""
@@ -201,10 +216,10 @@ class LLMRouter:
         async with asyncio.timeout(timeout):
             completion = await client.chat.completions.create(
                 model=self.settings.openai_model,
-                messages=build_messages(text, context),  # type: ignore[arg-type]
+                messages=build_messages(text, context),
                 temperature=0,
                 max_tokens=100,
-                response_format=RESPONSE_FORMAT,  # type: ignore[arg-type]
+                response_format=RESPONSE_FORMAT,
             )
         if not completion.choices:
             raise ValueError("completion has no choices")

@@ -20,8 +20,10 @@ MENU_DIGITS: dict[str, Intent] = {
 }
 
 # "1", " 2. ", "3!", "#1", "option 2", "1️⃣": a digit with nothing but decoration around it.
+# Decoration is anything but letters, digits and money signs: "$1" is a price, not a choice.
 _MENU_DIGIT = re.compile(
-    r"[\W_]*(?:(?:option|opt|number|no|choice|menu)\s*)?#?\s*([123])(?:\ufe0f?\u20e3)?[\W_]*",
+    r"[^\w$£€%]*(?:(?:option|opt|number|no|choice|menu)\s*)?#?\s*([123])(?:\ufe0f?\u20e3)?"
+    r"[^\w$£€%]*",
     re.IGNORECASE,
 )
 
@@ -46,14 +48,20 @@ _FOLLOW_UP_CUE = re.compile(
     r"(?:and|&|n|also|plus|ok(?:ay)?\s+and|what about|how about|and what about"
     r"|and how about|what abt|how abt|same (?:for|with|question for)|same q for)\b\s*(.*)",
 )
-_FOLLOW_UP_FILLER = frozenset(
-    ["the", "this", "that", "these", "those", "one", "ones", "a", "an", "in", "size", "item", "items", "pls", "please", "then", "too", "also", "for", "with", "on", "other", "another", "same", "question", "q", "it", "them", "my", "your", "ur", "of"]
-)
+# fmt: off
+_FOLLOW_UP_FILLER = frozenset((
+    "the", "this", "that", "these", "those", "one", "ones", "a", "an", "in", "size", "item",
+    "items", "pls", "please", "then", "too", "also", "for", "with", "on", "other", "another",
+    "same", "question", "q", "it", "them", "my", "your", "ur", "of",
+))
 _FOLLOW_UP_MAX_CONTENT_WORDS = 3
 # A follow-up that asks something of its own ("and how much is it?") is routed afresh.
-_FOLLOW_UP_OWN_QUESTION = frozenset(
-    ["how", "what", "whats", "when", "where", "why", "who", "which", "is", "are", "was", "were", "do", "does", "did", "can", "could", "would", "will", "should", "much", "many", "i", "im", "you", "u", "me", "we", "price", "cost", "hold", "buy", "ship", "fit", "available", "sold"]
-)
+_FOLLOW_UP_OWN_QUESTION = frozenset((
+    "how", "what", "whats", "when", "where", "why", "who", "which", "is", "are", "was", "were",
+    "do", "does", "did", "can", "could", "would", "will", "should", "much", "many", "i", "im",
+    "you", "u", "me", "we", "price", "cost", "hold", "buy", "ship", "fit", "available", "sold",
+))
+# fmt: on
 _BARE_TOKEN = re.compile(r"(?:pt|ph)?\d+|pt|ph|[smlx]+|\d?xl|medium|small|large")
 
 INHERITABLE: frozenset[Intent] = frozenset(

@@ -7,16 +7,12 @@ import threading
 
 from app.core.config import Settings, get_settings
 from app.core.logging import get_logger
-from app.services.router.entities import extract_entities
 from app.services.router.llm import LLMRouter, LLMUnavailable
 from app.services.router.local import LocalRouter, get_local_router
-from app.services.router.models import Intent, RouteResult, RouterContext
+from app.services.router.models import Intent, RouterContext, RouteResult
 from app.services.router.patterns import match_pattern
 
 log = get_logger(__name__)
-
-# The classifier reads the start of a message; a pasted essay must not cost more time.
-MAX_CLASSIFIED_CHARS = 1000
 
 
 class HybridRouter:
@@ -59,25 +55,16 @@ class HybridRouter:
         if self._local is None:
             # Training takes about a second: keep it off the event loop.
             await asyncio.to_thread(self.warm_up)
-        return self._local_route(text)
+        return self.local.route(text)
 
     def route_offline(self, text: str, context: RouterContext | None = None) -> RouteResult:
         exact = self._exact(text, context)
-        return exact if exact is not None else self._local_route(text)
+        return exact if exact is not None else self.local.route(text)
 
     def _exact(self, text: str, context: RouterContext | None) -> RouteResult | None:
         if not text.strip():
             return RouteResult(intent=Intent.OTHER, source="pattern", confidence=1.0)
         return match_pattern(text, context)
-
-    def _local_route(self, text: str) -> RouteResult:
-        intent, confidence = self.local.classify(text[:MAX_CLASSIFIED_CHARS])
-        return RouteResult(
-            intent=intent,
-            entities=extract_entities(text),
-            source="local",
-            confidence=round(confidence, 4),
-        )
 
 
 _shared: HybridRouter | None = None

@@ -8,7 +8,7 @@ that an image message never carries an empty `text` and vice versa.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,7 +26,8 @@ class Envelope(_Response):
     code: int
     message: str = ""
     request_id: str | None = None
-    data: dict[str, object] | None = None
+    # Error answers sometimes carry `[]` or nothing here; only a success's data is read.
+    data: dict[str, Any] | list[Any] | None = None
 
 
 class SentMessage(_Response):

@@ -76,9 +76,9 @@ class DbTokenStore:
             repository = TikTokCredentialRepository(session)
             row = await repository.get()
             if row is None:
-                await repository.seed(self._seed_access_token, self._seed_refresh_token)
+                if await repository.seed(self._seed_access_token, self._seed_refresh_token):
+                    log.info("tiktok_credentials_seeded")
                 row = await repository.get()
-                log.info("tiktok_credentials_seeded")
             if row is None:  # pragma: no cover - the seed above just wrote it
                 raise RuntimeError("tiktok_credentials row missing after seeding")
             return TokenPair(

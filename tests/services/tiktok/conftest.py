@@ -59,6 +59,7 @@ class ClientFactory(Protocol):
         settings: Settings | None = None,
         *,
         store: TokenStore | None = None,
+        http: httpx.AsyncClient | None = None,
         **kwargs: Any,
     ) -> TikTokClient: ...
 
@@ -75,10 +76,14 @@ async def make_client(
     opened: list[tuple[httpx.AsyncClient, aioredis.Redis]] = []
 
     def factory(
-        settings: Settings | None = None, *, store: TokenStore | None = None, **kwargs: Any
+        settings: Settings | None = None,
+        *,
+        store: TokenStore | None = None,
+        http: httpx.AsyncClient | None = None,
+        **kwargs: Any,
     ) -> TikTokClient:
         chosen = settings or tiktok_settings
-        http = build_http_client(chosen)
+        http = http or build_http_client(chosen)
         redis: aioredis.Redis = aioredis.Redis.from_url(services.redis_url)
         opened.append((http, redis))
         return TikTokClient(

@@ -5,10 +5,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis.asyncio as aioredis
-from sqlalchemy import select
 
 from app.core.config import Settings
 from app.db.models import TikTokCredential
+from app.db.repositories.tiktok import TikTokCredentialRepository
 from app.db.session import SessionFactory
 from app.sandbox.control import SandboxControl
 from app.sandbox.server import free_port
@@ -40,7 +40,7 @@ JPEG = b"\xff\xd8\xff\xe0" + b"\x00\x10JFIF" + bytes(200)
 
 async def _stored_credential(sessions: SessionFactory) -> TikTokCredential:
     async with sessions() as session:
-        row = await session.scalar(select(TikTokCredential))
+        row = await TikTokCredentialRepository(session).get()
         assert row is not None
         return row
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import redis.asyncio as aioredis
@@ -51,14 +52,43 @@ async def test_no_second_at_tiktok_holds_more_than_the_rate(
     times = [call.received_at for call in await sandbox.calls(endpoints=["send"])]
     assert len(times) == 30
     assert _busiest_second(times) <= 10
+    # Not vacuous: the burst really had to wait (30 calls at 10 a second span 2 s or more).
+    assert max(times) - min(times) >= 2.0
+
+
+async def test_a_slot_stays_blocked_for_a_second_after_its_call(
+    redis_client: aioredis.Redis,
+) -> None:
+    limiter = SendRateLimiter(redis_client, 1, key="tiktok-send-test")
+    async with limiter.slot():
+        await asyncio.sleep(0.3)  # a slow call: the second counts from its end
+    released = time.monotonic()
+
+    async with limiter.slot():
+        admitted = time.monotonic()
+
+    assert admitted - released >= 0.95  # Redis expiry is millisecond-exact, not our clock
 
 
 async def test_waiting_too_long_for_the_rate_gives_the_worker_back(
     redis_client: aioredis.Redis,
 ) -> None:
     limiter = SendRateLimiter(redis_client, 1, key="tiktok-send-test", max_wait_seconds=0.2)
-    await limiter.acquire()
-
-    with pytest.raises(TikTokTransientError) as caught:
-        await limiter.acquire()
+    async with limiter.slot():
+        with pytest.raises(TikTokTransientError) as caught:
+            async with limiter.slot():
+                pass
     assert caught.value.kind is TransientKind.RATE_LIMITED
+
+
+async def test_a_dead_workers_slot_frees_itself(redis_client: aioredis.Redis) -> None:
+    dead = SendRateLimiter(redis_client, 1, key="tiktok-send-test", lease_seconds=0.3)
+    # A worker that took the slot and died mid-call: its release never runs.
+    await dead.slot().__aenter__()
+    limiter = SendRateLimiter(redis_client, 1, key="tiktok-send-test")
+
+    started = time.monotonic()
+    async with limiter.slot():
+        waited = time.monotonic() - started
+
+    assert 0.2 <= waited < 2.0

@@ -7,9 +7,9 @@ the reviewed file and never needs this script at run time. Variants imitate how 
 really typed (lowercase, no punctuation, slang, typos, emoji, small talk around the
 request) so that the classifier learns the request, not the spelling.
 
-Leakage guard: when the shared evaluation sets are beside the checkout, any generated line
-that equals one of their sentences (after normalising case, punctuation and spaces) is
-dropped, so the figures measured on them stay honest.
+Leakage guard: any generated line that equals a sentence of `holdout.jsonl` or (when they
+are beside the checkout) of the shared evaluation sets, after normalising case,
+punctuation and spaces, is dropped, so the figures measured on them stay honest.
 """
 
 from __future__ import annotations
@@ -24,11 +24,14 @@ from pathlib import Path
 from app.services.router.data import assistant_requests as assistant
 from app.services.router.data import handwritten as hw
 from app.services.router.data import vocab
+from app.services.router.data.grammars import CONTRASTS, GRAMMARS, Rule
 from app.services.router.data.handwritten_other import INJECTION, OTHER
 from app.services.router.models import Intent
 
 DATA_DIR = Path(__file__).resolve().parent
 TRAIN_FILE = DATA_DIR / "train.jsonl"
+# Hand-written DMs kept apart from training, to tune the threshold and check generalisation.
+HOLDOUT_FILE = DATA_DIR / "holdout.jsonl"
 EVAL_DIR = DATA_DIR.parents[3].parent / "shared" / "eval"
 SEED = 20261126
 
@@ -61,6 +64,7 @@ SLOTS: dict[str, Sequence[str]] = {
     "order": vocab.ORDERS,
     "size": vocab.SIZES,
     "garment": vocab.GARMENTS,
+    "noun": vocab.NOUNS,
     "country": vocab.COUNTRIES,
     "payment": vocab.PAYMENTS,
     "price": vocab.PRICES,
@@ -290,6 +294,8 @@ def build_examples(rng: random.Random) -> list[Example]:
             if rng.random() < 0.4:
                 out.append((typed_variant(text, rng), Intent.OTHER))
     out.extend(assistant_chatter(rng))
+    out.extend(from_grammars(rng))
+    out.extend(contrasts(rng))
     out.extend(rambling(base_by_intent, rng))
     out.extend(injected_requests(base_by_intent, rng))
     return dedupe(out)
@@ -359,6 +365,31 @@ def add_typo(text: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
+# How many DMs each grammar rule contributes (distinct ones; duplicates are dropped).
+PER_RULE = 30
+
+
+def from_grammars(rng: random.Random) -> Iterable[Example]:
+    for intent, rules in GRAMMARS.items():
+        for rule in rules:
+            for _ in range(PER_RULE):
+                text = fill_slots(expand(rule, rng), rng)[0]
+                yield (typed_variant(text, rng) if rng.random() < 0.3 else text), intent
+
+
+def expand(rule: Rule, rng: random.Random) -> str:
+    return "".join(rng.choice(part) for part in rule).strip()
+
+
+def contrasts(rng: random.Random) -> Iterable[Example]:
+    for frame, fillers in CONTRASTS:
+        for filler in fillers:
+            text = fill_slots(frame.format(filler), rng)[0]
+            yield text, Intent.OTHER
+            if rng.random() < 0.3:
+                yield typed_variant(text, rng), Intent.OTHER
+
+
 def assistant_chatter(rng: random.Random) -> Iterable[Example]:
     """Requests to a general assistant, each in one or two random frames."""
     for actions, frames in (
@@ -420,15 +451,13 @@ def normalise_for_leak_check(text: str) -> str:
 
 
 def drop_eval_sentences(examples: list[Example], eval_dir: Path) -> list[Example]:
-    if not eval_dir.is_dir():
-        return examples
     forbidden: set[str] = set()
-    for path in sorted(eval_dir.glob("*.jsonl")):
+    for path in [HOLDOUT_FILE, *sorted(eval_dir.glob("*.jsonl"))]:
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 forbidden.add(normalise_for_leak_check(json.loads(line)["text"]))
     kept = [(t, i) for t, i in examples if normalise_for_leak_check(t) not in forbidden]
-    print(f"leakage guard: dropped {len(examples) - len(kept)} lines equal to eval sentences")
+    print(f"leakage guard: dropped {len(examples) - len(kept)} lines equal to held-out sentences")
     return kept
 
 

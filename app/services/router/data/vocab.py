@@ -153,6 +153,27 @@ GARMENTS: tuple[str, ...] = (
     "bottoms",
 )
 
+NOUNS: tuple[str, ...] = (
+    "jacket",
+    "jeans",
+    "hoodie",
+    "dress",
+    "boots",
+    "sweater",
+    "tee",
+    "shirt",
+    "skirt",
+    "bag",
+    "fleece",
+    "coat",
+    "sneakers",
+    "top",
+    "cardigan",
+    "pants",
+    "jersey",
+    "windbreaker",
+)
+
 SKUS: tuple[str, ...] = (
     "PT-0142",
     "PT-0007",

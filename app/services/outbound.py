@@ -1,0 +1,50 @@
+"""Queueing what the shop says: an outbound message and an outbox row per TikTok message.
+
+Everything that speaks to a customer (a turn's answer, a waitlist notice, a staff reply)
+comes through here inside the caller's transaction; the caller enqueues the returned
+outbox ids only after its commit. Window and quota are enforced at delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Conversation
+from app.db.repositories.conversations import MessageRepository, OutboxRepository
+from app.services.brain import Reply
+from app.services.tiktok.text import split_text
+
+
+def expand_replies(planned: Sequence[Reply], max_text_chars: int) -> list[Reply]:
+    """One TikTok message per text (split under the limit) and one per image."""
+    expanded: list[Reply] = []
+    for reply in planned:
+        if reply.text is not None:
+            expanded.extend(Reply(part) for part in split_text(reply.text, max_text_chars))
+        if reply.image_url is not None:
+            expanded.append(Reply(image_url=reply.image_url))
+    return expanded
+
+
+async def queue_replies(
+    session: AsyncSession,
+    conversation: Conversation,
+    planned: Sequence[Reply],
+    *,
+    max_text_chars: int,
+    sent_by: str = "bot",
+) -> list[int]:
+    messages = MessageRepository(session)
+    outbox = OutboxRepository(session)
+    outbox_ids: list[int] = []
+    for reply in expand_replies(planned, max_text_chars):
+        if reply.image_url is not None:
+            message = await messages.add_outbound(
+                conversation.id, "image", None, {"image_url": reply.image_url}, sent_by
+            )
+        else:
+            message = await messages.add_outbound(conversation.id, "text", reply.text, {}, sent_by)
+        outbox_ids.append((await outbox.add(message)).id)
+    return outbox_ids
