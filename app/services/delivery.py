@@ -67,6 +67,7 @@ class DeliveryResult:
 
 @dataclass(frozen=True)
 class _Claim:
+    message_id: int
     conversation_tiktok_id: str
     message_type: str
     text: str | None
@@ -99,30 +100,19 @@ class DeliveryService:
             return await self._permanent(outbox_id, claim, error)
         await self.redis.set(sent_marker_key(tiktok_message_id), outbox_id, ex=7 * 24 * 3600)
         async with transaction(self.session_factory) as session:
-            entry = await OutboxRepository(session).get_for_update(outbox_id)
-            assert entry is not None
-            message = await session.get(Message, entry.message_id)
-            assert message is not None
-            entry.status = OutboxStatus.SENT.value
-            entry.last_error = None
-            message.status = MessageStatus.SENT.value
-            message.tiktok_message_id = tiktok_message_id
-            message.sent_at = datetime.now(UTC)
+            await OutboxRepository(session).mark_sent(
+                outbox_id, claim.message_id, tiktok_message_id, datetime.now(UTC)
+            )
         log.info("reply_sent", tiktok_message_id=tiktok_message_id, attempts=claim.attempts)
         return DeliveryResult(Delivery.SENT)
 
     async def _claim(self, outbox_id: int) -> _Claim | DeliveryResult:
         async with transaction(self.session_factory) as session:
-            entry = await OutboxRepository(session).claim(outbox_id)
-            if entry is None or entry.status != OutboxStatus.PENDING.value:
+            claimed = await OutboxRepository(session).claim(outbox_id)
+            if claimed is None or claimed[0].status != OutboxStatus.PENDING.value:
                 # Someone else holds it, or it is already done: a duplicate task.
                 return DeliveryResult(Delivery.SKIPPED)
-            message = await session.get(Message, entry.message_id)
-            assert message is not None
-            conversation = await session.get(Conversation, message.conversation_id)
-            assert conversation is not None
-            customer = await session.get(Customer, conversation.customer_id)
-            assert customer is not None
+            entry, message, conversation, customer = claimed
             refusal = await self.window.reserve_reply(customer.tiktok_user_id, conversation)
             if refusal is not None:
                 entry.status = OutboxStatus.NOT_SENT.value
@@ -135,6 +125,7 @@ class DeliveryService:
             entry.attempts += 1
             entry.claimed_at = datetime.now(UTC)
             return _Claim(
+                message_id=message.id,
                 conversation_tiktok_id=conversation.tiktok_conversation_id,
                 message_type=message.message_type,
                 text=message.text,
@@ -202,11 +193,13 @@ class DeliveryService:
             )
             return DeliveryResult(Delivery.FAILED)
         base = self.settings.retry_backoff_base_seconds
+        floor = 0.2
         if error.long_backoff:
+            # A messaging restriction does not lift in a moment: never come back quickly.
             base = self.settings.too_fast_backoff_seconds
-        delay = max(
-            0.2, backoff_delay(claim.attempts, base, self.settings.retry_backoff_cap_seconds)
-        )
+            floor = base / 2
+        cap = max(self.settings.retry_backoff_cap_seconds, floor)
+        delay = max(floor, backoff_delay(claim.attempts, base, cap))
         await self._settle(
             outbox_id,
             status=OutboxStatus.PENDING,

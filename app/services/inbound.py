@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -74,6 +74,13 @@ def _utc_from_ms(timestamp_ms: int) -> datetime:
 
 
 @dataclass
+class _TurnStep:
+    deliveries: list[int] = field(default_factory=list)
+    handoff_reason: str | None = None
+    more_pending: bool = False
+
+
+@dataclass
 class InboundPipeline:
     settings: Settings
     session_factory: SessionFactory
@@ -113,8 +120,11 @@ class InboundPipeline:
     async def _handle_customer_message(
         self, event_id: str, envelope: WebhookEnvelope, content: MessageContent
     ) -> Outcome:
+        # Recording the message and answering the oldest pending turn share one
+        # transaction: the conversation lock is taken before the insert, so whoever
+        # holds it sees every earlier message that is already recorded.
         async with transaction(self.session_factory) as session:
-            conversation = await ConversationRepository(session).ensure(
+            conversation, customer = await ConversationRepository(session).ensure_locked(
                 content.conversation_id, content.from_user.id, content.sender
             )
             message_id = await MessageRepository(session).record_inbound(
@@ -131,38 +141,50 @@ class InboundPipeline:
             )
             if message_id is not None:
                 await self.window.refresh(content.from_user.id, content.timestamp, conversation)
+            step = await self._answer_next_turn(session, conversation, customer)
         if message_id is None:
             log.info("event_duplicate", source="database")
-        await self.drain(conversation.id)
+        await self._after_commit(conversation, step)
+        if step.more_pending:
+            await self.drain(conversation.id)
         return Outcome.HANDLED if message_id is not None else Outcome.DUPLICATE
 
     async def drain(self, conversation_id: int) -> None:
         """Handle every pending message of the conversation, oldest first, turn by turn."""
         while True:
-            deliveries: list[int] = []
-            handoff_reason: str | None = None
             async with transaction(self.session_factory) as session:
-                conversation = await ConversationRepository(session).get_for_update(conversation_id)
-                if conversation is None:
+                locked = await ConversationRepository(session).get_for_update(conversation_id)
+                if locked is None:
                     return
-                pending = await MessageRepository(session).pending_inbound(conversation_id)
-                if not pending:
-                    return
-                turn = self._first_turn(pending)
-                customer = await session.get(Customer, conversation.customer_id)
-                assert customer is not None
-                handoff_reason = await self._answer_turn(
-                    session, conversation, customer, turn, deliveries
-                )
-            if handoff_reason is not None:
-                await self.notify_staff(conversation, handoff_reason)
-            if deliveries:
-                # After commit: a worker never sends a reply whose cause was rolled back.
-                # If this enqueue fails, the outbox sweeper delivers the rows later.
-                try:
-                    await self.enqueue_deliveries(deliveries)
-                except Exception as error:
-                    log.warning("delivery_enqueue_failed", error=repr(error), outbox=deliveries)
+                conversation, customer = locked
+                step = await self._answer_next_turn(session, conversation, customer)
+            await self._after_commit(conversation, step)
+            if not step.more_pending:
+                return
+
+    async def _answer_next_turn(
+        self, session: AsyncSession, conversation: Conversation, customer: Customer
+    ) -> _TurnStep:
+        pending = await MessageRepository(session).pending_inbound(conversation.id)
+        if not pending:
+            return _TurnStep()
+        turn = self._first_turn(pending)
+        step = _TurnStep(more_pending=len(pending) > len(turn))
+        step.handoff_reason = await self._answer_turn(
+            session, conversation, customer, turn, step.deliveries
+        )
+        return step
+
+    async def _after_commit(self, conversation: Conversation, step: _TurnStep) -> None:
+        if step.handoff_reason is not None:
+            await self.notify_staff(conversation, step.handoff_reason)
+        if step.deliveries:
+            # After commit: a worker never sends a reply whose cause was rolled back.
+            # If this enqueue fails, the outbox sweeper delivers the rows later.
+            try:
+                await self.enqueue_deliveries(step.deliveries)
+            except Exception as error:
+                log.warning("delivery_enqueue_failed", error=repr(error), outbox=step.deliveries)
 
     def _first_turn(self, pending: Sequence[Message]) -> list[Message]:
         turn = [pending[0]]
@@ -220,7 +242,7 @@ class InboundPipeline:
         state = await self.window.state(customer.tiktok_user_id, conversation)
         planned = expand_replies(result.replies, self.settings.max_text_chars)
         handoff_reason = "customer asked for a person" if result.handoff else None
-        if state.replies_left <= len(planned) and not result.handoff:
+        if state.open and state.replies_left <= len(planned) and not result.handoff:
             # Keep the last slot of the quota for telling the customer a person follows up.
             planned = [Reply(replies.QUOTA_HANDOFF)] if state.replies_left >= 1 else []
             handoff_reason = "reply quota nearly spent"
@@ -256,7 +278,7 @@ class InboundPipeline:
             if customer_id is None:
                 log.warning("echo_without_recipient")
                 return Outcome.IGNORED
-            conversation = await ConversationRepository(session).ensure(
+            conversation, customer = await ConversationRepository(session).ensure_locked(
                 content.conversation_id, customer_id, content.recipient
             )
             for entry in await OutboxRepository(session).in_flight_for(conversation.id):
@@ -288,8 +310,6 @@ class InboundPipeline:
             conversation.mode = ConversationMode.HUMAN.value
             conversation.human_since = datetime.now(UTC)
             conversation.replies_in_window += 1
-            customer = await session.get(Customer, conversation.customer_id)
-        if customer is not None:
-            await self.redis.incr(quota_key(customer.tiktok_user_id))
+        await self.redis.incr(quota_key(customer.tiktok_user_id))
         log.info("staff_took_over", via="tiktok_app")
         return Outcome.ECHO

@@ -75,14 +75,14 @@ async def sandbox(stack: Stack) -> AsyncIterator[SandboxControl]:
 async def eventually(
     probe: Callable[[], Awaitable[T]],
     done: Callable[[T], bool],
-    timeout: float = 20.0,
+    within: float = 20.0,
     interval: float = 0.1,
 ) -> T:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     value = await probe()
     while not done(value):
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s; last value: {value!r}")
+            raise AssertionError(f"condition not met within {within} s; last value: {value!r}")
         await asyncio.sleep(interval)
         value = await probe()
     return value

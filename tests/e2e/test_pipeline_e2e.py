@@ -76,7 +76,7 @@ async def test_three_server_errors_then_the_reply_arrives(sandbox: SandboxContro
     await sandbox.fail_next(3, "http_500", endpoints=["send"])
     sent = await sandbox.play_customer("e2e-5xx", text="hi")
     got = await eventually(
-        lambda: replies_to(sandbox, sent.conversation_id), lambda r: len(r) >= 1, timeout=30
+        lambda: replies_to(sandbox, sent.conversation_id), lambda r: len(r) >= 1, within=30
     )
     assert got == [replies.MENU]
     calls = [
@@ -92,7 +92,7 @@ async def test_too_fast_backs_off(sandbox: SandboxControl) -> None:
     await sandbox.fail_next(1, "code_40064", endpoints=["send"])
     sent = await sandbox.play_customer("e2e-40064", text="hi")
     await eventually(
-        lambda: replies_to(sandbox, sent.conversation_id), lambda r: len(r) >= 1, timeout=30
+        lambda: replies_to(sandbox, sent.conversation_id), lambda r: len(r) >= 1, within=30
     )
     calls = await sandbox.calls(endpoints=["send"])
     refused = max(c.received_at for c in calls if c.injected == "code_40064")

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,10 +24,17 @@ class ConversationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def ensure(
+    async def ensure_locked(
         self, tiktok_conversation_id: str, tiktok_user_id: str, username: str | None
-    ) -> Conversation:
-        """Get or create customer and conversation; safe under concurrent first messages."""
+    ) -> tuple[Conversation, Customer]:
+        """Get or create customer and conversation, and lock the conversation row.
+
+        The row lock is the per-conversation lock: it lives exactly as long as the
+        transaction, and PostgreSQL drops it when a dead worker's connection goes."""
+        found = await self._locked(Conversation.tiktok_conversation_id == tiktok_conversation_id)
+        if found is not None:
+            return found
+        # First message of a conversation: concurrent first deliveries may race here.
         await self.session.execute(
             insert(Customer)
             .values(tiktok_user_id=tiktok_user_id, username=username)
@@ -48,20 +55,23 @@ class ConversationRepository:
             )
             .on_conflict_do_nothing(index_elements=[Conversation.tiktok_conversation_id])
         )
-        conversation = await self.session.scalar(
-            select(Conversation).where(
-                Conversation.tiktok_conversation_id == tiktok_conversation_id
-            )
-        )
-        assert conversation is not None
-        return conversation
+        found = await self._locked(Conversation.tiktok_conversation_id == tiktok_conversation_id)
+        assert found is not None
+        return found
 
-    async def get_for_update(self, conversation_id: int) -> Conversation | None:
-        # The row lock is the per-conversation lock: it lives exactly as long as the
-        # transaction, and PostgreSQL drops it when a dead worker's connection goes.
-        return await self.session.scalar(
-            select(Conversation).where(Conversation.id == conversation_id).with_for_update()
-        )
+    async def get_for_update(self, conversation_id: int) -> tuple[Conversation, Customer] | None:
+        return await self._locked(Conversation.id == conversation_id)
+
+    async def _locked(self, condition: ColumnElement[bool]) -> tuple[Conversation, Customer] | None:
+        row = (
+            await self.session.execute(
+                select(Conversation, Customer)
+                .join(Customer, Customer.id == Conversation.customer_id)
+                .where(condition)
+                .with_for_update(of=Conversation)
+            )
+        ).one_or_none()
+        return None if row is None else (row[0], row[1])
 
     async def get(self, conversation_id: int) -> Conversation | None:
         return await self.session.get(Conversation, conversation_id)
@@ -178,10 +188,39 @@ class OutboxRepository:
         await self.session.flush()
         return entry
 
-    async def claim(self, outbox_id: int) -> OutboxEntry | None:
-        """Lock one row for the claim step; None if another worker holds it right now."""
-        return await self.session.scalar(
-            select(OutboxEntry).where(OutboxEntry.id == outbox_id).with_for_update(skip_locked=True)
+    async def claim(
+        self, outbox_id: int
+    ) -> tuple[OutboxEntry, Message, Conversation, Customer] | None:
+        """Lock one row for the claim step, with what delivery needs to know about it;
+        None if another worker holds it right now (or it does not exist)."""
+        row = (
+            await self.session.execute(
+                select(OutboxEntry, Message, Conversation, Customer)
+                .join(Message, Message.id == OutboxEntry.message_id)
+                .join(Conversation, Conversation.id == Message.conversation_id)
+                .join(Customer, Customer.id == Conversation.customer_id)
+                .where(OutboxEntry.id == outbox_id)
+                .with_for_update(of=OutboxEntry, skip_locked=True)
+            )
+        ).one_or_none()
+        return None if row is None else (row[0], row[1], row[2], row[3])
+
+    async def mark_sent(
+        self, outbox_id: int, message_id: int, tiktok_message_id: str, sent_at: datetime
+    ) -> None:
+        await self.session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.id == outbox_id)
+            .values(status=OutboxStatus.SENT.value, last_error=None)
+        )
+        await self.session.execute(
+            update(Message)
+            .where(Message.id == message_id)
+            .values(
+                status=MessageStatus.SENT.value,
+                tiktok_message_id=tiktok_message_id,
+                sent_at=sent_at,
+            )
         )
 
     async def get_for_update(self, outbox_id: int) -> OutboxEntry | None:

@@ -16,6 +16,7 @@ from app.db.models import (
     Message,
     OutboxEntry,
 )
+from app.db.repositories.conversations import ConversationRepository, MessageRepository
 from app.services import replies
 from app.services.brain import Reply, TurnResult
 from app.services.delivery import Delivery
@@ -86,27 +87,65 @@ class RecordingBrain:
 
 
 async def test_messages_are_handled_in_customer_order_even_if_recorded_out_of_order(
-    make_harness: MakeHarness,
+    make_harness: MakeHarness, committed_db: AsyncEngine
 ) -> None:
     brain = RecordingBrain()
     harness = make_harness(brain=brain, burst_gap_seconds=2.0)
-    now = int(time.time() * 1000)
-    late_recorded = customer_message("second", message_id="b", timestamp_ms=now - 10_000)
-    early = customer_message("first", message_id="a", timestamp_ms=now - 20_000)
-    burst_1 = customer_message("burst one", message_id="c", timestamp_ms=now - 1_000)
-    burst_2 = customer_message("burst two", message_id="d", timestamp_ms=now - 500)
-    drained: list[int] = []
-
-    async def hold_drain(conversation_id: int) -> None:
-        drained.append(conversation_id)
-
-    harness.pipeline.drain = hold_drain  # type: ignore[method-assign]
-    for body in (late_recorded, burst_2, early, burst_1):
-        await harness.pipeline.handle(body)
-    del harness.pipeline.drain
-    await harness.pipeline.drain(drained[0])
+    now = datetime.now(UTC)
+    # Recorded (by workers that then died, say) in another order than they were written.
+    async with AsyncSession(committed_db) as session, session.begin():
+        conversation, _ = await ConversationRepository(session).ensure_locked(
+            "conv-1", "cust-1", None
+        )
+        messages = MessageRepository(session)
+        for event_id, text, seconds_ago in [
+            ("b", "second", 10),
+            ("d", "burst two", 0.5),
+            ("a", "first", 20),
+            ("c", "burst one", 1),
+        ]:
+            await messages.record_inbound(
+                {
+                    "conversation_id": conversation.id,
+                    "event_id": event_id,
+                    "message_type": "text",
+                    "text": text,
+                    "payload": {},
+                    "entities": {},
+                    "status": "received",
+                    "sent_at": now - timedelta(seconds=seconds_ago),
+                }
+            )
+        conversation_id = conversation.id
+    await harness.pipeline.drain(conversation_id)
     assert brain.turns == [["first"], ["second"], ["burst one", "burst two"]]
     assert len(harness.queued) == 3  # a burst is answered as one turn
+
+
+async def test_a_new_message_answers_earlier_recorded_ones_first(
+    make_harness: MakeHarness, committed_db: AsyncEngine
+) -> None:
+    brain = RecordingBrain()
+    harness = make_harness(brain=brain, burst_gap_seconds=0)
+    now = int(time.time() * 1000)
+    async with AsyncSession(committed_db) as session, session.begin():
+        conversation, _ = await ConversationRepository(session).ensure_locked(
+            "conv-1", "cust-1", None
+        )
+        await MessageRepository(session).record_inbound(
+            {
+                "conversation_id": conversation.id,
+                "event_id": "early",
+                "message_type": "text",
+                "text": "early",
+                "payload": {},
+                "entities": {},
+                "status": "received",
+                "sent_at": datetime.fromtimestamp((now - 5000) / 1000, UTC),
+            }
+        )
+    await harness.pipeline.handle(customer_message("late", message_id="late", timestamp_ms=now))
+    assert brain.turns == [["early"], ["late"]]
 
 
 async def test_late_delivery_outside_the_window_is_recorded_and_not_answered(

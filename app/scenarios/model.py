@@ -1,0 +1,220 @@
+"""The scenario file format, validated at the boundary.
+
+A scenario is hand-written YAML, so every mistake gets a message naming the file, the turn
+and the key instead of a traceback, and unknown keys are refused: a misspelt `expect` key
+would otherwise make a turn pass without checking anything.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Hashable
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+DEFAULT_CUSTOMER = "customer-1"
+MAX_DUPLICATES = 100
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be played; the message says what is wrong."""
+
+
+def _text_from_scalar(value: Any) -> Any:
+    # YAML reads `send: 3` or an unquoted video id as an int; the author meant the digits.
+    # Booleans stay refused: `send: yes` is YAML for True, and guessing "yes" would hide it.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _list_from_scalar(value: Any) -> Any:
+    # `reply_contains: "sold"` is a natural way to write a list of one.
+    return [value] if isinstance(value, str) else value
+
+
+Text = Annotated[str, BeforeValidator(_text_from_scalar)]
+Needles = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_list_from_scalar)]
+
+
+class Expect(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    intent: str | None = None
+    reply_contains: Needles = Field(default_factory=list)
+    reply_not_contains: Needles = Field(default_factory=list)
+    reply_matches: Needles = Field(default_factory=list)
+    replies: int | None = Field(default=None, ge=0)
+    images: int | None = Field(default=None, ge=0)
+    # True: nothing may be sent. False: at least one message must be sent.
+    no_reply: bool | None = None
+
+    @field_validator("reply_matches")
+    @classmethod
+    def _compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"invalid regular expression {pattern!r}: {error}") from None
+        return patterns
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Expect:
+        if self.no_reply:
+            wanted = [
+                name for name in ("reply_contains", "reply_matches") if getattr(self, name)
+            ] + [name for name in ("replies", "images") if getattr(self, name)]
+            if wanted:
+                raise ValueError(f"no_reply: true contradicts {', '.join(wanted)}")
+        if self.no_reply is False and self.replies == 0:
+            raise ValueError("no_reply: false contradicts replies: 0")
+        if self.images is not None and self.replies is not None and self.images > self.replies:
+            raise ValueError(f"images: {self.images} is more than replies: {self.replies}")
+        return self
+
+
+class Turn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    send: Text | None = Field(default=None, min_length=1)
+    share_post: Text | None = Field(default=None, min_length=1)
+    image: bool | None = None
+    customer: Text | None = Field(default=None, min_length=1)
+    duplicate: int = Field(default=1, ge=1, le=MAX_DUPLICATES)
+    expect: Expect = Field(default_factory=Expect)
+
+    @model_validator(mode="after")
+    def _exactly_one_message(self) -> Turn:
+        if self.image is False:
+            raise ValueError("image must be true (leave it out for a text or share_post turn)")
+        given = [
+            name for name in ("send", "share_post", "image") if getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            found = f"found {', '.join(given)}" if given else "found none"
+            raise ValueError(f"a turn needs exactly one of send, share_post, image ({found})")
+        return self
+
+    def describe(self) -> str:
+        if self.send is not None:
+            return f"sends {self.send!r}"
+        if self.share_post is not None:
+            return f"shares video {self.share_post}"
+        return "sends a photo"
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    customer: Text = Field(default=DEFAULT_CUSTOMER, min_length=1)
+    turns: list[Turn] = Field(min_length=1)
+
+    def customer_for(self, turn: Turn) -> str:
+        return turn.customer or self.customer
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently; a turn with two `expect` blocks
+    would lose the first one, so a repeated key is an error here."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_scenario(path: Path) -> Scenario:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError("no such file") from None
+    except UnicodeDecodeError:
+        raise ScenarioError("not UTF-8 text") from None
+    except OSError as error:
+        raise ScenarioError(f"cannot read: {error.strerror or error}") from None
+    return parse_scenario(text)
+
+
+def parse_scenario(text: str) -> Scenario:
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as error:
+        where = ""
+        if error.problem_mark is not None:
+            mark = error.problem_mark
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        raise ScenarioError(f"not valid YAML{where}: {error.problem or error}") from None
+    except yaml.YAMLError as error:
+        raise ScenarioError(f"not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError("expected a mapping with `name` and `turns` at the top level")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as error:
+        raise ScenarioError(describe_errors(error)) from None
+
+
+_FIELDS_AT = {
+    "scenario": sorted(Scenario.model_fields),
+    "turn": sorted(Turn.model_fields),
+    "expect": sorted(Expect.model_fields),
+}
+
+
+def describe_errors(error: ValidationError, limit: int = 3) -> str:
+    problems = [_describe(detail) for detail in error.errors()]
+    shown = "; ".join(problems[:limit])
+    if len(problems) > limit:
+        shown += f"; and {len(problems) - limit} more"
+    return shown
+
+
+def _describe(detail: ErrorDetails) -> str:
+    loc = list(detail["loc"])
+    where: list[str] = []
+    level = "scenario"
+    if len(loc) >= 2 and loc[0] == "turns" and isinstance(loc[1], int):
+        where.append(f"turn {loc[1] + 1}")
+        level = "turn"
+        loc = loc[2:]
+    if loc and loc[0] == "expect":
+        level = "expect"
+    path = ".".join(str(part) for part in loc)
+    kind = detail["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        close = difflib.get_close_matches(key, _FIELDS_AT[level], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        message = f"unknown key{hint}"
+    elif kind == "missing":
+        message = "is required"
+    elif kind == "string_type":
+        message = "must be a string (quote it)"
+    elif kind in ("model_type", "dict_type", "model_attributes_type"):
+        message = "must be a mapping of keys"
+    else:
+        message = str(detail["msg"]).removeprefix("Value error, ")
+    if path:
+        where.append(path)
+    return f"{': '.join(where)}: {message}" if where else message
