@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from app.core.config import Settings, get_settings
 
@@ -37,7 +37,12 @@ def create_celery(settings: Settings) -> Celery:
             "socket_connect_timeout": 1.0,
         },
         task_default_queue=EVENTS_QUEUE,
-        task_queues=(Queue(EVENTS_QUEUE), Queue(SENDS_QUEUE), Queue(MAINTENANCE_QUEUE)),
+        # Each queue its own exchange and key: with one shared default binding, the Redis
+        # transport would copy every task into all three queues.
+        task_queues=tuple(
+            Queue(name, Exchange(name, type="direct"), routing_key=name)
+            for name in (EVENTS_QUEUE, SENDS_QUEUE, MAINTENANCE_QUEUE)
+        ),
         task_routes={
             "philia.deliver_outbox": {"queue": SENDS_QUEUE},
             "philia.sweep_outbox": {"queue": MAINTENANCE_QUEUE},

@@ -87,6 +87,9 @@ async def test_valid_event_is_queued_and_acknowledged(
     response = await bot.post("/webhook/tiktok", content=body, headers=signed(body))
     assert response.status_code == 200
     assert await queued(redis_client) == 1
+    # only in its own queue: a shared binding would copy it into every queue
+    assert await redis_client.llen("sends") == 0
+    assert await redis_client.llen("maintenance") == 0
     message = orjson.loads(await redis_client.lindex("events", 0))
     assert message["headers"]["task"] == "philia.process_event"
 
