@@ -14,15 +14,16 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.core.config import get_settings
 from app.core.logging import configure_logging
-from app.services.router.evaluate import evaluate, read_labelled
-from app.services.router.router import HybridRouter
+
+if TYPE_CHECKING:
+    from app.services.router.router import HybridRouter
 
 app = typer.Typer(
     no_args_is_help=False,
@@ -46,6 +47,10 @@ def _logs_to_stderr() -> None:
 
 
 def _make_router(offline: bool) -> HybridRouter:
+    # Imported here: scikit-learn takes seconds to import, and every other CLI command
+    # (which imports this module to register it) would pay for it.
+    from app.services.router.router import HybridRouter
+
     settings = get_settings()
     if offline:
         settings = settings.model_copy(update={"openai_api_key": None})
@@ -116,6 +121,8 @@ def eval_command(
     """Accuracy, per-intent precision/recall, entity F1 and the confusion matrix."""
     _logs_to_stderr()
     try:
+        from app.services.router.evaluate import evaluate, read_labelled
+
         rows = read_labelled(file)
     except (OSError, ValueError) as error:
         typer.echo(f"route eval: {error}", err=True)

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.cli.stack import Stack
-from app.db.models import Message, OutboxEntry
+from app.core.config import PROJECT_ROOT
+from app.core.security import signature_header
+from app.db.models import DeadLetter, Message, OutboxEntry
 from app.sandbox.control import SandboxControl
 from app.services import replies
 from app.services.window import quota_key
-from tests.e2e.conftest import eventually, settle
+from tests.e2e.conftest import E2E_ENV, eventually, settle
 
 pytestmark = pytest.mark.e2e
 
@@ -176,3 +181,60 @@ async def test_concurrent_customers_are_all_answered(sandbox: SandboxControl) ->
         await eventually(
             lambda r=result: replies_to(sandbox, r.conversation_id), lambda got: len(got) == 1
         )
+
+
+def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=PROJECT_ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_permanent_send_failure_is_parked_and_replayed(
+    sandbox: SandboxControl, stack: Stack, committed_db: AsyncEngine
+) -> None:
+    await sandbox.fail_next(1, "code_40002", endpoints=["send"])
+    sent = await sandbox.play_customer("e2e-dead-send", text="hi")
+
+    async def parked() -> list[DeadLetter]:
+        async with AsyncSession(committed_db) as session:
+            return list((await session.scalars(select(DeadLetter))).all())
+
+    (letter,) = await eventually(parked, lambda letters: len(letters) == 1)
+    assert letter.kind == "send" and "40002" in letter.error
+    listed = cli(stack, "deadletters", "list")
+    assert listed.returncode == 0 and f"#{letter.id}" in listed.stdout and "40002" in listed.stdout
+    assert await replies_to(sandbox, sent.conversation_id) == []
+    retried = cli(stack, "deadletters", "retry", str(letter.id))
+    assert retried.returncode == 0 and "queued again" in retried.stdout
+    assert await eventually(
+        lambda: replies_to(sandbox, sent.conversation_id), lambda r: len(r) == 1
+    ) == [replies.MENU]
+    again = cli(stack, "deadletters", "retry", str(letter.id))
+    assert "already retried" in again.stdout
+
+
+async def test_unprocessable_event_is_parked_with_its_body(
+    stack: Stack, committed_db: AsyncEngine
+) -> None:
+    content = orjson.dumps({"conversation_id": "c", "type": "text"}).decode()  # no sender
+    body = orjson.dumps(
+        {"client_key": "ck", "event": "im_receive_msg", "create_time": 1, "content": content}
+    )
+    headers = {"TikTok-Signature": signature_header(E2E_ENV["TIKTOK_CLIENT_SECRET"], body)}
+    async with httpx.AsyncClient(base_url=stack.api_url) as client:
+        assert (
+            await client.post("/webhook/tiktok", content=body, headers=headers)
+        ).status_code == 200
+
+    async def parked() -> list[DeadLetter]:
+        async with AsyncSession(committed_db) as session:
+            return list((await session.scalars(select(DeadLetter))).all())
+
+    (letter,) = await eventually(parked, lambda letters: len(letters) == 1)
+    assert letter.kind == "event" and letter.payload["body"] == body.decode()
