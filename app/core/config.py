@@ -95,7 +95,6 @@ class Settings(BaseSettings):
     max_send_attempts: int = 6
     # A send left `sending` this long by a dead worker is declared unknown (never resent).
     send_unknown_grace_seconds: int = 60
-    conversation_lock_seconds: int = 60
 
     # Celery
     worker_prefetch_multiplier: int = 1
