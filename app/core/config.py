@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     send_rate_per_second: int = 10
     allow_links: bool = True
     images_enabled: bool = True
+    # Fetch item photos through this mirror instead of their own host (`{mirror}/{host}/{path}`);
+    # for machines that cannot reach the shop's CDN. Unset in production.
+    media_mirror_url: str | None = None
     idempotency_ttl_hours: int = 96
     max_event_attempts: int = 5
     max_send_attempts: int = 6

@@ -41,6 +41,7 @@ from pydantic import (
 from app.core.config import Settings
 from app.core.logging import get_logger
 from app.core.security import signature_header
+from app.sandbox.media import placeholder_png
 
 log = get_logger(__name__)
 
@@ -822,6 +823,11 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
     @app.get("/_sandbox/health")
     async def health() -> dict[str, bool]:
         return {"ok": True}
+
+    @app.get("/_sandbox/media/{path:path}")
+    async def media(path: str) -> Response:
+        """The shop's CDN, as a mirror the worker may fetch through (MEDIA_MIRROR_URL)."""
+        return Response(placeholder_png(path), media_type="image/png")
 
     @app.post("/_sandbox/reset")
     async def reset() -> dict[str, bool]:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from app.db.models import ItemImage
 from app.db.session import SessionFactory, transaction
+from app.sandbox.media import mirror_url
 from app.services.delivery import MediaUnavailable
 from app.services.tiktok.errors import TikTokPermanentError
 
@@ -36,6 +37,7 @@ class CachedMediaResolver:
     session_factory: SessionFactory
     http: httpx.AsyncClient
     uploader: MediaUploader
+    mirror: str | None = None
 
     async def media_id_for(self, image_url: str) -> str:
         now = datetime.now(UTC)
@@ -66,8 +68,9 @@ class CachedMediaResolver:
         return media_id
 
     async def _fetch(self, image_url: str) -> bytes:
+        source = image_url if self.mirror is None else mirror_url(self.mirror, image_url)
         try:
-            async with self.http.stream("GET", image_url, follow_redirects=True) as response:
+            async with self.http.stream("GET", source, follow_redirects=True) as response:
                 if response.status_code != 200:
                     raise MediaUnavailable(f"{image_url} answered {response.status_code}")
                 chunks: list[bytes] = []
