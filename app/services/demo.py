@@ -7,6 +7,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.services.catalog_io import ImportSummary, import_catalog, import_orders
+from app.services.shop.faq import load_default_faq
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
 
@@ -14,4 +15,5 @@ DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
 async def load_demo_shop(session: AsyncSession) -> tuple[ImportSummary, ImportSummary]:
     catalog = await import_catalog(session, (DEMO_DIR / "catalog.csv").read_text("utf-8"))
     orders = await import_orders(session, (DEMO_DIR / "orders.csv").read_text("utf-8"))
+    await load_default_faq(session)
     return catalog, orders

@@ -47,6 +47,7 @@ def create_celery(settings: Settings) -> Celery:
             "philia.deliver_outbox": {"queue": SENDS_QUEUE},
             "philia.sweep_outbox": {"queue": MAINTENANCE_QUEUE},
             "philia.release_idle_handoffs": {"queue": MAINTENANCE_QUEUE},
+            "philia.expire_holds": {"queue": MAINTENANCE_QUEUE},
         },
         beat_schedule={
             "sweep-outbox": {
@@ -54,6 +55,7 @@ def create_celery(settings: Settings) -> Celery:
                 "schedule": settings.outbox_sweep_seconds,
             },
             "release-idle-handoffs": {"task": "philia.release_idle_handoffs", "schedule": 300.0},
+            "expire-holds": {"task": "philia.expire_holds", "schedule": 60.0},
         },
         worker_hijack_root_logger=False,
         worker_send_task_events=False,

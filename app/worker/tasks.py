@@ -19,10 +19,10 @@ from app.db.repositories.conversations import (
     OutboxRepository,
 )
 from app.db.session import transaction
-from app.services.brain import MenuBrain
 from app.services.delivery import Delivery, DeliveryService
 from app.services.inbound import InboundPipeline
 from app.services.media import CachedMediaResolver
+from app.services.shop import ShopBrain, run_hold_expiry
 from app.services.staff_notify import StaffNotifier
 from app.services.tiktok.errors import backoff_delay
 from app.services.tiktok.webhook import InvalidEnvelope
@@ -67,7 +67,7 @@ def _pipeline(runtime: WorkerRuntime) -> InboundPipeline:
         settings=runtime.settings,
         session_factory=runtime.session_factory,
         redis=runtime.redis,
-        brain=MenuBrain(),
+        brain=ShopBrain(runtime.settings),
         enqueue_deliveries=_enqueue,
         notify_staff=StaffNotifier(runtime.settings, runtime.http),
     )
@@ -80,7 +80,9 @@ def _delivery(runtime: WorkerRuntime) -> DeliveryService:
         session_factory=runtime.session_factory,
         redis=runtime.redis,
         tiktok=client,
-        media=CachedMediaResolver(runtime.session_factory, runtime.http, client),
+        media=CachedMediaResolver(
+            runtime.session_factory, runtime.http, client, runtime.settings.media_mirror_url
+        ),
     )
 
 
@@ -198,6 +200,23 @@ def release_idle_handoffs() -> int:
     if released:
         log.info("handoffs_released", count=released)
     return released
+
+
+async def _expire_holds(runtime: WorkerRuntime) -> int:
+    async def _enqueue(outbox_ids: Sequence[int]) -> None:
+        enqueue_deliveries(outbox_ids)
+
+    report = await run_hold_expiry(runtime.session_factory, runtime.settings, _enqueue)
+    if report.expired:
+        log.info("holds_expired", count=report.expired, waitlist_notified=report.notified)
+    return report.expired
+
+
+@celery_app.task(name="philia.expire_holds")
+def expire_holds() -> int:
+    """Ends lapsed holds and tells each freed piece's first waitlisted customer."""
+    structlog.contextvars.clear_contextvars()
+    return run_async(_expire_holds)
 
 
 @celery_app.task(name="philia.noop", queue=EVENTS_QUEUE)

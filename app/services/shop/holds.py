@@ -1,0 +1,183 @@
+"""Holds and the waitlist.
+
+A hold is one conditional UPDATE (`available` -> `reserved`) plus a Hold row, inside a
+savepoint: whatever the number of customers asking at the same instant, PostgreSQL lets
+exactly one UPDATE see `available`, and the partial unique index "one active hold per
+item" backs it up should a row ever be inconsistent. Holds lapse by themselves (the
+`philia.expire_holds` beat task); then the first waitlisted customer whose reply window
+is still open is told, through the outbox like any other reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Settings
+from app.core.logging import get_logger
+from app.db.models import Customer, Hold, HoldStatus, Item, ItemStatus
+from app.db.repositories.shop import ShopHoldRepository, WaitlistRepository
+from app.db.session import SessionFactory, transaction
+from app.services import replies
+from app.services.brain import Reply
+from app.services.outbound import queue_replies
+from app.services.shop.context import Offer, load_context, save_context
+from app.services.shop.describe import item_name, price
+
+log = get_logger(__name__)
+
+
+class HoldResult(StrEnum):
+    HELD = "held"
+    ALREADY_YOURS = "already_yours"
+    TAKEN = "taken"  # reserved for someone else, or sold
+    LIMIT = "limit"
+
+
+@dataclass
+class HoldOutcome:
+    result: HoldResult
+    hold: Hold | None = None
+    held_skus: list[str] = field(default_factory=list)
+
+
+async def place_hold(
+    session: AsyncSession,
+    settings: Settings,
+    item: Item,
+    customer: Customer,
+    now: datetime | None = None,
+) -> HoldOutcome:
+    now = now or datetime.now(UTC)
+    holds = ShopHoldRepository(session)
+    await holds.lock_customer(customer.id)
+    current = await holds.active_for_item(item.id)
+    if current is not None and current.customer_id == customer.id:
+        return HoldOutcome(HoldResult.ALREADY_YOURS, current)
+    if item.status != ItemStatus.AVAILABLE.value or current is not None:
+        return HoldOutcome(HoldResult.TAKEN)
+    mine = await holds.active_for_customer(customer.id)
+    if len(mine) >= settings.max_holds_per_customer:
+        return HoldOutcome(HoldResult.LIMIT, held_skus=[sku for _, sku in mine])
+    try:
+        async with session.begin_nested():
+            if not await holds.reserve_if_available(item.id):
+                raise _LostRace
+            hold = await holds.add(item.id, customer.id, now + timedelta(hours=settings.hold_hours))
+    except (_LostRace, IntegrityError):
+        # Someone else's hold committed first: the savepoint undid our half of it.
+        await session.refresh(item)
+        log.info("hold_lost_race", sku=item.sku)
+        return HoldOutcome(HoldResult.TAKEN)
+    item.status = ItemStatus.RESERVED.value
+    await WaitlistRepository(session).leave(item.id, customer.id)
+    log.info("hold_placed", sku=item.sku, hold_id=hold.id, expires_at=str(hold.expires_at))
+    return HoldOutcome(HoldResult.HELD, hold)
+
+
+class _LostRace(Exception):
+    pass
+
+
+async def join_waitlist(session: AsyncSession, item: Item, customer: Customer) -> tuple[bool, int]:
+    """Add the customer to the piece's waitlist; (newly added, place in line)."""
+    waitlist = WaitlistRepository(session)
+    added = await waitlist.join(item.id, customer.id)
+    position = await waitlist.position(item.id, customer.id)
+    if added:
+        log.info("waitlist_joined", sku=item.sku, position=position)
+    return added, position or 1
+
+
+@dataclass
+class ExpiryReport:
+    expired: int = 0
+    notified: int = 0
+    outbox_ids: list[int] = field(default_factory=list)
+
+
+async def notify_first_waiting(
+    session: AsyncSession, settings: Settings, item: Item, now: datetime
+) -> list[int]:
+    """Tell the first waitlisted customer whose window is open that the piece is back;
+    the outbox ids to enqueue after commit (empty when nobody can be told)."""
+    waitlist = WaitlistRepository(session)
+    for entry in await waitlist.waiting(item.id):
+        conversation = await waitlist.open_conversation(entry.customer_id, now)
+        if conversation is None:
+            continue
+        notice = replies.WAITLIST_NOTICE.format(
+            item=item_name(item), price=price(item), sku=item.sku
+        )
+        outbox_ids = await queue_replies(
+            session, conversation, [Reply(notice)], max_text_chars=settings.max_text_chars
+        )
+        entry.notified_at = now
+        # So that a bare "yes" / "hold" answers the notice. A conversation in the middle of
+        # a turn is not waited for (that could deadlock with the turn's own hold).
+        locked = await waitlist.lock_conversation_if_free(conversation.id)
+        if locked is not None:
+            context = load_context(locked)
+            context.offer = Offer(action="hold", sku=item.sku)
+            context.remember_item(item.sku)
+            save_context(locked, context)
+        await session.flush()
+        log.info("waitlist_notified", sku=item.sku, customer_id=entry.customer_id)
+        return outbox_ids
+    return []
+
+
+async def end_hold(
+    session: AsyncSession, settings: Settings, hold: Hold, status: HoldStatus, now: datetime
+) -> list[int]:
+    """End a hold (expired, or released by its customer): the piece goes back on sale
+    unless staff sold it meanwhile, and its first waitlisted customer is told. Returns
+    the notice's outbox ids (the caller enqueues them after commit; the outbox sweeper
+    sends any it does not)."""
+    hold.status = status.value
+    hold.ended_at = now
+    await session.flush()
+    item = await ShopHoldRepository(session).release_item_if_reserved(hold.item_id)
+    log.info("hold_ended", hold_id=hold.id, status=status.value, released=item is not None)
+    if item is None:
+        return []
+    return await notify_first_waiting(session, settings, item, now)
+
+
+async def expire_lapsed_holds(
+    session: AsyncSession, settings: Settings, now: datetime | None = None, limit: int = 200
+) -> ExpiryReport:
+    """End every customer hold past its expiry."""
+    now = now or datetime.now(UTC)
+    report = ExpiryReport()
+    for hold in await ShopHoldRepository(session).lapsed(now, limit):
+        outbox_ids = await end_hold(session, settings, hold, HoldStatus.EXPIRED, now)
+        report.expired += 1
+        if outbox_ids:
+            report.notified += 1
+            report.outbox_ids.extend(outbox_ids)
+    return report
+
+
+async def run_hold_expiry(
+    session_factory: SessionFactory,
+    settings: Settings,
+    enqueue: Callable[[Sequence[int]], Awaitable[None]],
+    now: datetime | None = None,
+) -> ExpiryReport:
+    """What `philia.expire_holds` runs: expire in one transaction, then enqueue the
+    notices once it is committed (a rolled-back expiry never messages anyone)."""
+    async with transaction(session_factory) as session:
+        report = await expire_lapsed_holds(session, settings, now)
+    if report.outbox_ids:
+        try:
+            await enqueue(report.outbox_ids)
+        except Exception as error:
+            # The rows are committed: the outbox sweeper sends them later.
+            log.warning("waitlist_enqueue_failed", error=repr(error), outbox=report.outbox_ids)
+    return report

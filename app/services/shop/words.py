@@ -1,0 +1,365 @@
+"""Reading a customer's words: which pieces they name ("the jacket", "that carhart tee"),
+whether they say yes, ask for the waitlist, haggle, or state their own size.
+
+Item matching is typo-tolerant (rapidfuzz) and weighs each word by how rare it is in the
+catalogue, so "carhartt" points at the Carhartt pieces while "vintage" barely counts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz, process
+
+from app.db.repositories.shop import SearchRow
+from app.services.normalize import normalize_size
+
+# fmt: off
+STOPWORDS = frozenset([
+    "a", "about", "above", "actually", "add", "after", "again", "all", "also", "am", "amazing",
+    "an", "and", "angle", "angles", "any", "anyone", "anything", "are", "around", "as", "at", "av",
+    "avail", "availability", "available", "awesome", "b", "back", "baggy", "be", "been", "before",
+    "being", "below", "best", "between", "big", "both", "bucks", "bundle", "bundles", "but", "buy",
+    "by", "c", "can", "cant", "cart", "cheaper", "checkout", "close", "closeup", "closeups", "code",
+    "condition", "cool", "cost", "costs", "could", "coupon", "cropped", "cute", "d", "deal",
+    "deals", "detail", "details", "did", "discount", "discounts", "do", "does", "doesnt", "dollars",
+    "dont", "down", "e", "each", "even", "f", "few", "final", "firm", "fit", "fits", "fitting",
+    "for", "free", "from", "g", "get", "give", "go", "gonna", "got", "gotta", "grab", "great", "h",
+    "had", "has", "have", "having", "he", "hello", "her", "here", "hers", "hey", "hi", "him", "his",
+    "hiya", "hold", "holding", "hoping", "how", "i", "id", "if", "ill", "im", "image", "images",
+    "in", "inch", "inches", "info", "interested", "into", "is", "isnt", "it", "item", "items",
+    "itll", "its", "ive", "j", "join", "just", "k", "keep", "kind", "know", "l", "large", "left",
+    "length", "less", "let", "lg", "like", "line", "list", "lmk", "lol", "long", "look", "looking",
+    "loose", "love", "low", "lower", "m", "made", "make", "may", "maybe", "me", "measure",
+    "measurement", "measurements", "med", "medium", "mine", "more", "most", "much", "my", "n",
+    "need", "negotiable", "negotiate", "new", "nice", "no", "nope", "normally", "not", "notify",
+    "now", "o", "obo", "of", "off", "offer", "offers", "oh", "ok", "okay", "omg", "on", "once",
+    "one", "ones", "only", "or", "other", "our", "out", "over", "oversized", "own", "p", "pay",
+    "perfect", "photo", "photos", "pic", "pics", "picture", "pictures", "piece", "pieces", "pit",
+    "please", "pls", "plz", "posted", "price", "priced", "pricing", "promo", "purchase", "put", "q",
+    "queue", "quick", "r", "re", "really", "reserve", "reserved", "run", "runs", "s", "sale",
+    "same", "save", "say", "says", "see", "sell", "selling", "send", "she", "ship", "shipping",
+    "should", "show", "sign", "size", "sized", "sizes", "sizing", "sm", "small", "snug", "so",
+    "sold", "some", "someone", "soon", "still", "stock", "stuff", "such", "sure", "t", "tag",
+    "tagged", "take", "tell", "than", "thank", "thanks", "that", "thats", "the", "their", "them",
+    "then", "there", "these", "they", "thing", "things", "this", "thnx", "those", "through", "thx",
+    "tight", "to", "today", "tomorrow", "too", "true", "ty", "typically", "u", "ups", "ur", "us",
+    "usd", "usually", "v", "very", "video", "videos", "w", "waist", "wait", "waiting", "waitlist",
+    "wanna", "want", "was", "we", "wear", "wearing", "well", "were", "what", "whats", "when",
+    "where", "which", "while", "who", "why", "will", "with", "wore", "work", "would", "wow", "x",
+    "xl", "xlarge", "xs", "xxl", "xxlarge", "y", "yes", "yet", "yo", "you", "your", "youre",
+    "yours", "z",
+])
+# fmt: on
+
+# Words that ask for something themselves: a message with one of these is not a bare
+# "which one" answer even if it names a piece.
+# fmt: off
+ACTION_WORDS = frozenset([
+    "hold", "reserve", "buy", "take", "purchase", "price", "cost", "much", "size", "fit", "fits",
+    "measure", "measurements", "ship", "shipping", "available", "availability", "sold", "waitlist",
+    "discount", "offer", "deal",
+])
+
+# Customer words for categories: "jacket" finds outerwear even when no title says so.
+CATEGORY_WORDS: dict[str, str] = {
+    **dict.fromkeys([
+        "top", "tops", "tee", "tees", "tshirt", "shirt", "shirts", "hoodie", "hoodies", "sweater",
+        "sweaters", "sweatshirt", "sweatshirts", "crewneck", "crew", "polo", "jumper", "cardigan",
+        "flannel", "knit", "blouse", "tank", "jersey",
+    ], "tops"),
+    **dict.fromkeys([
+        "jacket", "jackets", "coat", "coats", "puffer", "puffers", "fleece", "windbreaker", "parka",
+        "outerwear", "vest", "anorak", "bomber",
+    ], "outerwear"),
+    **dict.fromkeys([
+        "jeans", "jean", "pants", "trousers", "skirt", "skirts", "shorts", "bottoms", "denim",
+        "cargos", "slacks",
+    ], "bottoms"),
+    **dict.fromkeys([
+        "dress", "dresses", "gown", "maxi",
+    ], "dresses"),
+    **dict.fromkeys([
+        "shoe", "sneakers", "sneaker", "kicks", "trainers", "boots", "boot", "sandals", "heels",
+        "loafers",
+    ], "shoes"),
+    **dict.fromkeys([
+        "bag", "bags", "purse", "necklace", "chain", "jewelry", "jewellery", "accessory",
+        "accessories", "belt", "hat", "cap", "scarf", "wallet", "sunglasses",
+    ], "accessories"),
+}
+# fmt: on
+
+_EXACT = 1.0
+_CATEGORY = 0.6  # a category word names every piece of it, weaker than a title word
+_FUZZY_MIN = 84.0
+_TIE_SHARE = 0.8  # pieces within this share of the best score are "several matches"
+_CONTEXT_SHARE = 0.5  # a piece of the conversation this close to the best is the one meant
+
+
+def simplify(text: str) -> str:
+    """Lowercase words: accents, apostrophes ("levi's" -> "levis") and punctuation gone."""
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    text = text.lower().replace("'", "").replace("’", "")
+    text = re.sub(r"\bt[\s-]shirts?\b", "tshirt", text)
+    return re.sub(r"[^a-z0-9]+", " ", text).strip()
+
+
+_NOT_NAME = re.compile(
+    r"(?:pt|ph)[\s\-_#:.]*\d+|#\s?\d+|\b(?:items?|skus?|pieces?)\s*#?\s*\d+|[$£€]\s?\d+(?:[.,]\d+)?|\d+(?:[.,]\d+)?\s?(?:[$£€%]|dollars?|bucks|usd)",
+    re.IGNORECASE,
+)
+
+
+def tokens(text: str) -> list[str]:
+    """Words that could name a piece: no identifiers, amounts or short numbers (sizes)."""
+    words = simplify(_NOT_NAME.sub(" ", text)).split()
+    return [w for w in words if (w.isdigit() and len(w) >= 3) or (not w.isdigit() and len(w) >= 2)]
+
+
+def content_words(text: str) -> list[str]:
+    return [w for w in tokens(text) if w not in STOPWORDS and len(w) >= 3]
+
+
+@dataclass(frozen=True)
+class Match:
+    skus: list[str]  # best first; several when the words do not tell them apart
+    unmatched: list[str]  # content words that name no piece
+
+
+class ItemMatcher:
+    """Scores pieces against a customer's words.
+
+    Each word is looked up once in the catalogue's vocabulary (exactly, then fuzzily with
+    rapidfuzz over the distinct words), so the cost grows with the vocabulary rather than
+    with pieces times words.
+    """
+
+    def __init__(self, rows: Sequence[SearchRow]) -> None:
+        self.rows = list(rows)
+        self._vocabulary: dict[str, set[str]] = {}  # word -> SKUs whose name has it
+        self._by_category: dict[str, set[str]] = {}
+        for row in self.rows:
+            name = simplify(" ".join(filter(None, (row.title, row.brand, row.color))))
+            for word in {*name.split(), row.category}:
+                self._vocabulary.setdefault(word, set()).add(row.sku)
+            self._by_category.setdefault(row.category, set()).add(row.sku)
+        self._fuzzy_words = [w for w in self._vocabulary if len(w) >= 4 and not w.isdigit()]
+
+    def _hits(self, word: str) -> dict[str, float]:
+        """SKU -> how strongly `word` names it: exact 1, category word 0.6, typo <= 0.9."""
+        hits: dict[str, float] = {}
+        if len(word) >= 4 and not word.isdigit():
+            for candidate, score, _ in process.extract(
+                word, self._fuzzy_words, scorer=fuzz.ratio, score_cutoff=_FUZZY_MIN, limit=None
+            ):
+                for sku in self._vocabulary[candidate]:
+                    hits[sku] = max(hits.get(sku, 0.0), score / 100 * 0.9)
+        category = CATEGORY_WORDS.get(word)
+        for sku in self._by_category.get(category, set()) if category else set():
+            hits[sku] = max(hits.get(sku, 0.0), _CATEGORY)
+        for sku in self._vocabulary.get(word, set()):
+            hits[sku] = _EXACT
+        return hits
+
+    def scores(self, text: str) -> tuple[dict[str, float], list[str]]:
+        """Each piece's score for the words of `text`, and the content words that name no
+        piece at all."""
+        words = list(dict.fromkeys(content_words(text)))
+        scores: dict[str, float] = {}
+        unmatched: list[str] = []
+        if not self.rows:
+            return scores, words
+        for word in words:
+            hits = self._hits(word)
+            if not hits:
+                unmatched.append(word)
+                continue
+            # A word shared by many pieces tells little about which one is meant.
+            rarity = math.log(1 + len(self.rows) / len(hits))
+            for sku, factor in hits.items():
+                scores[sku] = scores.get(sku, 0.0) + factor * rarity
+        return scores, unmatched
+
+    def match(self, text: str, context: Iterable[str] = ()) -> Match:
+        """The pieces `text` names, best first. Pieces of the conversation (`context`: just
+        listed or discussed) win when they match reasonably well: after a video with a
+        jacket and jeans, "the jacket" is that jacket, not the best jacket of the shop."""
+        scores, unmatched = self.scores(text)
+        if not scores:
+            return Match([], unmatched)
+        best = max(scores.values())
+        pool = [sku for sku in context if scores.get(sku, 0.0) >= best * _CONTEXT_SHARE]
+        if pool:
+            best = max(scores[sku] for sku in pool)
+            ranked = [sku for sku in pool if scores[sku] >= best * _TIE_SHARE]
+        else:
+            ranked = [sku for sku, score in scores.items() if score >= best * _TIE_SHARE]
+        ranked.sort(key=lambda sku: (-scores[sku], sku))
+        return Match(ranked, unmatched)
+
+
+# --- What kind of message is it ----------------------------------------------------------
+
+_YES_WORD = (
+    r"(?:yes+|yeah|yea|yep|yup|ya|yas+|ye|sure|ok|okay|k|please|pls|plz|do it|go ahead"
+    r"|go for it|absolutely|definitely|of course|sounds good|deal|lets do it|lets go"
+    r"|i want it|i want that|hold it|add me|sign me up|put me on it|alright)"
+)
+_POLITE = r"(?:please|pls|plz|thanks|thank you|ty|for sure|then)"
+_YES = re.compile(rf"(?:oh\s+|ah\s+)?{_YES_WORD}(?:\s+(?:{_YES_WORD}|{_POLITE})){{0,3}}")
+_NO = re.compile(
+    r"(?:no+|nope|nah|no thanks|no thank you|not now|maybe later|im good|all good|never ?mind"
+    r"|nvm|no worries)(?:\s+(?:thanks|thank you|ty))?"
+)
+_WAITLIST = re.compile(
+    r"\b(?:wait\s?list|waiting\s+list|notify\s+me|let\s+me\s+know\s+(?:if|when)"
+    r"|(?:tell|message|dm|text|ping)\s+me\s+(?:if|when)|keep\s+me\s+posted|in\s+line\s+for)\b"
+)
+_HAGGLE = re.compile(
+    r"(?:[$£€]\s?\d|\d\s?(?:dollars?|bucks|usd|%)|\b(?:offer|offers|discount|discounts|deal|deals"
+    r"|cheaper|lower|less|negotiable|negotiate|haggle|bundle|bundles|coupon|code|promo|sale"
+    r"|obo|flexible|wiggle|best price|do better|knock|reduce|reduced|off"
+    r"|(?:take|do|accept|pay|give you|for|at|go)\s+\d+)\b)"
+)
+_RELEASE = re.compile(
+    r"\b(?:cancel|release|drop|remove|undo|let go of|unhold)\b.*\bhold\b"
+    r"|\bunhold\b|\b(?:dont|do not|no longer) (?:want|need) (?:it|this|that|the \w+)"
+)
+_SKU_MENTION = re.compile(r"(?<![a-z0-9])pt[\s\-_#:.]*(\d{1,4})(?![\d.,]?\d)", re.IGNORECASE)
+_REFERENCE = re.compile(r"\b(?:it|its|this|that|these|those|them|this one|that one)\b")
+
+
+def is_yes(text: str) -> bool:
+    return _YES.fullmatch(simplify(text)) is not None
+
+
+def is_no(text: str) -> bool:
+    return _NO.fullmatch(simplify(text)) is not None
+
+
+def asks_waitlist(text: str) -> bool:
+    return _WAITLIST.search(simplify(text)) is not None
+
+
+def haggles(text: str) -> bool:
+    return _HAGGLE.search(text.lower()) is not None
+
+
+_PHOTO = re.compile(r"\b(?:pics?|pictures?|photos?|images?|close ?ups?|another angle)\b")
+
+
+def wants_photo(text: str) -> bool:
+    return _PHOTO.search(simplify(text)) is not None
+
+
+def releases_hold(text: str) -> bool:
+    """ "cancel my hold", "I don't want it anymore": the customer lets their hold go."""
+    return _RELEASE.search(simplify(text)) is not None
+
+
+def all_skus(text: str) -> list[str]:
+    """Every PT- SKU written in the message, in order ("hold PT-0014 and PT-0015")."""
+    found = [f"PT-{int(match.group(1)):04d}" for match in _SKU_MENTION.finditer(text)]
+    return list(dict.fromkeys(found))
+
+
+def refers_back(text: str) -> bool:
+    """ "is *it* still available", "how about that one": a piece from earlier is meant."""
+    return _REFERENCE.search(simplify(text)) is not None
+
+
+def has_action_word(text: str) -> bool:
+    return any(word in ACTION_WORDS for word in simplify(text).split())
+
+
+_SIZE_TOKEN = (
+    r"xx[\s-]?large|x[\s-]?large|extra[\s-]?large|x[\s-]?small|extra[\s-]?small|xxl|2xl|xl|xs"
+    r"|small|medium|large|med|lg|sm|s|m|l|\d{1,2}(?:\.5)?"
+)
+_OWN_SIZE = re.compile(
+    r"\b(?P<cue>i\s?'?m|i\s+am|i\s+(?:usually\s+|normally\s+|typically\s+|always\s+)?"
+    r"(?:wear|take|fit|fit\s+into|buy)|my\s+size\s+is|my\s+size\s+s|usually|normally|typically)\s+"
+    r"(?P<filler>(?:(?:usually|normally|typically|always|mostly|a|an|size|sized|in|around|like)\s+){0,3})"
+    rf"(?P<size>{_SIZE_TOKEN})(?![\w.])(?P<after>\s*(?:waist|w\b|in\s+(?:shoes|sneakers)|us\b|shoe)?)",
+    re.IGNORECASE,
+)
+
+
+def stated_own_size(text: str) -> str | None:
+    """The size the customer says they wear ("I'm usually a medium" -> "M", "I wear a 10"
+    -> "10"), not a size they ask about or read on a tag ("the tag says S")."""
+    plain = text.replace("’", "'")
+    for found in _OWN_SIZE.finditer(plain):
+        raw = found.group("size")
+        if raw[0].isdigit():
+            # "I'm 25" is an age: a number needs a frame that makes it a size.
+            framed = re.search(
+                r"wear|take|fit|buy|size|usually|normally|typically",
+                found.group("cue") + " " + found.group("filler"),
+                re.IGNORECASE,
+            )
+            if not framed and not found.group("after").strip():
+                continue
+        size = normalize_size(raw)
+        if size is not None:
+            return size
+    return None
+
+
+_CATEGORY_NAMES = frozenset(CATEGORY_WORDS.values())
+_DEFINITE = re.compile(r"\b(?:the|those|these|that|this|your)\b")
+_BROWSE_CUE = re.compile(r"\b(?:any|anything|what|which|show|see|got|more|other|all)\b")
+
+
+def browsed_category(text: str) -> str | None:
+    """ "any jackets?", "do you have shoes in size 10": a whole category, not one piece.
+    Only when every content word is a category word, and the wording (plural, "any")
+    asks for the range rather than naming a piece ("is the jacket still there")."""
+    words = content_words(text)
+    if not words or refers_back(text):
+        return None
+    categories = {CATEGORY_WORDS.get(word, word) for word in words}
+    if len(categories) != 1 or not categories <= _CATEGORY_NAMES:
+        return None
+    plain = simplify(text)
+    if _BROWSE_CUE.search(plain) is None:
+        # "shoes in size 10" browses; "the jeans" names the jeans just talked about.
+        plural = any(word.endswith("s") or word in _CATEGORY_NAMES for word in words)
+        if not plural or _DEFINITE.search(plain) is not None:
+            return None
+    return categories.pop()
+
+
+_ORDINALS = {
+    "first": 0,
+    "1st": 0,
+    "second": 1,
+    "2nd": 1,
+    "third": 2,
+    "3rd": 2,
+    "fourth": 3,
+    "4th": 3,
+    "fifth": 4,
+    "5th": 4,
+    "sixth": 5,
+    "6th": 5,
+    "last": -1,
+}
+_ORDINAL_FILLER = frozenset(
+    ["the", "one", "that", "this", "please", "pls", "plz", "i", "mean", "want", "like"]
+)
+
+
+def ordinal_choice(text: str) -> int | None:
+    """ "the second one" -> 1, "last one pls" -> -1: a pick from the list just shown."""
+    words = simplify(text).split()
+    picks = [_ORDINALS[word] for word in words if word in _ORDINALS]
+    rest = [word for word in words if word not in _ORDINALS and word not in _ORDINAL_FILLER]
+    if len(picks) != 1 or rest:
+        return None
+    return picks[0]
