@@ -56,6 +56,7 @@ class Delivery(StrEnum):
     NOT_SENT = "not_sent"
     FAILED = "failed"
     RETRY = "retry"
+    DEFERRED = "deferred"  # an earlier reply of the conversation has not gone out yet
     SKIPPED = "skipped"
 
 
@@ -113,6 +114,13 @@ class DeliveryService:
                 # Someone else holds it, or it is already done: a duplicate task.
                 return DeliveryResult(Delivery.SKIPPED)
             entry, message, conversation, customer = claimed
+            waiting, due = await OutboxRepository(session).earlier_undelivered(
+                conversation.id, outbox_id
+            )
+            if waiting:
+                now = datetime.now(UTC)
+                delay = max(0.3, (due - now).total_seconds()) if due and due > now else 0.3
+                return DeliveryResult(Delivery.DEFERRED, retry_in=delay)
             refusal = await self.window.reserve_reply(customer.tiktok_user_id, conversation)
             if refusal is not None:
                 entry.status = OutboxStatus.NOT_SENT.value

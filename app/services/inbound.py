@@ -254,6 +254,7 @@ class InboundPipeline:
         if handoff_reason is not None:
             conversation.mode = ConversationMode.HUMAN.value
             conversation.human_since = now
+        deliveries.extend(result.other_outbox_ids)
         finish(None, result)
         log.info(
             "turn_answered",
@@ -271,19 +272,28 @@ class InboundPipeline:
             return Outcome.ECHO
         body = content.text.body if content.text is not None else None
         customer_id = content.to_user.id if content.to_user is not None else None
+        if customer_id is None:
+            log.warning("echo_without_recipient")
+            return Outcome.IGNORED
         async with transaction(self.session_factory) as session:
             messages = MessageRepository(session)
-            if await messages.outbound_by_tiktok_id(tiktok_message_id) is not None:
-                return Outcome.ECHO
-            if customer_id is None:
-                log.warning("echo_without_recipient")
-                return Outcome.IGNORED
             conversation, customer = await ConversationRepository(session).ensure_locked(
                 content.conversation_id, customer_id, content.recipient
             )
-            for entry in await OutboxRepository(session).in_flight_for(conversation.id):
+            # Taking the in-flight rows' locks first waits out a delivery that is recording
+            # this very send right now; only then is "not ours" a safe conclusion.
+            in_flight = await OutboxRepository(session).in_flight_for(conversation.id)
+            if await messages.outbound_by_tiktok_id(tiktok_message_id) is not None or (
+                await self.redis.get(sent_marker_key(tiktok_message_id)) is not None
+            ):
+                return Outcome.ECHO
+            for entry in in_flight:
                 message = await session.get(Message, entry.message_id)
-                if message is not None and message.text == body:
+                if (
+                    message is not None
+                    and message.text == body
+                    and message.message_type == content.type
+                ):
                     # A send whose result we never recorded (worker died mid-call) is
                     # confirmed by its echo.
                     entry.status = OutboxStatus.SENT.value

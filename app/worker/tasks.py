@@ -22,6 +22,7 @@ from app.db.session import transaction
 from app.services.delivery import Delivery, DeliveryService
 from app.services.inbound import InboundPipeline
 from app.services.media import CachedMediaResolver
+from app.services.router import get_router
 from app.services.shop import ShopBrain, run_hold_expiry
 from app.services.staff_notify import StaffNotifier
 from app.services.tiktok.errors import backoff_delay
@@ -39,6 +40,9 @@ def _check_configuration(**_: Any) -> None:
     configure_logging(settings)
     if settings.redis_url is None or settings.database_url is None:
         raise SystemExit("philia worker: DATABASE_URL and REDIS_URL must be set")
+    # Train the local router once in the parent: the pool's children inherit it by fork
+    # instead of each paying for it on its first message.
+    get_router().warm_up()
 
 
 @worker_process_init.connect
@@ -53,9 +57,13 @@ def _on_shutdown(**_: Any) -> None:
 
 
 def enqueue_deliveries(outbox_ids: Sequence[int], countdown: float | None = None) -> None:
-    for outbox_id in outbox_ids:
+    """One task for a turn's replies, delivered in order (the text before its photo)."""
+    if outbox_ids:
         celery_app.send_task(
-            "philia.deliver_outbox", args=[outbox_id], queue=SENDS_QUEUE, countdown=countdown
+            "philia.deliver_outbox",
+            args=[list(outbox_ids)],
+            queue=SENDS_QUEUE,
+            countdown=countdown,
         )
 
 
@@ -135,17 +143,24 @@ def process_event(self: Task[Any, Any], body: str, received_at: float) -> str:
 
 
 @celery_app.task(name="philia.deliver_outbox", bind=True, max_retries=None, queue=SENDS_QUEUE)
-def deliver_outbox(self: Task[Any, Any], outbox_id: int) -> str:
+def deliver_outbox(self: Task[Any, Any], outbox_ids: list[int] | int) -> list[str]:
+    """Deliver outbox rows in order; whatever cannot go now is queued again, in order."""
     structlog.contextvars.clear_contextvars()
-    try:
-        result = run_async(lambda rt: _delivery(rt).deliver(outbox_id))
-    except Exception:
-        log.exception("delivery_crashed", outbox_id=outbox_id, attempt=self.request.retries + 1)
-        # The row is still pending (or stuck in sending, which the sweeper resolves).
-        raise self.retry(countdown=_retry_countdown(self)) from None
-    if result.outcome is Delivery.RETRY and result.retry_in is not None:
-        enqueue_deliveries([outbox_id], countdown=result.retry_in)
-    return result.outcome.value
+    ids = [outbox_ids] if isinstance(outbox_ids, int) else list(outbox_ids)
+    outcomes: list[str] = []
+    for index, outbox_id in enumerate(ids):
+        try:
+            result = run_async(lambda rt, oid=outbox_id: _delivery(rt).deliver(oid))  # type: ignore[misc]
+        except Exception:
+            log.exception("delivery_crashed", outbox_id=outbox_id)
+            # The row is still pending (or stuck in sending, which the sweeper resolves).
+            enqueue_deliveries(ids[index:], countdown=_retry_countdown(self))
+            break
+        outcomes.append(result.outcome.value)
+        if result.outcome in (Delivery.RETRY, Delivery.DEFERRED):
+            enqueue_deliveries(ids[index:], countdown=result.retry_in)
+            break
+    return outcomes
 
 
 @celery_app.task(name="philia.drain_conversation", queue=EVENTS_QUEUE)
@@ -166,7 +181,8 @@ async def _sweep(runtime: WorkerRuntime) -> dict[str, int]:
         stale = await ConversationRepository(session).with_stale_inbound(
             now - timedelta(seconds=30)
         )
-    enqueue_deliveries(due)
+    for outbox_id in due:  # one task each: one conversation's backoff must not hold up others
+        enqueue_deliveries([outbox_id])
     for conversation_id in stale:
         celery_app.send_task("philia.drain_conversation", args=[conversation_id])
     return {"unknown": unknown, "requeued": len(due), "drained": len(stale)}

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -251,6 +251,27 @@ class OutboxRepository:
             .with_for_update(skip_locked=True)
         )
         return result.all()
+
+    async def earlier_undelivered(
+        self, conversation_id: int, outbox_id: int
+    ) -> tuple[int, datetime | None]:
+        """How many earlier replies of the conversation still wait to go out, and the
+        soonest any of them is due: a reply never overtakes an earlier one."""
+        row = (
+            await self.session.execute(
+                select(func.count(), func.max(OutboxEntry.next_attempt_at))
+                .select_from(OutboxEntry)
+                .join(Message, Message.id == OutboxEntry.message_id)
+                .where(
+                    Message.conversation_id == conversation_id,
+                    OutboxEntry.id < outbox_id,
+                    OutboxEntry.status.in_(
+                        [OutboxStatus.PENDING.value, OutboxStatus.SENDING.value]
+                    ),
+                )
+            )
+        ).one()
+        return int(row[0]), row[1]
 
     async def in_flight_for(self, conversation_id: int) -> Sequence[OutboxEntry]:
         result = await self.session.scalars(

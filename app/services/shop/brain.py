@@ -156,6 +156,7 @@ class ShopBrain:
             route = await self.router.route(text, RouterContext(last_intent=_intent(context)))
             result = await handler.text(text, route)
         save_context(conversation, context)
+        result.other_outbox_ids.extend(handler.notices)
         return result
 
 
@@ -195,6 +196,7 @@ class _Turn:
         self.chart: list[Decimal] = list(settings.size_chart_pit_to_pit_in)
         self.items = ShopItemRepository(session)
         self.now = datetime.now(UTC)
+        self.notices: list[int] = []  # outbox ids queued for other conversations
         self._item_matcher: ItemMatcher | None = None
         # The question the previous answer asked lives for this one turn only.
         self.offer = context.offer
@@ -648,7 +650,9 @@ class _Turn:
         if not chosen:
             return replies.HOLD_RELEASE_NOT_YOURS.format(sku=named)
         hold, sku = chosen[0]
-        await end_hold(self.session, self.settings, hold, HoldStatus.RELEASED, self.now)
+        self.notices.extend(
+            await end_hold(self.session, self.settings, hold, HoldStatus.RELEASED, self.now)
+        )
         item = await self.items.get(sku)
         self.context.remember_item(sku)
         name = describe.item_name(item) if item is not None else sku
