@@ -42,8 +42,8 @@ def quote(text: str, limit: int = QUOTE_CHARS) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+def _plural(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one}" if count == 1 else f"{count} {many or one + 's'}"
 
 
 def differences(expect: Expect, seen: Observation) -> list[str]:
@@ -57,7 +57,7 @@ def differences(expect: Expect, seen: Observation) -> list[str]:
     if expect.no_reply is False and not count:
         found.append("expected a reply, got none")
     if expect.replies is not None and count != expect.replies:
-        found.append(f"expected {_plural(expect.replies, 'reply')}, got {count}")
+        found.append(f"expected {_plural(expect.replies, 'reply', 'replies')}, got {count}")
     if expect.images is not None and seen.images != expect.images:
         found.append(f"expected {_plural(expect.images, 'image')}, got {seen.images}")
     text = seen.text

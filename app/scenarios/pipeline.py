@@ -1,0 +1,446 @@
+"""The real bot, started once for a scenario run, and what a run needs around it.
+
+Isolation: the run never touches the shop's own data. With DATABASE_URL set it works in a
+scratch database created on that server and dropped at the end; with REDIS_URL set it
+claims an empty database index on that server (an embedded Redis when none is free),
+because flushing between files must not wipe the shop's queue or idempotency markers, and
+the shop's own worker must not pick up the run's events. Without URLs the Stack starts
+embedded servers that die with the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from pydantic import SecretStr
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+
+from app.cli.stack import Stack, free_port
+from app.core.config import Settings, normalize_database_url
+from app.db.migrate import create_scratch_database, drop_database
+from app.db.models import DeadLetter, Message, MessageStatus, OutboxEntry, OutboxStatus
+from app.sandbox.control import SandboxControl
+from app.sandbox.tiktok import RecordedMessage
+from app.services.catalog_io import ImportFailed, import_catalog, import_orders
+from app.services.inbound import event_marker_key
+from app.worker.celery_app import EVENTS_QUEUE, MAINTENANCE_QUEUE, SENDS_QUEUE
+
+POLL_SECONDS = 0.05
+# The whole condition must hold on this many polls in a row: a task that a worker has just
+# popped from a queue list is, for an instant, neither in the list nor in `unacked`.
+STABLE_POLLS = 2
+QUIESCE_SECONDS = 10.0
+REDIS_CLAIM_KEY = "philia:converse:claim"
+REDIS_CLAIM_TTL_SECONDS = 6 * 3600
+# The children run against the sandbox whatever `.env` says: a scenario must never reach
+# the real TikTok API, the shop's staff webhook, or refuse to start as "production".
+SCENARIO_ENV = {
+    "ENVIRONMENT": "development",
+    "LOG_JSON": "true",
+    "TIKTOK_ACCESS_TOKEN": "dev",
+    "TIKTOK_REFRESH_TOKEN": "dev",
+    "TIKTOK_CLIENT_SECRET": "converse-client-secret",
+    "STAFF_WEBHOOK_URL": "",
+}
+# kombu's Redis transport: one list per queue and priority step, and the `unacked` hash
+# holding every message a worker has taken and not acknowledged yet (acks are late, so
+# that is until the task finished; a retry waiting for its countdown stays there too).
+_PRIORITY_SEPARATOR = "\x06\x16"
+_PRIORITY_STEPS = (3, 6, 9)
+_QUEUES = (EVENTS_QUEUE, SENDS_QUEUE, MAINTENANCE_QUEUE)
+_QUEUE_KEYS = tuple(
+    key
+    for queue in _QUEUES
+    for key in (queue, *(f"{queue}{_PRIORITY_SEPARATOR}{step}" for step in _PRIORITY_STEPS))
+)
+_UNACKED_KEY = "unacked"
+# Kept when the shop is reset: the exchange-to-queue bindings. kombu declares them once
+# per connection and caches that; a publisher whose binding key vanished would route its
+# tasks to no queue. They hold no shop state, so keeping them costs nothing.
+_KOMBU_PREFIX = "_kombu."
+_OPEN_SENDS = (OutboxStatus.PENDING.value, OutboxStatus.SENDING.value)
+
+
+class PipelineError(Exception):
+    """The pipeline cannot go on (did not start, a process died, the shop did not load)."""
+
+
+class TurnNotSettled(Exception):
+    """The turn did not finish in time, or the worker gave up on its message."""
+
+
+@dataclass(frozen=True)
+class ShopData:
+    catalog: Path
+    orders: Path
+    catalog_text: str
+    orders_text: str
+
+
+@dataclass(frozen=True)
+class Settled:
+    intent: str | None
+    replies: list[RecordedMessage]
+
+
+@dataclass
+class _ScratchRedis:
+    url: str
+    client: aioredis.Redis
+    token: str
+
+
+def _redis_url_with_db(url: str, index: int) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"] + [("db", str(index))]
+        return urlunsplit((*parts[:3], urlencode(query), parts.fragment))
+    return urlunsplit((parts.scheme, parts.netloc, f"/{index}", parts.query, parts.fragment))
+
+
+async def _claim_redis_database(server_url: str) -> _ScratchRedis | None:
+    """An empty database index on the server, marked as ours; None if none is free.
+
+    Another run claims with SET NX on the same key, so two runs never share an index; an
+    index holding any other key belongs to someone else and is left alone."""
+    token = secrets.token_hex(8)
+    candidates = list(range(1, 16))
+    random.shuffle(candidates)
+    for index in candidates:
+        url = _redis_url_with_db(server_url, index)
+        client: aioredis.Redis = aioredis.Redis.from_url(url)
+        try:
+            if await client.set(REDIS_CLAIM_KEY, token, nx=True, ex=REDIS_CLAIM_TTL_SECONDS):
+                if await client.dbsize() == 1:
+                    return _ScratchRedis(url, client, token)
+                await client.delete(REDIS_CLAIM_KEY)
+        except aioredis.ResponseError:
+            # "DB index is out of range": the server has fewer databases; try the others.
+            pass
+        await client.aclose()
+    return None
+
+
+@dataclass
+class ScenarioPipeline:
+    """API, worker, beat and the TikTok sandbox as processes, started once per run."""
+
+    settings: Settings
+    shop: ShopData
+    log_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    # The end of each process's log when the run failed, read before the logs are removed.
+    failure_logs: dict[str, list[str]] = field(default_factory=dict)
+    stack: Stack | None = None
+    _work_dir: Path | None = None
+    _scratch_database: str | None = None
+    _scratch_redis: _ScratchRedis | None = None
+    _engine: AsyncEngine | None = None
+    _redis: aioredis.Redis | None = None
+    _sandbox: SandboxControl | None = None
+
+    async def __aenter__(self) -> ScenarioPipeline:
+        try:
+            await self._start()
+        except BaseException:
+            self._keep_failure_logs()
+            await self._stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self._keep_failure_logs()
+        await self._stop()
+
+    def _keep_failure_logs(self, lines: int = 15) -> None:
+        logs = self.logs
+        if logs is None or not logs.is_dir():
+            return
+        for log in sorted(logs.glob("*.log")):
+            tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+            self.failure_logs[log.name] = tail
+
+    @property
+    def logs(self) -> Path | None:
+        return self.stack.log_dir if self.stack is not None else None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        assert self._engine is not None, "the pipeline is not running"
+        return self._engine
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        assert self._redis is not None, "the pipeline is not running"
+        return self._redis
+
+    @property
+    def sandbox(self) -> SandboxControl:
+        assert self._sandbox is not None, "the pipeline is not running"
+        return self._sandbox
+
+    async def _start(self) -> None:
+        env = dict(SCENARIO_ENV)
+        server_db = os.environ.get("DATABASE_URL")
+        if server_db:
+            try:
+                self._scratch_database = await create_scratch_database(
+                    normalize_database_url(server_db), "philia_converse"
+                )
+            except Exception as error:
+                raise PipelineError(
+                    f"cannot create a scratch database on the server of DATABASE_URL ({error}); "
+                    "unset DATABASE_URL to use an embedded PostgreSQL"
+                ) from error
+            env["DATABASE_URL"] = self._scratch_database
+        server_redis = os.environ.get("REDIS_URL")
+        if server_redis:
+            self._scratch_redis = await _claim_redis_database(server_redis)
+            if self._scratch_redis is None:
+                self.notes.append("no empty Redis database on REDIS_URL's server: embedded Redis")
+            env["REDIS_URL"] = self._scratch_redis.url if self._scratch_redis else ""
+        self._work_dir = Path(tempfile.mkdtemp(prefix="philia-converse-"))
+        stack_settings = self.settings.model_copy(
+            update={"tiktok_access_token": SecretStr(SCENARIO_ENV["TIKTOK_ACCESS_TOKEN"])}
+        )
+        self.stack = Stack(
+            stack_settings,
+            data_dir=self._work_dir,
+            api_port=free_port(),
+            log_dir=self.log_dir or self._work_dir / "logs",
+            extra_env=env,
+        )
+        starting = asyncio.ensure_future(asyncio.to_thread(self._start_stack, self.stack))
+        try:
+            # Shielded: a cancelled run (Ctrl-C) must let the thread finish spawning before
+            # stop() runs, or a process spawned after it would outlive the run.
+            await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await starting
+            raise
+        except Exception as error:
+            raise PipelineError(f"the pipeline did not start: {error}") from error
+        assert self.stack.sandbox_url is not None  # the token is "dev": always the sandbox
+        self._engine = create_async_engine(self.stack.env["DATABASE_URL"], pool_size=2)
+        self._redis = aioredis.Redis.from_url(self.stack.env["REDIS_URL"])
+        self._sandbox = SandboxControl(self.stack.sandbox_url)
+
+    @staticmethod
+    def _start_stack(stack: Stack) -> None:
+        stack.start_services()
+        stack.start_processes()
+
+    @staticmethod
+    def _halt(stack: Stack) -> None:
+        # No graceful shutdown: the run's database is dropped and its Redis index flushed
+        # right after, and a warm Celery shutdown would add seconds to every run. kill()
+        # signals the process group, so a dead worker's pool children go too.
+        for name in list(stack.processes):
+            stack.kill(name)
+        stack.stop()  # closes the logs and stops embedded PostgreSQL/Redis
+
+    async def _stop(self) -> None:
+        if self._sandbox is not None:
+            await self._sandbox.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
+        if self._engine is not None:
+            await self._engine.dispose()
+        if self.stack is not None:
+            await asyncio.to_thread(self._halt, self.stack)
+        if self._scratch_redis is not None:
+            with contextlib.suppress(aioredis.RedisError):
+                await self._scratch_redis.client.flushdb()  # leaves the index free again
+            await self._scratch_redis.client.aclose()
+        if self._scratch_database is not None:
+            with contextlib.suppress(Exception):
+                await drop_database(self._scratch_database)
+        if self._work_dir is not None:
+            shutil.rmtree(self._work_dir, ignore_errors=True)
+        self._sandbox = self._redis = self._engine = None
+        self._scratch_redis = self._scratch_database = self._work_dir = None
+
+    def check_processes(self) -> None:
+        assert self.stack is not None
+        for name, process in self.stack.processes.items():
+            code = process.poll()
+            if code is not None:
+                raise PipelineError(f"the {name} process exited with status {code}")
+
+    # -- a fresh shop for every file -------------------------------------------------------
+
+    async def reset_shop(self) -> None:
+        """Nothing of the previous file survives: rows, Redis keys, sandbox recordings."""
+        await self._quiesce()
+        await self.sandbox.reset()
+        await self._clear_redis()
+        await self._truncate()
+        await self._import_shop()
+
+    async def _quiesce(self) -> None:
+        """Wait for the workers to finish what the previous file left (a turn that timed
+        out may still have a retry pending); a worker still busy after that is restarted,
+        so that nothing it does lands in the next file's fresh shop."""
+        deadline = time.monotonic() + QUIESCE_SECONDS
+        while time.monotonic() < deadline:
+            self.check_processes()
+            async with self.engine.connect() as connection:
+                open_sends = await connection.scalar(
+                    select(func.count())
+                    .select_from(OutboxEntry)
+                    .where(OutboxEntry.status.in_(_OPEN_SENDS))
+                )
+            if not open_sends and not await self.broker_backlog():
+                return
+            await asyncio.sleep(POLL_SECONDS)
+        assert self.stack is not None
+        self.notes.append("the worker was still busy between files: restarted it")
+        await asyncio.to_thread(self.stack.kill, "worker")
+        await asyncio.to_thread(self.stack.start_worker)
+
+    async def _clear_redis(self) -> None:
+        doomed: list[bytes] = []
+        async for key in self.redis.scan_iter(count=1000):
+            name = key.decode("utf-8", errors="replace")
+            if not name.startswith(_KOMBU_PREFIX) and name != REDIS_CLAIM_KEY:
+                doomed.append(key)
+        for start in range(0, len(doomed), 500):
+            await self.redis.unlink(*doomed[start : start + 500])
+        if self._scratch_redis is not None:  # the claim expires: renew it while we run
+            await self.redis.set(
+                REDIS_CLAIM_KEY, self._scratch_redis.token, ex=REDIS_CLAIM_TTL_SECONDS
+            )
+
+    async def _truncate(self) -> None:
+        async with self.engine.begin() as connection:
+            # A lock still held by a stuck worker must fail the run, not hang it.
+            await connection.execute(text("SET LOCAL lock_timeout = '10s'"))
+            tables = (
+                await connection.execute(
+                    text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                        "AND tablename <> 'alembic_version'"
+                    )
+                )
+            ).scalars()
+            quote = connection.dialect.identifier_preparer.quote
+            names = ", ".join(quote(name) for name in tables)
+            if names:
+                await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+    async def _import_shop(self) -> None:
+        try:
+            async with AsyncSession(self.engine) as session, session.begin():
+                await import_catalog(session, self.shop.catalog_text)
+                await import_orders(session, self.shop.orders_text)
+        except ImportFailed as error:
+            raise PipelineError(
+                f"cannot import the shop ({self.shop.catalog}, {self.shop.orders}): {error}"
+            ) from error
+
+    # -- when is a turn over ---------------------------------------------------------------
+
+    async def broker_backlog(self) -> int:
+        """Tasks queued or taken and not yet finished, over every queue the worker reads."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in _QUEUE_KEYS:
+                pipe.llen(key)
+            pipe.hlen(_UNACKED_KEY)
+            sizes: list[int] = await pipe.execute()
+        return sum(sizes)
+
+    async def last_seq(self) -> int:
+        """The sandbox's newest message number: the replies of a turn are those after it."""
+        messages = await self.sandbox.messages()
+        return max((message.seq for message in messages), default=0)
+
+    async def wait_settled(
+        self, event_id: str, conversation_id: str, after_seq: int, limit_seconds: float
+    ) -> Settled:
+        """Poll until the turn is over: the worker handled the customer's message, no reply
+        of the conversation is still pending or being sent (a retry waiting for its time
+        counts as pending), every copy of the webhook and every echo of a reply has been
+        handled, and the queues are empty. Returns the router's intent and the replies."""
+        deadline = time.monotonic() + limit_seconds
+        stable = 0
+        waiting_for = "the worker to pick up the message"
+        while True:
+            self.check_processes()
+            settled, waiting_for = await self._probe(event_id, conversation_id, after_seq)
+            stable = stable + 1 if settled is not None else 0
+            if settled is not None and stable >= STABLE_POLLS:
+                return settled
+            if time.monotonic() >= deadline:
+                raise TurnNotSettled(
+                    f"timed out after {limit_seconds:g} s waiting for {waiting_for}"
+                )
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _probe(
+        self, event_id: str, conversation_id: str, after_seq: int
+    ) -> tuple[Settled | None, str]:
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(Message.status, Message.intent, Message.conversation_id).where(
+                        Message.event_id == event_id
+                    )
+                )
+            ).one_or_none()
+            if row is None or row.status == MessageStatus.RECEIVED.value:
+                given_up = await connection.scalar(
+                    select(DeadLetter.error)
+                    .where(DeadLetter.event_id == event_id)
+                    .order_by(DeadLetter.id.desc())
+                    .limit(1)
+                )
+                if given_up is not None:
+                    raise TurnNotSettled(f"the worker gave up on the message: {given_up}")
+                if row is None:
+                    return None, "the worker to pick up the message"
+                return None, "the worker to finish the message (still received)"
+            open_sends = await connection.scalar(
+                select(func.count())
+                .select_from(OutboxEntry)
+                .join(Message, Message.id == OutboxEntry.message_id)
+                .where(
+                    Message.conversation_id == row.conversation_id,
+                    OutboxEntry.status.in_(_OPEN_SENDS),
+                )
+            )
+        if open_sends:
+            return None, f"{open_sends} repl{'y' if open_sends == 1 else 'ies'} still to send"
+        replies = [
+            message
+            for message in await self.sandbox.messages(conversation_id=conversation_id)
+            if message.seq > after_seq and message.source == "api"
+        ]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for message in replies:
+                pipe.exists(event_marker_key(message.message_id))
+            echoes_handled: list[int] = await pipe.execute() if replies else []
+        if not all(echoes_handled):
+            return None, "the echoes of the replies to be handled"
+        if await self.broker_backlog():
+            return None, "the queues to empty"
+        return Settled(intent=row.intent, replies=replies), "nothing"
