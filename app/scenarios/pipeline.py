@@ -36,6 +36,7 @@ from app.sandbox.control import SandboxControl
 from app.sandbox.tiktok import RecordedMessage
 from app.services.catalog_io import ImportFailed, import_catalog, import_orders
 from app.services.inbound import event_marker_key
+from app.services.shop import load_default_faq
 from app.worker.celery_app import EVENTS_QUEUE, MAINTENANCE_QUEUE, SENDS_QUEUE
 
 POLL_SECONDS = 0.05
@@ -353,6 +354,8 @@ class ScenarioPipeline:
             async with AsyncSession(self.engine) as session, session.begin():
                 await import_catalog(session, self.shop.catalog_text)
                 await import_orders(session, self.shop.orders_text)
+                # The shop's policies: without them every policy question is deferred.
+                await load_default_faq(session)
         except ImportFailed as error:
             raise PipelineError(
                 f"cannot import the shop ({self.shop.catalog}, {self.shop.orders}): {error}"
