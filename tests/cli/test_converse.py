@@ -167,6 +167,18 @@ def _report(result: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.mark.e2e
+def test_every_public_scenario_passes_through_the_pipeline() -> None:
+    files = sorted(PUBLIC_SCENARIOS.glob("*.yaml"))
+    if not files:
+        pytest.skip("../shared/scenarios/public is not beside this checkout")
+    result = _converse(*files)
+    assert result.returncode == 0, _report(result)
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"\d+ passed, 0 failed", last), _report(result)
+    assert int(last.split()[0]) >= len(files)
+
+
+@pytest.mark.e2e
 def test_scenarios_that_match_the_menu_brain_pass(tmp_path: Path, shop: Path) -> None:
     menu = _write(tmp_path, "menu.yaml", MENU_FILE)
     isolation = _write(tmp_path, "isolation.yaml", ISOLATION_FILE)

@@ -165,6 +165,11 @@ class _ClientCache:
 _clients = _ClientCache()
 
 
+def openai_client(settings: Settings) -> AsyncOpenAI:
+    """The process's OpenAI client for these settings (shared by every LLM use)."""
+    return _clients.get(settings)
+
+
 class LLMRouter:
     def __init__(self, settings: Settings, breaker: CircuitBreaker | None = None) -> None:
         self.settings = settings

@@ -46,6 +46,7 @@ from app.services.shop import describe
 from app.services.shop.context import Offer, ShopContext, load_context, save_context
 from app.services.shop.faq import FaqIndex, fill_answer
 from app.services.shop.holds import HoldResult, end_hold, join_waitlist, place_hold
+from app.services.shop.phrasing import FaqPhraser
 from app.services.shop.sizing import (
     FitKind,
     OwnSize,
@@ -103,9 +104,15 @@ class _Found:
 class ShopBrain:
     """The Brain of the thrift shop (see app.services.brain.Brain)."""
 
-    def __init__(self, settings: Settings | None = None, router: HybridRouter | None = None):
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        router: HybridRouter | None = None,
+        phraser: FaqPhraser | None = None,
+    ):
         self.settings = settings or get_settings()
         self._router = router
+        self.phraser = phraser or FaqPhraser(self.settings)
 
     @property
     def router(self) -> HybridRouter:
@@ -143,7 +150,7 @@ class ShopBrain:
         turn: list[Message],
     ) -> TurnResult:
         context = load_context(conversation)
-        handler = _Turn(self.settings, session, customer, context)
+        handler = _Turn(self.settings, session, customer, context, self.phraser)
         last = turn[-1]
         if last.message_type == "share_post":
             result = await handler.shared_post(last.payload or {})
@@ -187,9 +194,15 @@ class _Turn:
     """One customer turn: the state the answers need and one method per intent."""
 
     def __init__(
-        self, settings: Settings, session: AsyncSession, customer: Customer, context: ShopContext
+        self,
+        settings: Settings,
+        session: AsyncSession,
+        customer: Customer,
+        context: ShopContext,
+        phraser: FaqPhraser | None = None,
     ) -> None:
         self.settings = settings
+        self.phraser = phraser
         self.session = session
         self.customer = customer
         self.context = context
@@ -773,4 +786,9 @@ class _Turn:
             log.info("faq_no_match")
             return replies.POLICY_UNKNOWN
         log.info("faq_answered", topic=hit.entry.topic, score=round(hit.score, 2))
-        return fill_answer(hit.entry.answer, self.settings)
+        answer = fill_answer(hit.entry.answer, self.settings)
+        if self.phraser is not None:
+            phrased = await self.phraser.phrase(text, answer)
+            if phrased is not None:
+                return phrased
+        return answer
