@@ -13,6 +13,7 @@ from app.api.errors import install_error_handlers
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging, get_logger
 from app.db.session import create_engine, create_session_factory
+from app.web import install_staff_web
 from app.worker.celery_app import create_celery
 
 log = get_logger(__name__)
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhook.router)
     if settings.bench_endpoints:
         app.include_router(bench.router)
+    install_staff_web(app)
     return app
 
 

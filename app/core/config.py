@@ -144,6 +144,13 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr("dev")
     public_base_url: str = "http://127.0.0.1:8000"
 
+    # Staff inbox and admin (app.web): server-side sessions in Redis, throttled logins.
+    staff_session_idle_hours: float = Field(default=12, gt=0)
+    staff_session_max_hours: float = Field(default=7 * 24, gt=0)
+    staff_login_max_failures: int = Field(default=5, ge=1)  # per email
+    staff_login_max_failures_per_ip: int = Field(default=20, ge=1)  # offices share one IP
+    staff_login_lockout_minutes: int = Field(default=15, ge=1)
+
     @field_validator("size_chart_pit_to_pit_in", mode="before")
     @classmethod
     def _size_chart(cls, value: Any) -> Any:

@@ -119,6 +119,10 @@ class Customer(TimestampMixin, Base):
     # The customer's own size, once stated ("I'm usually an M").
     usual_size: Mapped[str | None] = mapped_column(String(16))
 
+    # How the admin names a row in lists and select boxes.
+    def __str__(self) -> str:
+        return f"@{self.username}" if self.username else self.tiktok_user_id
+
 
 class Conversation(TimestampMixin, Base):
     __tablename__ = "conversations"
@@ -174,6 +178,9 @@ class Drop(TimestampMixin, Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
+    def __str__(self) -> str:
+        return self.name
+
 
 class Item(TimestampMixin, Base):
     __tablename__ = "items"
@@ -214,6 +221,9 @@ class Item(TimestampMixin, Base):
     images: Mapped[list[ItemImage]] = relationship(
         back_populates="item", cascade="all, delete-orphan", order_by="ItemImage.position"
     )
+
+    def __str__(self) -> str:
+        return f"{self.sku} {self.title}"
 
 
 class ItemVideo(Base):
@@ -264,6 +274,10 @@ class Hold(TimestampMixin, Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
+    # For the admin's lists and forms; the bot's code works with the ids.
+    item: Mapped[Item] = relationship()
+    customer: Mapped[Customer | None] = relationship()
+
 
 class WaitlistEntry(TimestampMixin, Base):
     __tablename__ = "waitlist"
@@ -273,6 +287,10 @@ class WaitlistEntry(TimestampMixin, Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    # For the admin's lists and forms; the bot's code works with the ids.
+    item: Mapped[Item] = relationship()
+    customer: Mapped[Customer] = relationship()
 
 
 class Order(TimestampMixin, Base):
@@ -298,6 +316,9 @@ class Order(TimestampMixin, Base):
     lines: Mapped[list[OrderItem]] = relationship(
         back_populates="order", cascade="all, delete-orphan", order_by="OrderItem.id"
     )
+
+    def __str__(self) -> str:
+        return self.order_number
 
 
 class OrderItem(Base):

@@ -1,0 +1,30 @@
+"""The staff web: login, the inbox (/inbox) and the admin (/admin)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
+
+from app.services.staff_auth import Passwords
+from app.web import auth, inbox
+from app.web.admin import install_admin
+from app.web.deps import (
+    CsrfRejected,
+    LoginRequired,
+    csrf_rejected_handler,
+    login_required_handler,
+)
+from app.web.templating import STATIC_DIR
+
+
+def install_staff_web(app: FastAPI) -> None:
+    """Everything staff see, mounted on the API app (it reads the lifespan's engine,
+    Redis and Celery from app.state at request time)."""
+    app.state.staff_passwords = Passwords()
+    app.add_exception_handler(LoginRequired, login_required_handler)
+    app.add_exception_handler(CsrfRejected, csrf_rejected_handler)
+    app.include_router(auth.router)
+    app.include_router(inbox.router)
+    # Public on purpose: the login page needs its stylesheet; nothing here is private.
+    app.mount("/static/staff", StaticFiles(directory=STATIC_DIR), name="staff-static")
+    install_admin(app)

@@ -1,0 +1,137 @@
+"""Dependencies of the staff routes: who is signed in, the CSRF check, the services."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.responses import RedirectResponse, Response
+
+from app.core.config import Settings
+from app.core.errors import PhiliaError, QueueUnavailable
+from app.core.logging import get_logger
+from app.services.staff_auth import SignedIn, StaffAuth
+from app.services.staff_inbox import StaffInbox
+from app.web.security import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    csrf_failure,
+    is_script_request,
+    login_url,
+    session_cookie_name,
+    staff_auth_for,
+    tokens_match,
+)
+from app.worker.celery_app import SENDS_QUEUE
+from app.worker.enqueue import DELIVER_OUTBOX_TASK, publish
+
+log = get_logger(__name__)
+
+
+class NotSignedIn(PhiliaError):
+    status_code = 401
+    code = "not_signed_in"
+
+
+class LoginRequired(Exception):
+    """A page asked for without a session: answered with a redirect to /login."""
+
+    def __init__(self, next_path: str) -> None:
+        self.next_path = next_path
+        super().__init__(next_path)
+
+
+class CsrfRejected(Exception):
+    pass
+
+
+def _auth(request: Request) -> StaffAuth:
+    return staff_auth_for(request.app)
+
+
+AuthDep = Annotated[StaffAuth, Depends(_auth)]
+
+
+async def current_staff(request: Request, auth: AuthDep) -> SignedIn | None:
+    settings: Settings = request.app.state.settings
+    return await auth.signed_in(request.cookies.get(session_cookie_name(settings)))
+
+
+MaybeStaffDep = Annotated[SignedIn | None, Depends(current_staff)]
+
+
+async def _staff_page(request: Request, staff: MaybeStaffDep) -> SignedIn:
+    if staff is None:
+        if is_script_request(request):
+            raise NotSignedIn("log in first")
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequired(path)
+    return staff
+
+
+async def _staff_api(staff: MaybeStaffDep) -> SignedIn:
+    if staff is None:
+        raise NotSignedIn("log in first")
+    return staff
+
+
+StaffPage = Annotated[SignedIn, Depends(_staff_page)]
+StaffApi = Annotated[SignedIn, Depends(_staff_api)]
+
+
+async def _csrf_token(request: Request) -> str | None:
+    header = request.headers.get(CSRF_HEADER)
+    if header is not None:
+        return header
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        # Starlette caches the parsed form on the request: the route reads it again free.
+        field = (await request.form()).get(CSRF_FIELD)
+        return field if isinstance(field, str) else None
+    return None
+
+
+async def _staff_form(request: Request, staff: StaffPage) -> SignedIn:
+    if not tokens_match(staff.csrf_token, await _csrf_token(request)):
+        log.info("csrf_rejected", path=request.url.path, staff_id=staff.staff_id)
+        raise CsrfRejected()
+    return staff
+
+
+# A signed-in staff member whose request carries the session's CSRF token.
+StaffForm = Annotated[SignedIn, Depends(_staff_form)]
+
+
+def _inbox(request: Request) -> StaffInbox:
+    state = request.app.state
+    settings: Settings = state.settings
+
+    async def enqueue(outbox_ids: Sequence[int]) -> None:
+        for outbox_id in outbox_ids:
+            try:
+                await publish(
+                    state.celery,
+                    DELIVER_OUTBOX_TASK,
+                    [outbox_id],
+                    queue=SENDS_QUEUE,
+                    timeout_seconds=settings.webhook_enqueue_timeout_seconds,
+                )
+            except QueueUnavailable:
+                # The reply is committed in the outbox; the sweeper sends what was
+                # not enqueued, so the person's reply is late, not lost.
+                log.warning("staff_reply_enqueue_deferred", outbox_id=outbox_id)
+
+    return StaffInbox(state.session_factory, state.redis, settings, enqueue)
+
+
+InboxDep = Annotated[StaffInbox, Depends(_inbox)]
+
+
+async def login_required_handler(request: Request, error: Exception) -> Response:
+    assert isinstance(error, LoginRequired)
+    return RedirectResponse(login_url(error.next_path), status_code=303)
+
+
+async def csrf_rejected_handler(request: Request, error: Exception) -> Response:
+    return csrf_failure(request)
