@@ -137,6 +137,7 @@ SIZE_UNKNOWN = (
     "{item}: I don't have its size details yet, so reply 3 and a person can measure it for you."
 )
 SIZE_NOTE = "Seller's note: {notes}"
+CONDITION = "Condition: {condition}."
 SIZE_HOLD_OFFER = "Want me to hold it for you? Just reply HOLD."
 SIZE_HEADS_UP_SOLD = "Heads-up: it's already sold."
 SIZE_HEADS_UP_RESERVED = "Heads-up: it's on hold for someone else right now."

@@ -48,6 +48,10 @@ class WorkerRuntime:
 
     def abandon_after_fork(self) -> None:
         # close=False: the sockets belong to the parent; closing them here would break it.
+        # The old pool stays referenced (and so does this runtime, see `_abandoned`): if
+        # the child garbage-collected it, asyncpg's finalizers would terminate the
+        # parent's connections through the shared sockets.
+        self._parent_pool = self.engine.sync_engine.pool
         self.engine.sync_engine.dispose(close=False)
 
     def close(self) -> None:
@@ -67,13 +71,16 @@ class WorkerRuntime:
 
 
 _runtime: WorkerRuntime | None = None
+# Runtimes inherited from a parent process are kept referenced forever in the child: if
+# they were garbage-collected here, their connections' finalizers would act on sockets
+# that still belong to the parent.
+_abandoned: list[WorkerRuntime] = []
 
 
 def get_runtime() -> WorkerRuntime:
     global _runtime
     if _runtime is not None and _runtime.pid != os.getpid():
-        _runtime.abandon_after_fork()
-        _runtime = None
+        reset_after_fork()
     if _runtime is None:
         _runtime = WorkerRuntime(get_settings())
     return _runtime
@@ -89,6 +96,7 @@ def reset_after_fork() -> None:
     global _runtime
     if _runtime is not None and _runtime.pid != os.getpid():
         _runtime.abandon_after_fork()
+        _abandoned.append(_runtime)
         _runtime = None
 
 

@@ -3,6 +3,7 @@ forks like Celery's prefork pool, and reports what each side saw as JSON."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -27,6 +28,7 @@ def main() -> None:
         code = 1
         try:
             tasks._after_fork()  # what Celery's worker_process_init signal runs
+            gc.collect()  # finalizers of anything inherited run now, not by chance later
             child_runtime = get_runtime()
             report = {
                 "fresh_runtime": child_runtime is not parent_runtime,

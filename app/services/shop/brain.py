@@ -59,6 +59,7 @@ from app.services.shop.sizing import (
 from app.services.shop.words import (
     ItemMatcher,
     all_skus,
+    asks_condition,
     asks_waitlist,
     browsed_category,
     content_words,
@@ -90,6 +91,10 @@ _HOLD_IDIOM = re.compile(r"hold (?:on|up|that thought)\b")
 _HOLD_QUESTION = re.compile(r"(?:how long|how many|how does|how do (?:holds|you hold)|what is)\b")
 # "how long can you hold it for me" asks for the hold itself.
 _FIRST_PERSON = re.compile(r"\b(?:i|me|my)\b")
+# A message that asks something itself, not a bare "the pink hoodie" continuing a question.
+_OWN_QUESTION = re.compile(
+    r"(?:is|are|was|does|do|did|has|have|how|what|whats|which|can|could|would|will|any)\b"
+)
 _HOLD_WORDS = re.compile(r"\b(?:hold|reserve|take|buy|grab|want|get|purchase|keep|save)\b")
 
 
@@ -238,9 +243,16 @@ class _Turn:
         if sizes_said is not None:
             self._remember_own_size(sizes_said)
 
+        # The intent recorded for the turn is the one the brain acted on, as a person
+        # reading the conversation would label it: "yes" to "want me to hold it?" or to
+        # "want to join the waitlist?" is a hold; "cancel my hold" is a hold; "the second
+        # one" after a list continues that list's question; "how long do you hold
+        # pieces?" is policy; "hold up" is other. The router's `source` is kept.
         if offer is not None and offer.action != "choose" and action not in _FIRM_INTENTS:
             if is_yes(text):
                 result.replies = [Reply(await self._accept(offer))]
+                if offer.sku is not None:
+                    result.intent = Intent.HOLD.value
                 return result
             if is_no(text) and action in (Intent.OTHER, Intent.THANKS, Intent.MENU):
                 result.replies = [Reply(replies.DECLINED)]
@@ -249,10 +261,14 @@ class _Turn:
         if self._wants_release(text, action):
             result.replies = [Reply(await self.release(text, route))]
             self.context.last_intent = Intent.HOLD.value
+            result.intent = Intent.HOLD.value
             return result
         if self._wants_waitlist(text, action):
+            # Joining the waitlist is labelled `hold`: the customer asks to reserve the
+            # piece the moment it frees up (the router is trained the same way).
             found = await self._find(text, route)
             result.replies = [Reply(await self._per_item(found, Intent.HOLD, waitlist=True))]
+            result.intent = Intent.HOLD.value
             # A bare "and PT-0020?" next asks about that piece; it must not hold it.
             self.context.last_intent = Intent.AVAILABILITY.value
             return result
@@ -262,6 +278,7 @@ class _Turn:
         action = self._reread_hold(text, route, await self._chosen_intent(text, route))
 
         self.context.last_intent = action.value
+        result.intent = action.value
         skus = all_skus(text)
         if action in ITEM_INTENTS and len(skus) > 1:
             result.replies = [Reply(await self._several_skus(skus, action, text))]
@@ -341,11 +358,16 @@ class _Turn:
         _, unmatched = (await self._matcher()).scores(text)
         if unmatched:
             return route.intent
-        # Only pieces named: continue, even over a `human` guess ("the jacket please") or
-        # `other`, since nothing in the message asks for anything else.
+        # Only pieces named: continue, even over a `human` guess ("the jacket please"),
+        # `other` or another piece question ("the pink hoodie" after a sizing answer is
+        # still about sizing), since nothing in the message asks for anything else. Orders
+        # and drops are their own questions ("any new jackets?").
         if choosing or route.intent in (Intent.OTHER, Intent.HUMAN, Intent.THANKS):
             return continued
-        return route.intent
+        if route.intent in (Intent.ORDER_STATUS, Intent.NEW_DROPS):
+            return route.intent
+        # A question of its own ("is it vintage?") keeps the router's reading.
+        return route.intent if _OWN_QUESTION.match(simplify(text)) else continued
 
     def _remember_own_size(self, size: str) -> None:
         kind = kind_of_size(size)
@@ -438,7 +460,8 @@ class _Turn:
         if waitlist:
             return await self.waitlist(item)
         if intent is Intent.AVAILABILITY:
-            return await self.availability(item)
+            answer = await self.availability(item)
+            return f"{answer}\n{self._condition(item)}" if asks_condition(text) else answer
         if intent is Intent.SIZING:
             return await self.sizing(item)
         if intent is Intent.HOLD:
@@ -521,6 +544,13 @@ class _Turn:
             self.context.offer = Offer(action="waitlist", sku=item.sku)
             return replies.RESERVED_FOR_OTHER.format(item=name)
         return await self._sold(item)
+
+    def _condition(self, item: Item) -> str:
+        """ "any stains?": the condition grade and the seller's note, as catalogued."""
+        lines = [replies.CONDITION.format(condition=item.condition)]
+        if item.notes and len(item.notes) <= _MAX_NOTES_CHARS:
+            lines.append(replies.SIZE_NOTE.format(notes=item.notes))
+        return "\n".join(lines)
 
     def _yours(self, item: Item, expires_at: datetime | None) -> str:
         return replies.RESERVED_FOR_YOU.format(

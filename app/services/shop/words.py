@@ -54,6 +54,12 @@ STOPWORDS = frozenset([
     "xl", "xlarge", "xs", "xxl", "xxlarge", "y", "yes", "yet", "yo", "you", "your", "youre",
     "yours", "z",
 ])
+# The state of a piece ("any stains?"): asked about a piece, never naming one.
+STOPWORDS |= frozenset([
+    "stain", "stains", "stained", "flaw", "flaws", "flawed", "damage", "damaged", "hole",
+    "holes", "rip", "rips", "ripped", "tear", "tears", "worn", "wear", "pilling", "defect",
+    "defects", "mark", "marks", "fading", "faded", "shape", "authentic", "legit",
+])
 # fmt: on
 
 # Words that ask for something themselves: a message with one of these is not a bare
@@ -266,6 +272,17 @@ def all_skus(text: str) -> list[str]:
     """Every PT- SKU written in the message, in order ("hold PT-0014 and PT-0015")."""
     found = [f"PT-{int(match.group(1)):04d}" for match in _SKU_MENTION.finditer(text)]
     return list(dict.fromkeys(found))
+
+
+_CONDITION = re.compile(
+    r"\b(?:condition|stains?|stained|flaws?|flawed|damaged?|holes?|rips?|ripped|tears?|wear"
+    r"|worn|fading|faded|pilling|defects?|marks?|smell|smells|vintage|authentic|real|fake)\b"
+)
+
+
+def asks_condition(text: str) -> bool:
+    """ "any stains?", "what's the condition", "is it vintage?": the piece's state."""
+    return _CONDITION.search(simplify(text)) is not None
 
 
 def refers_back(text: str) -> bool:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from app.services.router.data import assistant_requests as assistant
 from app.services.router.data import handwritten as hw
-from app.services.router.data import vocab
+from app.services.router.data import in_context, vocab
 from app.services.router.data.grammars import CONTRASTS, GRAMMARS, Rule
 from app.services.router.data.handwritten_other import INJECTION, OTHER
 from app.services.router.models import Intent
@@ -283,10 +283,12 @@ def build_examples(rng: random.Random) -> list[Example]:
     for intent, lines in HANDWRITTEN.items():
         filled = [text for line in lines for text in fill_slots(line, rng)]
         base_by_intent[intent] = filled
-        out.extend((text, intent) for text in filled)
         for text in filled:
+            # A line in_context relabels keeps its place in the random stream.
+            label = Intent.POLICY if text in in_context.RELABELLED else intent
+            out.append((text, label))
             for _ in range(VARIANTS_PER_LINE[intent]):
-                out.append((typed_variant(text, rng), intent))
+                out.append((typed_variant(text, rng), label))
     for frame, fillers in OTHER_FRAMES:
         for filler in fillers:
             text = frame.format(filler)
@@ -298,7 +300,27 @@ def build_examples(rng: random.Random) -> list[Example]:
     out.extend(contrasts(rng))
     out.extend(rambling(base_by_intent, rng))
     out.extend(injected_requests(base_by_intent, rng))
+    # Their own random stream: the lines above stay exactly as they were.
+    out.extend(in_context_examples(random.Random(SEED + 1)))
     return dedupe(out)
+
+
+IN_CONTEXT: dict[Intent, tuple[str, ...]] = {
+    Intent.AVAILABILITY: in_context.AVAILABILITY,
+    Intent.HOLD: in_context.HOLD,
+    Intent.POLICY: in_context.POLICY,
+    Intent.OTHER: in_context.OTHER,
+}
+
+
+def in_context_examples(rng: random.Random) -> list[Example]:
+    """in_context.py's lines, slots filled, each with one typed-like variant."""
+    out: list[Example] = []
+    for intent, lines in IN_CONTEXT.items():
+        for text in (text for line in lines for text in fill_slots(line, rng)):
+            out.append((text, intent))
+            out.append((typed_variant(text, rng), intent))
+    return out
 
 
 SLOT_PATTERN = re.compile(r"\{(" + "|".join(SLOTS) + r")\}")
