@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from app.api import bench, health, webhook
+from app.api import bench, health, metrics, webhook
 from app.api.errors import install_error_handlers
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging, get_logger
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(webhook.router)
+    app.include_router(metrics.router)
     if settings.bench_endpoints:
         app.include_router(bench.router)
     install_staff_web(app)

@@ -9,7 +9,9 @@ import orjson
 from fastapi import APIRouter, Request
 
 from app.api.deps import SettingsDep
-from app.core.errors import BadPayload, PayloadTooLarge, Unauthorized
+from app.api.metrics import observe_webhook
+from app.core.config import Settings
+from app.core.errors import BadPayload, PayloadTooLarge, PhiliaError, Unauthorized
 from app.core.logging import get_logger
 from app.core.security import SIGNATURE_HEADERS, InvalidSignature, verify_signature
 from app.services.tiktok.webhook import InvalidEnvelope, parse_envelope
@@ -51,6 +53,20 @@ def _signature_header(request: Request) -> str | None:
     },
 )
 async def tiktok_webhook(request: Request, settings: SettingsDep) -> dict[str, str]:
+    started = time.perf_counter()
+    status = 500
+    try:
+        answer = await _accept(request, settings)
+        status = 200
+        return answer
+    except PhiliaError as error:
+        status = error.status_code
+        raise
+    finally:
+        observe_webhook(status, time.perf_counter() - started)
+
+
+async def _accept(request: Request, settings: Settings) -> dict[str, str]:
     received_at = time.time()
     body = await read_body_limited(request, settings.webhook_max_body_bytes)
     try:

@@ -40,11 +40,13 @@ def run(
         typer.echo(
             "\n".join(
                 [
+                    f"Simulator  {stack.api_url}/simulator",
                     "",
                     f"philia is running (ready in {elapsed:.1f} s)",
                     f"  API          {stack.api_url}  (health {stack.api_url}/readyz)",
                     f"  webhook      {stack.api_url}/webhook/tiktok",
                     f"  API docs     {stack.api_url}/docs",
+                    f"  staff inbox  {stack.api_url}/inbox   metrics {stack.api_url}/metrics",
                     f"  TikTok       {stack.sandbox_url or settings.tiktok_api_url}"
                     + ("  (local stand-in)" if stack.sandbox_url else ""),
                     f"  PostgreSQL   {stack.env['DATABASE_URL']}",

@@ -94,6 +94,7 @@ class Stack:
             self.sandbox_port = free_port()
         if self.sandbox_port is not None:
             self.env["TIKTOK_API_BASE"] = f"http://127.0.0.1:{self.sandbox_port}"
+            self.env["SANDBOX_URL"] = f"http://127.0.0.1:{self.sandbox_port}"  # the simulator
             # The shop's CDN is out of reach too: photos come from the sandbox's mirror.
             self.env.setdefault(
                 "MEDIA_MIRROR_URL", f"http://127.0.0.1:{self.sandbox_port}/_sandbox/media"

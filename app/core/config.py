@@ -13,6 +13,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -151,6 +152,12 @@ class Settings(BaseSettings):
     staff_login_max_failures_per_ip: int = Field(default=20, ge=1)  # offices share one IP
     staff_login_lockout_minutes: int = Field(default=15, ge=1)
 
+    # Customer simulator (/simulator): public, so off in production unless asked for
+    # (None: on in development and test). It plays customers through the TikTok sandbox at
+    # SANDBOX_URL (`make run` sets it), else at TIKTOK_API_BASE when that is not TikTok.
+    simulator_enabled: bool | None = None
+    sandbox_url: str | None = None
+
     @field_validator("size_chart_pit_to_pit_in", mode="before")
     @classmethod
     def _size_chart(cls, value: Any) -> Any:
@@ -203,6 +210,22 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.environment is Environment.DEVELOPMENT
+
+    @property
+    def simulator_on(self) -> bool:
+        if self.simulator_enabled is not None:
+            return self.simulator_enabled
+        return self.environment is not Environment.PRODUCTION
+
+    @property
+    def simulator_sandbox_url(self) -> str | None:
+        """Where the simulator finds the TikTok sandbox; None when there is none."""
+        if self.sandbox_url and self.sandbox_url.strip():
+            return self.sandbox_url.strip().rstrip("/")
+        host = urlsplit(self.tiktok_api_base).hostname or ""
+        if host == "tiktok.com" or host.endswith(".tiktok.com"):
+            return None
+        return self.tiktok_api_base.rstrip("/")
 
     @property
     def tiktok_api_url(self) -> str:

@@ -76,6 +76,14 @@ class SandboxControl:
         data = await self._request("GET", "/messages", params=_present(params))
         return MessagesView.model_validate(data).messages
 
+    async def uploaded(self, media_id: str) -> tuple[bytes, str] | None:
+        """An image uploaded through the media API (bytes, content type); None if unknown."""
+        response = await self._http.get(f"{self.base_url}/_sandbox/uploads/{media_id}")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.content, response.headers.get("content-type", "application/octet-stream")
+
     async def calls(
         self, *, endpoints: Sequence[Endpoint] | None = None, since: float | None = None
     ) -> list[RecordedCall]:

@@ -310,6 +310,8 @@ class _Media:
     content_type: str
     size: int
     uploaded_at: float
+    # Kept so the customer simulator can show the photo the bot sent (GET /_sandbox/uploads).
+    content: bytes = field(default=b"", repr=False)
 
 
 @dataclass
@@ -745,6 +747,7 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
                 content_type=detected,
                 size=len(upload.content),
                 uploaded_at=time.time(),
+                content=upload.content,
             )
             state.media[media.media_id] = media
             return _Outcome(CODE_OK, data={"media_id": media.media_id})
@@ -828,6 +831,14 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
     async def media(path: str) -> Response:
         """The shop's CDN, as a mirror the worker may fetch through (MEDIA_MIRROR_URL)."""
         return Response(placeholder_png(path), media_type="image/png")
+
+    @app.get("/_sandbox/uploads/{media_id}")
+    async def uploaded(media_id: str) -> Response:
+        """The bytes of an image uploaded through the media API, as TikTok would show it."""
+        stored = state.media.get(media_id)
+        if stored is None:
+            raise HTTPException(status_code=404, detail="no upload with this media_id")
+        return Response(stored.content, media_type=stored.content_type)
 
     @app.post("/_sandbox/reset")
     async def reset() -> dict[str, bool]:

@@ -29,6 +29,7 @@ from app.db.models import Conversation, Customer, Message, MessageStatus, Outbox
 from app.db.repositories.conversations import DeadLetterRepository, OutboxRepository
 from app.db.session import SessionFactory, transaction
 from app.services.inbound import sent_marker_key
+from app.services.metrics import WorkerMetrics
 from app.services.tiktok.errors import TikTokPermanentError, TikTokTransientError, backoff_delay
 from app.services.window import WindowService
 
@@ -88,6 +89,11 @@ class DeliveryService:
         self.window = WindowService(self.redis, self.settings)
 
     async def deliver(self, outbox_id: int) -> DeliveryResult:
+        result = await self._deliver(outbox_id)
+        await WorkerMetrics(self.redis).send_result(result.outcome.value)
+        return result
+
+    async def _deliver(self, outbox_id: int) -> DeliveryResult:
         structlog.contextvars.bind_contextvars(outbox_id=outbox_id)
         claim = await self._claim(outbox_id)
         if isinstance(claim, DeliveryResult):

@@ -37,6 +37,7 @@ from app.db.repositories.conversations import (
 from app.db.session import SessionFactory, transaction
 from app.services import replies
 from app.services.brain import Brain, Reply, TurnResult
+from app.services.metrics import WorkerMetrics
 from app.services.outbound import expand_replies, queue_replies
 from app.services.tiktok.webhook import (
     EventType,
@@ -263,6 +264,7 @@ class InboundPipeline:
             replies=len(planned),
             messages=len(turn),
         )
+        await WorkerMetrics(self.redis).turn_answered(result.intent, result.router_source)
         return handoff_reason
 
     async def _handle_echo(self, event_id: str, content: MessageContent) -> Outcome:

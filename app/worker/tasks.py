@@ -22,12 +22,14 @@ from app.db.session import transaction
 from app.services.delivery import Delivery, DeliveryService
 from app.services.inbound import InboundPipeline
 from app.services.media import CachedMediaResolver
+from app.services.metrics import WorkerMetrics
 from app.services.router import get_router
 from app.services.shop import ShopBrain, run_hold_expiry
 from app.services.staff_notify import StaffNotifier
 from app.services.tiktok.errors import backoff_delay
 from app.services.tiktok.webhook import InvalidEnvelope
 from app.worker.celery_app import EVENTS_QUEUE, SENDS_QUEUE, celery_app
+from app.worker.metered_llm import meter_llm
 from app.worker.runtime import WorkerRuntime, reset_after_fork, run_async, shutdown_runtime
 from app.worker.tiktok import build_tiktok_client
 
@@ -71,6 +73,7 @@ def _pipeline(runtime: WorkerRuntime) -> InboundPipeline:
     async def _enqueue(outbox_ids: Sequence[int]) -> None:
         enqueue_deliveries(outbox_ids)
 
+    meter_llm(get_router(), WorkerMetrics(runtime.redis))
     return InboundPipeline(
         settings=runtime.settings,
         session_factory=runtime.session_factory,

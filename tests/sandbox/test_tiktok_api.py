@@ -272,3 +272,11 @@ async def test_sandbox_rate_limit_answers_40100(
 
     await control.configure(rate_limit_per_second=None)
     assert (await _send(api, _text()))["code"] == 0
+
+
+async def test_uploaded_image_bytes_are_served_by_media_id(
+    api: httpx.AsyncClient, control: SandboxControl
+) -> None:
+    media_id = (await _upload(api, PNG))["data"]["media_id"]
+    assert await control.uploaded(media_id) == (PNG, "image/png")
+    assert await control.uploaded("v10033g5unknown") is None

@@ -1,0 +1,70 @@
+"""Counters of what the Celery workers do, kept in Redis for `GET /metrics`.
+
+Why Redis and not prometheus_client's multiprocess mode: the work happens in Celery
+worker processes, often on other hosts than the API, and those processes are killed and
+forked at will. Multiprocess mode needs a directory shared by every process on one host
+and a cleanup on each process's death; Redis is already shared by every process of the
+bot, HINCRBY is atomic, and the counters survive worker restarts, which is what a
+Prometheus counter promises. The API reads these hashes at scrape time (app.api.metrics).
+
+Recording never changes what the bot does: a Redis hiccup loses a count, not a reply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from app.core.logging import get_logger
+
+log = get_logger(__name__)
+
+MESSAGES_KEY = "philia:metrics:messages"  # field "intent|layer": turns answered
+SENDS_KEY = "philia:metrics:sends"  # field: the delivery outcome
+LLM_CALLS_KEY = "philia:metrics:llm_calls"  # field "ok" | "failed"
+LLM_LATENCY_KEY = "philia:metrics:llm_latency"  # fields "le:<bound>", "sum", "count"
+
+# An LLM call is bounded by OPENAI_TIMEOUT_SECONDS (at most 8 s).
+LLM_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+FIELD_SEPARATOR = "|"
+
+
+def latency_bucket(seconds: float) -> str:
+    """The (non-cumulative) bucket a latency falls in; the exporter cumulates."""
+    for bound in LLM_LATENCY_BUCKETS:
+        if seconds <= bound:
+            return f"le:{bound}"
+    return "le:+Inf"
+
+
+@dataclass(frozen=True)
+class WorkerMetrics:
+    redis: aioredis.Redis
+
+    async def turn_answered(self, intent: str, layer: str) -> None:
+        await self._count(MESSAGES_KEY, f"{intent}{FIELD_SEPARATOR}{layer}")
+
+    async def send_result(self, outcome: str) -> None:
+        await self._count(SENDS_KEY, outcome)
+
+    async def llm_call(self, ok: bool, seconds: float) -> None:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hincrby(LLM_CALLS_KEY, "ok" if ok else "failed", 1)
+                pipe.hincrby(LLM_LATENCY_KEY, latency_bucket(seconds), 1)
+                pipe.hincrby(LLM_LATENCY_KEY, "count", 1)
+                pipe.hincrbyfloat(LLM_LATENCY_KEY, "sum", seconds)
+                await pipe.execute()
+        except (RedisError, OSError) as error:
+            log.debug("metric_not_recorded", metric="llm_call", error=str(error))
+
+    async def _count(self, key: str, field: str) -> None:
+        try:
+            # Through a pipeline: redis-py types the plain call as `Awaitable[int] | int`.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hincrby(key, field, 1)
+                await pipe.execute()
+        except (RedisError, OSError) as error:
+            log.debug("metric_not_recorded", metric=key, error=str(error))
