@@ -170,18 +170,24 @@ def openai_client(settings: Settings) -> AsyncOpenAI:
     return _clients.get(settings)
 
 
+def llm_configured(settings: Settings) -> bool:
+    # An empty OPENAI_API_KEY= line in .env means "no key", not a key that fails.
+    key = settings.openai_api_key
+    return key is not None and key.get_secret_value().strip() != ""
+
+
+def llm_breaker(settings: Settings) -> CircuitBreaker:
+    return CircuitBreaker(settings.llm_breaker_failures, settings.llm_breaker_reset_seconds)
+
+
 class LLMRouter:
     def __init__(self, settings: Settings, breaker: CircuitBreaker | None = None) -> None:
         self.settings = settings
-        self.breaker = breaker or CircuitBreaker(
-            settings.llm_breaker_failures, settings.llm_breaker_reset_seconds
-        )
+        self.breaker = breaker or llm_breaker(settings)
 
     @property
     def configured(self) -> bool:
-        # An empty OPENAI_API_KEY= line in .env means "no key", not a key that fails.
-        key = self.settings.openai_api_key
-        return key is not None and key.get_secret_value().strip() != ""
+        return llm_configured(self.settings)
 
     async def route(self, text: str, context: RouterContext | None = None) -> RouteResult:
         """Classify with the LLM or raise `LLMUnavailable` (breaker open, or any failure)."""

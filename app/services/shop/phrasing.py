@@ -21,7 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from app.core.config import Settings
 from app.core.logging import get_logger
 from app.services.router.breaker import CircuitBreaker
-from app.services.router.llm import MAX_TIMEOUT_SECONDS, openai_client
+from app.services.router.llm import (
+    MAX_TIMEOUT_SECONDS,
+    llm_breaker,
+    llm_configured,
+    openai_client,
+)
 
 log = get_logger(__name__)
 
@@ -71,14 +76,11 @@ def is_faithful(answer: str, faq_text: str) -> bool:
 class FaqPhraser:
     def __init__(self, settings: Settings, breaker: CircuitBreaker | None = None) -> None:
         self.settings = settings
-        self.breaker = breaker or CircuitBreaker(
-            settings.llm_breaker_failures, settings.llm_breaker_reset_seconds
-        )
+        self.breaker = breaker or llm_breaker(settings)
 
     @property
     def configured(self) -> bool:
-        key = self.settings.openai_api_key
-        return key is not None and key.get_secret_value().strip() != ""
+        return llm_configured(self.settings)
 
     def _messages(self, question: str, faq_text: str) -> list[ChatCompletionMessageParam]:
         return [
