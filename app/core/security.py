@@ -42,7 +42,8 @@ def parse_signature_header(header: str) -> tuple[int, str]:
             raise InvalidSignature(SignatureProblem.MALFORMED)
         fields[key] = value
     timestamp, signature = fields.get("t", ""), fields.get("s", "")
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    # isascii(): str.isdigit() also accepts "²" or "①", which int() then refuses.
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         raise InvalidSignature(SignatureProblem.MALFORMED)
     if len(signature) != 64 or any(c not in "0123456789abcdefABCDEF" for c in signature):
         raise InvalidSignature(SignatureProblem.MALFORMED)
