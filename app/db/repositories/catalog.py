@@ -26,14 +26,6 @@ class ItemRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get_by_sku(self, sku: str, *, with_media: bool = False) -> Item | None:
-        statement = select(Item).where(Item.sku == sku)
-        if with_media:
-            statement = statement.options(
-                selectinload(Item.videos), selectinload(Item.images), selectinload(Item.drop)
-            )
-        return await self.session.scalar(statement)
-
     async def by_skus(self, skus: Sequence[str]) -> dict[str, Item]:
         if not skus:
             return {}

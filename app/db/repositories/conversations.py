@@ -73,16 +73,6 @@ class ConversationRepository:
         ).one_or_none()
         return None if row is None else (row[0], row[1])
 
-    async def get(self, conversation_id: int) -> Conversation | None:
-        return await self.session.get(Conversation, conversation_id)
-
-    async def by_tiktok_id(self, tiktok_conversation_id: str) -> Conversation | None:
-        return await self.session.scalar(
-            select(Conversation).where(
-                Conversation.tiktok_conversation_id == tiktok_conversation_id
-            )
-        )
-
     async def with_stale_inbound(self, older_than: datetime) -> Sequence[int]:
         result = await self.session.scalars(
             select(Message.conversation_id)
@@ -131,9 +121,6 @@ class MessageRepository:
             .order_by(Message.sent_at, Message.id)
         )
         return result.all()
-
-    async def by_event_id(self, event_id: str) -> Message | None:
-        return await self.session.scalar(select(Message).where(Message.event_id == event_id))
 
     async def outbound_by_tiktok_id(self, tiktok_message_id: str) -> Message | None:
         return await self.session.scalar(
