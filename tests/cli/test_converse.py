@@ -237,12 +237,12 @@ def test_failures_are_reported_per_turn_and_malformed_files_do_not_stop_the_run(
 # -- without starting the pipeline ---------------------------------------------------------
 
 
-def test_only_malformed_files_fail_without_starting_anything(tmp_path: Path) -> None:
+def test_only_malformed_files_fail_without_starting_anything(tmp_path: Path, shop: Path) -> None:
     broken = _write(tmp_path, "broken.yaml", "name: [unclosed\n")
     typo = _write(tmp_path, "typo.yaml", 'name: x\nturns:\n  - send: "hi"\n    expext: {}\n')
     missing = tmp_path / "missing.yaml"
 
-    result = _converse(broken, typo, missing)
+    result = _converse(broken, typo, missing, shop=shop)  # our own shop: no ../shared needed
 
     assert result.returncode == 1, _report(result)
     lines = result.stdout.splitlines()
