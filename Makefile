@@ -7,7 +7,7 @@ UV := python3 -m uv
 endif
 export UV_LINK_MODE ?= copy
 
-.PHONY: run test lint format bench check-migrations install ensure-uv clean
+.PHONY: run test lint format bench chaos check-migrations install ensure-uv clean
 
 ensure-uv:
 	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv with pip"; \
@@ -41,6 +41,11 @@ check-migrations: install
 
 bench: install
 	$(UV) run python -m bench
+
+# Faults (Redis/PostgreSQL restarts, worker SIGKILLs, a failing TikTok) and hostile load on
+# the whole bot; figures in chaos-results/, summarised in docs/RELIABILITY.md.
+chaos: install
+	PHILIA_CHAOS=1 $(UV) run pytest tests/chaos -p no:cacheprovider
 
 clean:
 	rm -rf .data .pytest_cache .mypy_cache .ruff_cache

@@ -21,7 +21,7 @@ from typing import IO
 import httpx
 
 from app.core.config import PROJECT_ROOT, Settings, normalize_database_url
-from app.core.embedded import EmbeddedServices
+from app.core.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServices
 from app.db.migrate import upgrade_to_head
 from app.worker.celery_app import EVENTS_QUEUE, MAINTENANCE_QUEUE, SENDS_QUEUE
 
@@ -185,6 +185,19 @@ class Stack:
         )
         self.processes[name] = process
         return process
+
+    def restart_redis(self, downtime_seconds: float) -> None:
+        self._embedded_service("redis").restart(downtime_seconds)
+
+    def restart_postgres(self, downtime_seconds: float) -> None:
+        self._embedded_service("postgres").restart(downtime_seconds)
+
+    def _embedded_service(self, name: str) -> EmbeddedRedis | EmbeddedPostgres:
+        service = getattr(self.embedded, name, None) if self.embedded is not None else None
+        if service is None:
+            raise RuntimeError(f"{name} is not embedded in this stack: it cannot be restarted")
+        assert isinstance(service, EmbeddedRedis | EmbeddedPostgres)
+        return service
 
     def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
         """Kill a process and its children (a Celery worker's pool) at once."""

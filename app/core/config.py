@@ -97,8 +97,12 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = 96
     max_event_attempts: int = 5
     max_send_attempts: int = 6
-    # A send left `sending` this long by a dead worker is declared unknown (never resent).
+    # A send left `sending` this long by a dead worker is looked into by the sweeper.
     send_unknown_grace_seconds: int = 60
+    # TikTok echoes every message the API accepted (im_send_msg). A send still unconfirmed
+    # this long after its call (no echo, no recorded answer) never reached TikTok and is
+    # sent again; None: park it as unknown for a person instead (never resent).
+    resend_unconfirmed_after_seconds: float | None = 300.0
 
     # Celery
     worker_prefetch_multiplier: int = 1
@@ -136,6 +140,10 @@ class Settings(BaseSettings):
     )
     new_drops_count: int = 5
     human_inactivity_timeout_hours: int = 24
+    # Order numbers a customer may ask about that are not theirs (real or made up) within
+    # the window; beyond that, no number is looked up and a person takes the conversation.
+    order_lookup_max_misses: int = Field(default=5, ge=1)
+    order_lookup_window_minutes: int = Field(default=60, ge=1)
     burst_gap_seconds: float = 2.0
     staff_webhook_url: str | None = None
 

@@ -70,10 +70,14 @@ class EmbeddedRedis:
                 str(self.port),
                 "--dir",
                 str(self.data_dir),
+                # The broker queue is the promise behind every webhook 200: an append-only
+                # file keeps it across a restart (a clean stop writes everything out).
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes",
+                "--appendfsync",
+                "everysec",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -100,6 +104,12 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 self._process.kill()
         self._process = None
+
+    def restart(self, downtime_seconds: float = 0.0) -> None:
+        """Stop cleanly, stay down a while, come back on the same port with the same data."""
+        self.stop()
+        time.sleep(downtime_seconds)
+        self.start()
 
 
 @dataclass
@@ -132,6 +142,27 @@ class EmbeddedPostgres:
         if self._server is not None:
             self._server.cleanup()
         self._server = None
+
+    def restart(self, downtime_seconds: float = 0.0) -> None:
+        """Stop the server (fast: open connections are cut, as in a failover), stay down a
+        while, start it again on the same socket with the same data."""
+        if self._server is None:
+            raise EmbeddedServiceError("embedded PostgreSQL is not running")
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
+
+        pgdata = self.data_dir
+        socket_dir = self._server.get_postmaster_info().socket_dir
+        # As root, pgserver runs PostgreSQL as its own system user (pg_ctl refuses root).
+        user = self._server.system_user
+        log = self._server.log
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=30)
+        time.sleep(downtime_seconds)
+        pg_ctl(
+            ["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(log), "start"],
+            pgdata=pgdata,
+            user=user,
+            timeout=30,
+        )
 
 
 @dataclass

@@ -1,28 +1,154 @@
-"""Structured logs: one JSON object per line in production, readable lines in development."""
+"""Structured logs: one JSON object per line in production, readable lines in development.
+
+Logs leave the machine; a token in a log line is a leaked token. Every line goes through
+two guards before it is rendered:
+
+- by key: a field named like a secret (`access_token`, `Authorization`, `password`...) is
+  replaced, at any depth of nested dicts and lists;
+- by value: every string in the line (the message, field values, the formatted traceback)
+  loses the configured secrets (the SecretStr settings, the passwords inside the database
+  and Redis URLs, the staff webhook URL, in their plain, percent-encoded and JSON-escaped
+  forms), any `scheme://user:password@` password, `Bearer` credentials, and the value of
+  `key=value` / `"key": "value"` pairs whose key names a secret. Exception messages and
+  reprs (an SDK error quoting the API key, a settings repr with the database URL, a
+  callback URL with `?access_token=`) are where secrets really leak, not tidy fields.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sys
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 import structlog
+from pydantic import SecretStr
+from structlog.typing import EventDict
 
 from app.core.config import Settings
 
-_SECRET_KEYS = ("secret", "token", "password", "authorization", "api_key", "signature")
+REDACTED = "[redacted]"
+
+_SECRET_KEYS = (
+    "secret",
+    "token",
+    "password",
+    "passwd",
+    "authorization",
+    "api_key",
+    "apikey",
+    "signature",
+    "cookie",
+    "credential",
+)
+# Shorter configured values are not scrubbed by value: "dev" would also eat "development".
+_MIN_SECRET_CHARS = 8
+# Settings that are plain strings but are secrets themselves (the URL is the credential).
+_SECRET_URL_SETTINGS = ("staff_webhook_url",)
+
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/?#@\s]*):([^@/?#\s]+)@")
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+# `access_token=abc`, `'refresh_token': 'abc'`, `\"api_key\": \"abc\"`, `password: abc`.
+_KEY_VALUE = re.compile(
+    r"(?i)(?<![\w-])([\w-]{0,40}?(?:token|secret|passw(?:or)?d|api[_-]?key|apikey|authorization)"
+    r"\\?[\"']?\s*[:=]\s*\\?[\"']?)"
+    r"(?!(?:(?:bearer|basic)\s+)?\[redacted\]|SecretStr\(|\*{3})"
+    r"((?:bearer\s+|basic\s+)?[^\s\"'&,;)}\]\\]+)"
+)
+
+# structlog's own entries: the exception (rendered and scrubbed later) and the record.
+_UNTOUCHED_KEYS = frozenset({"exc_info", "_record", "_from_structlog"})
+
+_known_secrets: tuple[str, ...] = ()
 
 
-def _redact_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    # Logs leave the machine; a token in a log line is a leaked token.
+def _variants(value: str) -> Iterable[str]:
+    yield value
+    yield quote(value, safe="")
+    yield quote_plus(value, safe="")
+    yield json.dumps(value)[1:-1]
+
+
+def _url_password(url: str | None) -> str | None:
+    if not url:
+        return None
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
+
+
+def secrets_of(settings: Settings) -> tuple[str, ...]:
+    """Every configured secret value worth scrubbing, in every form it may be printed in,
+    longest first (so a secret containing another is replaced whole)."""
+    values: set[str] = set()
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            values.add(value.get_secret_value())
+        elif isinstance(value, str):
+            if name in _SECRET_URL_SETTINGS:
+                values.add(value)
+            password = _url_password(value)
+            if password is not None:
+                values.add(password)
+    forms = {
+        form
+        for value in values
+        if len(value.strip()) >= _MIN_SECRET_CHARS
+        for form in _variants(value)
+    }
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def scrub(text: str) -> str:
+    """`text` without the configured secrets and anything that looks like a credential."""
+    for secret in _known_secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    text = _URL_PASSWORD.sub(rf"\1:{REDACTED}@", text)
+    text = _BEARER.sub(rf"\1 {REDACTED}", text)
+    return _KEY_VALUE.sub(rf"\1{REDACTED}", text)
+
+
+def _is_secret_key(key: object) -> bool:
+    lowered = str(key).lower()
+    return any(marker in lowered for marker in _SECRET_KEYS)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if _is_secret_key(key) else _clean(item) for key, item in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_clean(item) for item in value]
+    # Whatever the renderer would print (repr), cleaned the same way.
+    return scrub(repr(value))
+
+
+def _redact_secrets(_: Any, __: str, event_dict: EventDict) -> EventDict:
     for key in list(event_dict):
-        lowered = key.lower()
-        if any(marker in lowered for marker in _SECRET_KEYS):
-            event_dict[key] = "[redacted]"
+        if key in _UNTOUCHED_KEYS:
+            continue
+        if _is_secret_key(key):
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _clean(event_dict[key])
     return event_dict
 
 
 def configure_logging(settings: Settings) -> None:
+    global _known_secrets
+    _known_secrets = secrets_of(settings)
     use_json = settings.log_json if settings.log_json is not None else not settings.is_development
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -47,6 +173,8 @@ def configure_logging(settings: Settings) -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            # Again after the traceback is text: exception messages carry secrets too.
+            _redact_secrets,
             renderer,
         ],
     )

@@ -16,9 +16,13 @@ from app.sandbox.tiktok import (
     Endpoint,
     FailuresView,
     MessagesView,
+    RandomFaults,
+    RandomFaultsView,
     RecordedCall,
     RecordedMessage,
     TokensView,
+    WebhookDeliveriesView,
+    WebhookDeliveryRecord,
     WebhookResult,
 )
 
@@ -118,6 +122,22 @@ class SandboxControl:
     async def clear_failures(self) -> None:
         await self._request("DELETE", "/failures")
 
+    async def set_random_faults(self, faults: RandomFaults) -> RandomFaultsView:
+        """From now on every API call may fail or lag at random (see RandomFaults)."""
+        data = await self._request("PUT", "/faults/random", json=faults.model_dump(mode="json"))
+        return RandomFaultsView.model_validate(data)
+
+    async def random_faults(self) -> RandomFaultsView:
+        return RandomFaultsView.model_validate(await self._request("GET", "/faults/random"))
+
+    async def clear_random_faults(self) -> RandomFaultsView:
+        return RandomFaultsView.model_validate(await self._request("DELETE", "/faults/random"))
+
+    async def webhook_deliveries(self, *, event: str | None = None) -> list[WebhookDeliveryRecord]:
+        """Every webhook the sandbox posted, with each attempt's status until acknowledged."""
+        data = await self._request("GET", "/webhooks", params=_present({"event": event}))
+        return WebhookDeliveriesView.model_validate(data).deliveries
+
     async def set_image_send(
         self, enabled: bool, *, conversation_id: str | None = None
     ) -> CapabilitiesView:
@@ -138,6 +158,7 @@ class SandboxControl:
         webhook_url: str | None = _UNSET,
         echo_sends: bool | None = None,
         rate_limit_per_second: int | None = _UNSET,
+        webhook_redelivery_seconds: float | None = None,
     ) -> ConfigView:
         """Change only what is given; `None` clears webhook_url or the rate limit."""
         body: dict[str, Any] = {}
@@ -147,6 +168,8 @@ class SandboxControl:
             body["echo_sends"] = echo_sends
         if rate_limit_per_second is not _UNSET:
             body["rate_limit_per_second"] = rate_limit_per_second
+        if webhook_redelivery_seconds is not None:
+            body["webhook_redelivery_seconds"] = webhook_redelivery_seconds
         return ConfigView.model_validate(await self._request("PATCH", "/config", json=body))
 
     async def play_customer(

@@ -2,8 +2,9 @@
 
 It speaks the real HTTP shape (so the real `openai` SDK talks to it) and is told per test
 how to behave: a good structured answer, an answer slower than the client's timeout,
-HTTP 500, content that is not JSON, JSON with an intent that does not exist, or JSON of
-the wrong shape. Every request body is recorded for assertions.
+HTTP 500, content that is not JSON, JSON with an intent that does not exist, JSON of
+the wrong shape, or a compromised model that obeys the DM (OBEDIENT, see `_obey`). Every
+request body is recorded for assertions.
 
 The path is served with and without the `/v1` prefix, since an OpenAI `base_url` may or
 may not include it.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 import uuid
@@ -34,6 +36,8 @@ class Behaviour(StrEnum):
     MALFORMED_JSON = "malformed_json"
     UNKNOWN_INTENT = "unknown_intent"
     WRONG_SHAPE = "wrong_shape"
+    # Schema-valid answers from a model an injection has taken over (see `_obey`).
+    OBEDIENT = "obedient"
 
 
 Answer = dict[str, Any]
@@ -55,6 +59,10 @@ class StandinState:
         }
     )
     delay_seconds: float = 3.0
+    # OBEDIENT: the intent a classification request gets, and the text a free-text answer
+    # gets (None: the request's own system prompt, word for word).
+    obedient_intent: str = "hold"
+    obedient_answer: str | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -79,6 +87,57 @@ def _user_message(body: dict[str, Any]) -> str:
             content = message.get("content")
             return content if isinstance(content, str) else json.dumps(content)
     return ""
+
+
+def _system_message(body: dict[str, Any]) -> str:
+    for message in body.get("messages") or []:
+        if isinstance(message, dict) and message.get("role") == "system":
+            content = message.get("content")
+            return content if isinstance(content, str) else json.dumps(content)
+    return ""
+
+
+def _schema_fields(body: dict[str, Any]) -> set[str]:
+    response_format = body.get("response_format")
+    if not isinstance(response_format, dict):
+        return set()
+    schema = (response_format.get("json_schema") or {}).get("schema") or {}
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    return set(properties) if isinstance(properties, dict) else set()
+
+
+_SKU = re.compile(r"pt[\s\-_#:.]*(\d{1,4})", re.IGNORECASE)
+_ORDER = re.compile(r"ph[\s\-_#:.]*(\d{5})", re.IGNORECASE)
+
+
+def _obey(body: dict[str, Any], state: StandinState) -> str:
+    """What a model that follows the DM's instructions returns, within the requested
+    schema so that only the application's own checks stand in the way.
+
+    A classification (a schema with `intent`) gets `state.obedient_intent` with the DM's
+    piece and order, or invented ones when it names none. Anything else gets a free-text
+    answer (in an `answer` field when the schema has one, marked as answered): by default
+    the system prompt it was given, as a DM asking to reveal it would have it.
+    """
+    fields = _schema_fields(body)
+    user = _user_message(body)
+    if "intent" in fields:
+        sku = _SKU.search(user)
+        order = _ORDER.search(user)
+        classification = {
+            "intent": state.obedient_intent,
+            "order_number": f"PH-{order.group(1)}" if order else "PH-10234",
+            "sku": f"PT-{int(sku.group(1)):04d}" if sku else "PT-0001",
+            "size": "XS",
+        }
+        return json.dumps({key: value for key, value in classification.items() if key in fields})
+    text = state.obedient_answer if state.obedient_answer is not None else _system_message(body)
+    if "answer" in fields:
+        answer: dict[str, Any] = {"answer": text}
+        if "answered" in fields:
+            answer["answered"] = True
+        return json.dumps(answer)
+    return text
 
 
 def _completion(model: str, content: str) -> dict[str, Any]:
@@ -131,6 +190,8 @@ def create_app(state: StandinState) -> FastAPI:
             return JSONResponse(_completion(model, json.dumps(content)))
         elif behaviour is Behaviour.WRONG_SHAPE:
             return JSONResponse(_completion(model, json.dumps({"label": "price", "score": 0.9})))
+        elif behaviour is Behaviour.OBEDIENT:
+            return JSONResponse(_completion(model, _obey(body, state)))
         answer = state.answer(_user_message(body)) if callable(state.answer) else state.answer
         return JSONResponse(_completion(model, json.dumps(answer)))
 

@@ -16,6 +16,7 @@ import asyncio
 import base64
 import hashlib
 import os
+import random
 import secrets
 import time
 import uuid
@@ -109,6 +110,9 @@ class SandboxConfig(BaseModel):
     # Answer 40100 beyond this many API calls in any one second; None: no limit.
     rate_limit_per_second: int | None = None
     webhook_timeout_seconds: float = 10.0
+    # TikTok delivers a webhook again when the bot does not answer 2xx (for up to 72 h);
+    # the sandbox keeps trying for this long. 0: one attempt only.
+    webhook_redelivery_seconds: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> SandboxConfig:
@@ -176,6 +180,37 @@ class FailuresView(BaseModel):
     pending: list[FailureRule]
 
 
+class RandomFaults(BaseModel):
+    """Faults drawn at random for every API call (of `endpoints`, default any), on top of
+    the counted rules of `/failures`: TikTok on a bad day, for the chaos tests."""
+
+    http_5xx_rate: float = Field(default=0.0, ge=0, le=1)
+    # A burst of 40064 starts with this chance per call and refuses the next calls too.
+    too_fast_burst_rate: float = Field(default=0.0, ge=0, le=1)
+    too_fast_burst_length: int = Field(default=5, ge=1, le=1000)
+    latency_seconds: float = Field(default=0.0, ge=0, le=30)
+    endpoints: list[Endpoint] | None = None
+    seed: int | None = None
+
+
+class RandomFaultsView(BaseModel):
+    faults: RandomFaults | None
+    injected: dict[str, int]  # kind -> how many calls it hit so far
+
+
+class WebhookDeliveryRecord(BaseModel):
+    """One webhook event as TikTok saw it: every attempt until the bot answered 2xx."""
+
+    event: str
+    message_id: str | None
+    statuses: list[int | None]
+    acknowledged: bool
+
+
+class WebhookDeliveriesView(BaseModel):
+    deliveries: list[WebhookDeliveryRecord]
+
+
 class CapabilityUpdate(BaseModel):
     image_send: bool
     conversation_id: str | None = None  # None: the default for every conversation
@@ -198,12 +233,14 @@ class ConfigUpdate(BaseModel):
     webhook_url: str | None = None
     echo_sends: bool | None = None
     rate_limit_per_second: int | None = Field(default=None, ge=1)
+    webhook_redelivery_seconds: float | None = Field(default=None, ge=0, le=3600)
 
 
 class ConfigView(BaseModel):
     webhook_url: str | None
     echo_sends: bool
     rate_limit_per_second: int | None
+    webhook_redelivery_seconds: float = 0.0
 
 
 class CustomerMessage(BaseModel):
@@ -346,6 +383,11 @@ class SandboxState:
     image_send: bool = True
     image_send_overrides: dict[str, bool] = field(default_factory=dict)
     conversations: dict[str, _Conversation] = field(default_factory=dict)
+    random_faults: RandomFaults | None = None
+    random_injected: dict[str, int] = field(default_factory=dict)
+    too_fast_burst_left: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+    webhook_log: list[WebhookDeliveryRecord] = field(default_factory=list)
     settings: ConfigView = field(init=False)
 
     def __post_init__(self) -> None:
@@ -366,10 +408,15 @@ class SandboxState:
         self.image_send = True
         self.image_send_overrides.clear()
         self.conversations.clear()
+        self.random_faults = None
+        self.random_injected.clear()
+        self.too_fast_burst_left = 0
+        self.webhook_log.clear()
         self.settings = ConfigView(
             webhook_url=self.config.webhook_url,
             echo_sends=self.config.echo_sends,
             rate_limit_per_second=self.config.rate_limit_per_second,
+            webhook_redelivery_seconds=self.config.webhook_redelivery_seconds,
         )
 
     # calls and failures
@@ -393,6 +440,24 @@ class SandboxState:
                     del self.failures[index]
                 return rule
         return None
+
+    def draw_random_fault(self, endpoint: Endpoint) -> tuple[str | None, float]:
+        """The injected failure kind (or None) and the latency for one call."""
+        faults = self.random_faults
+        if faults is None or (faults.endpoints is not None and endpoint not in faults.endpoints):
+            return None, 0.0
+        kind: str | None = None
+        if self.too_fast_burst_left > 0:
+            self.too_fast_burst_left -= 1
+            kind = f"code_{CODE_TOO_FAST}"
+        elif self.rng.random() < faults.too_fast_burst_rate:
+            self.too_fast_burst_left = faults.too_fast_burst_length - 1
+            kind = f"code_{CODE_TOO_FAST}"
+        elif self.rng.random() < faults.http_5xx_rate:
+            kind = self.rng.choice(("http_500", "http_502", "http_503", "http_504"))
+        if kind is not None:
+            self.random_injected[kind] = self.random_injected.get(kind, 0) + 1
+        return kind, faults.latency_seconds
 
     def over_rate_limit(self, call: RecordedCall) -> bool:
         limit = self.settings.rate_limit_per_second
@@ -501,6 +566,10 @@ class SandboxState:
 # -- helpers ------------------------------------------------------------------------------
 
 
+def _ok(status: int | None) -> bool:
+    return status is not None and 200 <= status < 300
+
+
 def _envelope(code: int, message: str | None = None, data: dict[str, Any] | None = None) -> bytes:
     return orjson.dumps(
         {
@@ -603,17 +672,24 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
         # on a request whose client has given up waiting, as TikTok would.
         await request.body()
         rule = state.take_failure(endpoint)
+        kind: str | None = None
         if rule is not None:
-            call.injected = rule.kind
+            kind = rule.kind
             if rule.kind == "delay":
                 await asyncio.sleep(rule.seconds or 0.0)
-            elif rule.kind.startswith("http_"):
+        else:
+            kind, latency = state.draw_random_fault(endpoint)
+            if latency:
+                await asyncio.sleep(latency)
+        if kind is not None:
+            call.injected = kind
+            if kind.startswith("http_"):
                 # A gateway error page, not TikTok's envelope: what a proxy in front answers.
-                status = int(rule.kind.removeprefix("http_"))
+                status = int(kind.removeprefix("http_"))
                 call.http_status = status
                 return PlainTextResponse(f"{status} injected error", status_code=status)
-            else:
-                code = int(rule.kind.removeprefix("code_"))
+            if kind.startswith("code_"):
+                code = int(kind.removeprefix("code_"))
                 return _respond(call, 200, _envelope(code), code)
         if state.over_rate_limit(call):
             return _respond(call, 200, _envelope(CODE_RATE_LIMITED), CODE_RATE_LIMITED)
@@ -630,16 +706,19 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
             call, 200, _envelope(outcome.code, outcome.message, outcome.data), outcome.code
         )
 
-    async def post_webhook(body: bytes, copies: int) -> list[Delivery]:
+    async def post_webhook(
+        body: bytes, copies: int, *, event: str = "", message_id: str | None = None
+    ) -> list[Delivery]:
         url = state.settings.webhook_url
         if url is None:
             raise HTTPException(status_code=409, detail="no webhook_url configured")
-        headers = {
-            "Content-Type": "application/json",
-            "TikTok-Signature": signature_header(config.client_secret, body),
-        }
 
         async def deliver() -> Delivery:
+            # Signed at each attempt, as TikTok does: a redelivery carries a fresh timestamp.
+            headers = {
+                "Content-Type": "application/json",
+                "TikTok-Signature": signature_header(config.client_secret, body),
+            }
             started = time.perf_counter()
             try:
                 response = await http_holder["client"].post(url, content=body, headers=headers)
@@ -649,7 +728,41 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
             elapsed = (time.perf_counter() - started) * 1000
             return Delivery(status=response.status_code, elapsed_ms=elapsed)
 
-        return list(await asyncio.gather(*(deliver() for _ in range(copies))))
+        first = list(await asyncio.gather(*(deliver() for _ in range(copies))))
+        record = WebhookDeliveryRecord(
+            event=event,
+            message_id=message_id,
+            statuses=[d.status for d in first],
+            acknowledged=any(_ok(d.status) for d in first),
+        )
+        state.webhook_log.append(record)
+        redelivery = state.settings.webhook_redelivery_seconds
+        if not record.acknowledged and redelivery > 0:
+            spawn(redeliver(record, deliver, time.monotonic() + redelivery))
+        return first
+
+    async def redeliver(
+        record: WebhookDeliveryRecord,
+        deliver: Callable[[], Awaitable[Delivery]],
+        give_up_at: float,
+    ) -> None:
+        pause = 0.25
+        while time.monotonic() < give_up_at:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 4.0)
+            delivery = await deliver()
+            record.statuses.append(delivery.status)
+            if _ok(delivery.status):
+                record.acknowledged = True
+                return
+        log.warning(
+            "sandbox_webhook_abandoned", webhook_event=record.event, message_id=record.message_id
+        )
+
+    def spawn(coroutine: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        background.add(task)
+        task.add_done_callback(background.discard)
 
     def webhook_envelope(event: str, content: dict[str, Any], create_time: int) -> bytes:
         return orjson.dumps(
@@ -673,7 +786,7 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
         )
         body = webhook_envelope("im_send_msg", content, int(message.received_at))
         try:
-            await post_webhook(body, 1)
+            await post_webhook(body, 1, event="im_send_msg", message_id=message.message_id)
         except HTTPException:
             log.info("sandbox_echo_skipped_no_webhook")
 
@@ -703,9 +816,7 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
                     payload.recipient, "IMAGE", media_id=payload.image.media_id
                 )
             if state.settings.echo_sends:
-                task = asyncio.create_task(echo_send(message))
-                background.add(task)
-                task.add_done_callback(background.discard)
+                spawn(echo_send(message))
             return _Outcome(CODE_OK, data={"message": {"message_id": message.message_id}})
 
         return await api_call(request, "send", action)
@@ -891,6 +1002,32 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
         state.failures.clear()
         return FailuresView(pending=[])
 
+    @app.get("/_sandbox/faults/random")
+    async def random_faults_view() -> RandomFaultsView:
+        return RandomFaultsView(faults=state.random_faults, injected=dict(state.random_injected))
+
+    @app.put("/_sandbox/faults/random")
+    async def set_random_faults(body: RandomFaults) -> RandomFaultsView:
+        state.random_faults = body
+        state.random_injected.clear()
+        state.too_fast_burst_left = 0
+        state.rng = random.Random(body.seed)
+        return await random_faults_view()
+
+    @app.delete("/_sandbox/faults/random")
+    async def clear_random_faults() -> RandomFaultsView:
+        state.random_faults = None
+        state.too_fast_burst_left = 0
+        return await random_faults_view()
+
+    @app.get("/_sandbox/webhooks")
+    async def webhook_deliveries(event: str | None = None) -> WebhookDeliveriesView:
+        return WebhookDeliveriesView(
+            deliveries=[
+                record for record in state.webhook_log if event is None or record.event == event
+            ]
+        )
+
     @app.get("/_sandbox/capabilities")
     async def capabilities_view() -> CapabilitiesView:
         return CapabilitiesView(
@@ -922,8 +1059,9 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
     async def update_config(body: ConfigUpdate) -> ConfigView:
         # Only the fields sent change; an explicit null clears webhook_url or the rate limit.
         changes = {name: getattr(body, name) for name in body.model_fields_set}
-        if changes.get("echo_sends", False) is None:
-            del changes["echo_sends"]
+        for name in ("echo_sends", "webhook_redelivery_seconds"):
+            if name in changes and changes[name] is None:
+                del changes[name]
         state.settings = state.settings.model_copy(update=changes)
         return state.settings
 
@@ -969,7 +1107,9 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
             conversation_id, message_id, body.user_id, username, timestamp_ms / 1000
         )
         raw = webhook_envelope("im_receive_msg", content, timestamp_ms // 1000)
-        deliveries = await post_webhook(raw, body.copies)
+        deliveries = await post_webhook(
+            raw, body.copies, event="im_receive_msg", message_id=message_id
+        )
         return WebhookResult(
             event="im_receive_msg",
             message_id=message_id,
@@ -992,7 +1132,7 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
             username=conversation.username if conversation else "unknown",
         )
         raw = webhook_envelope("im_send_msg", content, int(message.received_at))
-        deliveries = await post_webhook(raw, 1)
+        deliveries = await post_webhook(raw, 1, event="im_send_msg", message_id=message.message_id)
         return WebhookResult(
             event="im_send_msg",
             message_id=message.message_id,

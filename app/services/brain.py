@@ -28,6 +28,7 @@ class TurnResult:
     entities: dict[str, Any] = field(default_factory=dict)
     replies: list[Reply] = field(default_factory=list)
     handoff: bool = False  # switch the conversation to a person
+    handoff_reason: str | None = None  # what staff are told; None: the customer asked
     # Messages queued for other conversations this turn (a waitlist notice when a hold is
     # let go), delivered once the turn commits.
     other_outbox_ids: list[int] = field(default_factory=list)

@@ -6,11 +6,14 @@
 3. Record the result (one transaction): `sent` with TikTok's message id, or back to
    `pending` with a backoff for a transient error, or `failed` (dead-lettered).
 
-A worker that dies between 2 and 3 leaves the row `sending`. Nobody can know whether
-TikTok accepted the call, so the row is never sent again automatically: after a grace
-period the sweeper marks it `unknown` and parks it in the dead letters for a person to
-decide (`deadletters retry` resends it). If TikTok did accept it, its `im_send_msg`
-echo arrives and marks the row `sent` (see InboundPipeline._handle_echo).
+A worker (or the database) that dies between 2 and 3 leaves the row `sending`. The sweeper
+settles it from the evidence, never by guessing:
+- TikTok's answer was seen (a Redis marker written right after the call): `sent`.
+- TikTok's `im_send_msg` echo arrived: `sent` (see InboundPipeline._handle_echo).
+- Neither, long after the call (RESEND_UNCONFIRMED_AFTER_SECONDS): TikTok echoes every
+  send it accepts, so it never got this one: `pending` again, and it goes out once.
+- With that setting off: `unknown`, parked in the dead letters for a person to decide
+  (`deadletters retry` resends it).
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from app.core.logging import get_logger
 from app.db.models import Conversation, Customer, Message, MessageStatus, OutboxStatus
 from app.db.repositories.conversations import DeadLetterRepository, OutboxRepository
 from app.db.session import SessionFactory, transaction
-from app.services.inbound import sent_marker_key
+from app.services.inbound import outbox_sent_key, sent_marker_key
 from app.services.metrics import WorkerMetrics
 from app.services.tiktok.errors import TikTokPermanentError, TikTokTransientError, backoff_delay
 from app.services.window import WindowService
 
 log = get_logger(__name__)
+
+_MARKER_TTL_SECONDS = 7 * 24 * 3600
 
 
 class TikTokSender(Protocol):
@@ -105,7 +110,10 @@ class DeliveryService:
             return await self._transient(outbox_id, claim, error)
         except (TikTokPermanentError, MediaUnavailable) as error:
             return await self._permanent(outbox_id, claim, error)
-        await self.redis.set(sent_marker_key(tiktok_message_id), outbox_id, ex=7 * 24 * 3600)
+        async with self.redis.pipeline(transaction=False) as markers:
+            markers.set(sent_marker_key(tiktok_message_id), outbox_id, ex=_MARKER_TTL_SECONDS)
+            markers.set(outbox_sent_key(outbox_id), tiktok_message_id, ex=_MARKER_TTL_SECONDS)
+            await markers.execute()
         async with transaction(self.session_factory) as session:
             await OutboxRepository(session).mark_sent(
                 outbox_id, claim.message_id, tiktok_message_id, datetime.now(UTC)
@@ -237,12 +245,41 @@ class DeliveryService:
         )
         return DeliveryResult(Delivery.FAILED)
 
-    async def mark_stuck_unknown(self, grace: timedelta) -> int:
-        """Rows left `sending` by a dead worker: never resent automatically."""
+    async def settle_stuck_sends(self, grace: timedelta) -> StuckSends:
+        """Rows left `sending` by a dead worker, settled from the evidence (module doc)."""
+        now = datetime.now(UTC)
+        resend_after = self.settings.resend_unconfirmed_after_seconds
+        counts = StuckSends()
         async with transaction(self.session_factory) as session:
-            stuck = await OutboxRepository(session).stuck_sending(datetime.now(UTC) - grace)
+            stuck = await OutboxRepository(session).stuck_sending(now - grace)
             letters = DeadLetterRepository(session)
             for entry in stuck:
+                tiktok_message_id = await self.redis.get(outbox_sent_key(entry.id))
+                message = await session.get(Message, entry.message_id)
+                assert message is not None
+                if tiktok_message_id is not None:
+                    entry.status = OutboxStatus.SENT.value
+                    message.status = MessageStatus.SENT.value
+                    message.tiktok_message_id = tiktok_message_id.decode()
+                    message.sent_at = entry.claimed_at
+                    counts.confirmed += 1
+                    log.info("send_confirmed_by_marker", outbox_id=entry.id)
+                    continue
+                claimed_at = entry.claimed_at or now
+                if resend_after is not None and entry.attempts < self.settings.max_send_attempts:
+                    if (now - claimed_at).total_seconds() < resend_after:
+                        continue  # its echo may still be on the way
+                    conversation = await session.get(Conversation, message.conversation_id)
+                    assert conversation is not None
+                    customer = await session.get(Customer, conversation.customer_id)
+                    assert customer is not None
+                    await self.window.release_reply(customer.tiktok_user_id, conversation)
+                    entry.status = OutboxStatus.PENDING.value
+                    entry.next_attempt_at = now
+                    entry.last_error = "TikTok never confirmed the send (no echo): sent again"
+                    counts.resent += 1
+                    log.warning("reply_resent_unconfirmed", outbox_id=entry.id)
+                    continue
                 entry.status = OutboxStatus.UNKNOWN.value
                 entry.last_error = "worker stopped during the TikTok call; outcome unknown"
                 await letters.park(
@@ -251,5 +288,13 @@ class DeliveryService:
                     payload={"outbox_id": entry.id, "message_id": entry.message_id},
                     attempts=entry.attempts,
                 )
+                counts.unknown += 1
                 log.error("reply_outcome_unknown", outbox_id=entry.id)
-            return len(stuck)
+        return counts
+
+
+@dataclass
+class StuckSends:
+    confirmed: int = 0
+    resent: int = 0
+    unknown: int = 0

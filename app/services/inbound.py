@@ -70,6 +70,12 @@ def sent_marker_key(tiktok_message_id: str) -> str:
     return f"philia:sent:{tiktok_message_id}"
 
 
+def outbox_sent_key(outbox_id: int) -> str:
+    """TikTok's message id for an outbox row, written the moment TikTok accepted the send,
+    so a row whose database update was lost (worker or database gone) is still known sent."""
+    return f"philia:outbox-sent:{outbox_id}"
+
+
 def _utc_from_ms(timestamp_ms: int) -> datetime:
     return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
 
@@ -242,7 +248,9 @@ class InboundPipeline:
         result = await self.brain.respond(session, conversation, customer, turn)
         state = await self.window.state(customer.tiktok_user_id, conversation)
         planned = expand_replies(result.replies, self.settings.max_text_chars)
-        handoff_reason = "customer asked for a person" if result.handoff else None
+        handoff_reason = (
+            (result.handoff_reason or "customer asked for a person") if result.handoff else None
+        )
         if state.open and state.replies_left <= len(planned) and not result.handoff:
             # Keep the last slot of the quota for telling the customer a person follows up.
             planned = [Reply(replies.QUOTA_HANDOFF)] if state.replies_left >= 1 else []

@@ -201,6 +201,12 @@ ORDER_NOT_FOUND = (
     "I couldn't find order {number} on your account 🤔 Double-check the number (it looks like "
     "PH-12345), or reply 3 and a person will look into it."
 )
+# After too many order numbers that are not the customer's: no {number}, so the answer is
+# the same whatever was asked, and a person takes the conversation.
+ORDER_LOOKUP_PAUSED = (
+    "I can't look up any more order numbers in this chat right now 🙏 A person from the team "
+    "will check your order and reply here soon."
+)
 
 # New drops.
 NEW_DROPS = "Fresh in 🔥 our newest pieces:\n{lines}\nAsk me about any of them by SKU!"

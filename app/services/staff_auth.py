@@ -27,42 +27,15 @@ from app.core.logging import get_logger
 from app.db.models import StaffUser
 from app.db.repositories.staff import StaffRepository
 from app.db.session import SessionFactory, transaction
+from app.services.throttle import AttemptCounter
 
 log = get_logger(__name__)
 
 MIN_PASSWORD_CHARS = 10
 # argon2 hashes anything, but a megabyte "password" is only a way to burn our CPU.
 MAX_PASSWORD_CHARS = 1024
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
-
-# One login attempt against the email's and the IP's counts, atomically. An attempt is
-# counted before the password is checked (and given back if it succeeds), so a burst of
-# parallel guesses cannot slip past the limit while the first ones are being verified.
-# Returns 0 when the attempt may go ahead, else the seconds until the lockout ends. A
-# count lives as long as a lockout; reaching the limit restarts that clock.
-_BEGIN_ATTEMPT = """
-local wait = 0
-for i = 1, 2 do
-  local count = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if count >= tonumber(ARGV[i]) then
-    wait = math.max(wait, redis.call('TTL', KEYS[i]), 1)
-  end
-end
-if wait > 0 then return wait end
-for i = 1, 2 do
-  local count = redis.call('INCR', KEYS[i])
-  if count == 1 or count >= tonumber(ARGV[i]) then
-    redis.call('EXPIRE', KEYS[i], ARGV[3])
-  end
-end
-return 0
-"""
-
-_GIVE_BACK = """
-if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
-return 0
-"""
 
 
 class InvalidStaffInput(ValueError):
@@ -206,8 +179,8 @@ class LoginThrottle:
         self.max_per_email = settings.staff_login_max_failures
         self.max_per_ip = settings.staff_login_max_failures_per_ip
         self.lockout_seconds = settings.staff_login_lockout_minutes * 60
-        self._begin = redis.register_script(_BEGIN_ATTEMPT)
-        self._give_back = redis.register_script(_GIVE_BACK)
+        # Counted before the password is checked, given back if it succeeds.
+        self._attempts = AttemptCounter(redis, self.lockout_seconds)
 
     @staticmethod
     def _email_key(email: str) -> str:
@@ -219,15 +192,15 @@ class LoginThrottle:
 
     async def begin(self, email: str, ip: str) -> int:
         """Count an attempt as failed until it succeeds; the seconds to wait if locked."""
-        keys = [self._email_key(email), self._ip_key(ip)]
-        args = [self.max_per_email, self.max_per_ip, self.lockout_seconds]
-        return int(await self._begin(keys=keys, args=args))
+        return await self._attempts.begin(
+            {self._email_key(email): self.max_per_email, self._ip_key(ip): self.max_per_ip}
+        )
 
     async def succeeded(self, email: str, ip: str) -> None:
         # The email starts afresh; the IP only gets this attempt back, so one good login
         # does not wipe the count of an address that is guessing at other accounts.
         await self.redis.delete(self._email_key(email))
-        await self._give_back(keys=[self._ip_key(ip)])
+        await self._attempts.give_back(self._ip_key(ip))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
@@ -23,6 +23,11 @@ from app.web.security import StaffRoute, is_script_request
 from app.web.templating import author, clock, countdown, describe, templates
 
 router = APIRouter(prefix="/inbox", route_class=StaffRoute, include_in_schema=False)
+
+# Conversation and message ids are PostgreSQL BIGINTs. A larger number is nobody's id, and
+# asyncpg refuses to even send it (a 500), so it is refused here with a 422 saying why.
+BIGINT_MAX = 2**63 - 1
+ConversationId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 
 
 class ReplyForm(BaseModel):
@@ -130,7 +135,7 @@ def _conversation_page(
 
 @router.get("/{conversation_id}")
 async def conversation(
-    request: Request, conversation_id: int, staff: StaffPage, inbox: InboxDep
+    request: Request, conversation_id: ConversationId, staff: StaffPage, inbox: InboxDep
 ) -> Response:
     try:
         view = await inbox.conversation(conversation_id)
@@ -141,10 +146,10 @@ async def conversation(
 
 @router.get("/{conversation_id}/messages")
 async def poll(
-    conversation_id: int,
+    conversation_id: ConversationId,
     staff: StaffApi,
     inbox: InboxDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
 ) -> PollOut:
     """Messages after an id, with the live window: the page polls this every few seconds.
 
@@ -165,7 +170,7 @@ async def poll(
 @router.post("/{conversation_id}/reply")
 async def reply(
     request: Request,
-    conversation_id: int,
+    conversation_id: ConversationId,
     staff: StaffForm,
     inbox: InboxDep,
     form: Annotated[ReplyForm, Form()],
@@ -177,6 +182,9 @@ async def reply(
         problem = "Write a message first."
     elif len(text) > settings.max_text_chars:
         problem = f"A message can have at most {settings.max_text_chars} characters."
+    elif "\x00" in text:
+        # PostgreSQL cannot store it, and no keyboard types it: a client bug or a probe.
+        problem = "The message contains a NUL character (U+0000), which cannot be sent."
     try:
         if problem is not None:
             return await _refuse(
@@ -222,7 +230,7 @@ async def _refuse(
 
 @router.post("/{conversation_id}/hand-back")
 async def hand_back(
-    request: Request, conversation_id: int, staff: StaffForm, inbox: InboxDep
+    request: Request, conversation_id: ConversationId, staff: StaffForm, inbox: InboxDep
 ) -> Response:
     """The bot answers this customer again from their next message."""
     try:
@@ -236,7 +244,7 @@ async def hand_back(
 
 @router.post("/{conversation_id}/take-over")
 async def take_over(
-    request: Request, conversation_id: int, staff: StaffForm, inbox: InboxDep
+    request: Request, conversation_id: ConversationId, staff: StaffForm, inbox: InboxDep
 ) -> Response:
     """Silence the bot in this conversation before replying."""
     try:

@@ -17,7 +17,7 @@ import secrets
 from typing import Annotated, Literal
 
 import httpx
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from starlette.responses import HTMLResponse, Response
@@ -190,8 +190,13 @@ async def bot_messages(user_id: str, settings: SimulatorSettings, after: int = 0
     )
 
 
+# TikTok media ids are letters and digits. The id becomes part of a URL to the sandbox, so
+# anything else (a control character, `?`, `#`, `..`) is refused before it gets there.
+MediaId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
+
+
 @router.get("/media/{media_id}")
-async def media(media_id: str, settings: SimulatorSettings) -> Response:
+async def media(media_id: MediaId, settings: SimulatorSettings) -> Response:
     """A photo by TikTok media id: the bytes the bot uploaded, or (for the customer's own
     pretend photos, which were never uploaded) the sandbox's placeholder for that id."""
     try:

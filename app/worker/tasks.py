@@ -78,7 +78,7 @@ def _pipeline(runtime: WorkerRuntime) -> InboundPipeline:
         settings=runtime.settings,
         session_factory=runtime.session_factory,
         redis=runtime.redis,
-        brain=ShopBrain(runtime.settings),
+        brain=ShopBrain(runtime.settings, redis=runtime.redis),
         enqueue_deliveries=_enqueue,
         notify_staff=StaffNotifier(runtime.settings, runtime.http),
     )
@@ -178,7 +178,7 @@ async def _sweep(runtime: WorkerRuntime) -> dict[str, int]:
     grace = timedelta(
         seconds=max(settings.send_unknown_grace_seconds, settings.tiktok_http_timeout_seconds)
     )
-    unknown = await _delivery(runtime).mark_stuck_unknown(grace)
+    stuck = await _delivery(runtime).settle_stuck_sends(grace)
     async with transaction(runtime.session_factory) as session:
         due = await OutboxRepository(session).due(now, now - timedelta(seconds=10), 500)
         stale = await ConversationRepository(session).with_stale_inbound(
@@ -188,7 +188,13 @@ async def _sweep(runtime: WorkerRuntime) -> dict[str, int]:
         enqueue_deliveries([outbox_id])
     for conversation_id in stale:
         celery_app.send_task("philia.drain_conversation", args=[conversation_id])
-    return {"unknown": unknown, "requeued": len(due), "drained": len(stale)}
+    return {
+        "confirmed": stuck.confirmed,
+        "resent": stuck.resent,
+        "unknown": stuck.unknown,
+        "requeued": len(due),
+        "drained": len(stale),
+    }
 
 
 @celery_app.task(name="philia.sweep_outbox")

@@ -61,3 +61,25 @@ def test_only_missing_services_are_started(tmp_path: Path) -> None:
         assert services.postgres is None and services.redis is not None
     finally:
         services.stop()
+
+
+def test_embedded_services_restart_with_their_data(tmp_path: Path) -> None:
+    """The chaos suite restarts both: the queue (Redis, append-only) and the database must
+    come back with what they held, at the same address."""
+    services = EmbeddedServices(tmp_path)
+    services.start(need_postgres=True, need_redis=True)
+    try:
+        assert services.redis is not None and services.postgres is not None
+        redis_url, database_url = services.redis.url, services.postgres.url
+        client = redis.Redis.from_url(redis_url)
+        client.rpush("queued", "event-1", "event-2")
+        services.redis.restart(downtime_seconds=0.2)
+        assert services.redis.url == redis_url
+        assert redis.Redis.from_url(redis_url).lrange("queued", 0, -1) == [b"event-1", b"event-2"]
+
+        upgrade_to_head(database_url)
+        services.postgres.restart(downtime_seconds=0.2)
+        assert services.postgres.url == database_url
+        assert "outbox" in asyncio.run(_tables(database_url))
+    finally:
+        services.stop()

@@ -4,6 +4,7 @@ and Redis. One stack per module; each test uses conversations of its own."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -32,16 +33,17 @@ E2E_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def stack(services: TestServices, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root: Path = tmp_path_factory.mktemp("e2e")
+@contextlib.contextmanager
+def running_stack(root: Path, extra_env: dict[str, str]) -> Iterator[Stack]:
+    """The whole bot as processes, its logs' tails printed when it stops (pytest shows them
+    for a failed test)."""
     settings = Settings(**{**get_settings().model_dump(), "tiktok_access_token": "dev"})
     bot = Stack(
         settings,
         data_dir=root,
         api_port=free_port(),
         log_dir=root / "logs",
-        extra_env=E2E_ENV,
+        extra_env=extra_env,
         worker_concurrency=2,
     )
     try:
@@ -50,10 +52,18 @@ def stack(services: TestServices, tmp_path_factory: pytest.TempPathFactory) -> I
         yield bot
     finally:
         bot.stop()
-        asyncio.run(_truncate(services.database_url))
         for log in sorted((root / "logs").glob("*.log")):
             tail = log.read_text(errors="replace")[-3000:]
             print(f"\n===== {log.name} (tail) =====\n{tail}")
+
+
+@pytest.fixture(scope="module")
+def stack(services: TestServices, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    try:
+        with running_stack(tmp_path_factory.mktemp("e2e"), E2E_ENV) as bot:
+            yield bot
+    finally:
+        asyncio.run(_truncate(services.database_url))
 
 
 async def _truncate(database_url: str) -> None:

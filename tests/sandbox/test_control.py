@@ -12,7 +12,7 @@ import pytest
 
 from app.sandbox.control import SandboxControl
 from app.sandbox.server import free_port
-from app.sandbox.tiktok import conversation_id_for
+from app.sandbox.tiktok import RandomFaults, conversation_id_for
 from app.services.tiktok.webhook import EventType, event_id_for, parse_content, parse_envelope
 from tests.sandbox.conftest import ACCESS_TOKEN, BUSINESS_ID, CLIENT_KEY, Receiver
 
@@ -336,3 +336,84 @@ async def test_window_and_quota_are_tracked(
         (open_conv, True, 3),
         (open_conv, True, 1),  # a new customer message resets the quota
     ]
+
+
+# -- random faults and redelivery -----------------------------------------------------------
+
+
+async def test_random_faults_fail_refuse_in_bursts_and_clear(
+    api: httpx.AsyncClient, control: SandboxControl
+) -> None:
+    await control.set_random_faults(
+        RandomFaults(too_fast_burst_rate=1.0, too_fast_burst_length=3, endpoints=["send"], seed=7)
+    )
+    codes = [(await _send(api, "conv-a")).json()["code"] for _ in range(3)]
+    assert codes == [40064, 40064, 40064]
+    # Capabilities are not in `endpoints`: untouched.
+    capabilities = await api.get("/business/message/capabilities/get/", headers=AUTH)
+    assert capabilities.json()["code"] != 40064
+
+    await control.set_random_faults(RandomFaults(http_5xx_rate=1.0, seed=7))
+    statuses = {(await _send(api, "conv-a")).status_code for _ in range(10)}
+    assert statuses <= {500, 502, 503, 504} and len(statuses) > 1
+    view = await control.random_faults()
+    assert sum(view.injected.values()) == 10 and view.faults is not None
+
+    await control.clear_random_faults()
+    assert (await _send(api, "conv-a")).json()["code"] == 0
+    assert [m.text for m in await control.messages()] == ["hi"]  # failed sends left no message
+
+
+async def test_random_faults_are_a_fraction_and_repeatable_with_a_seed(
+    api: httpx.AsyncClient, control: SandboxControl
+) -> None:
+    async def run() -> list[int]:
+        await control.set_random_faults(RandomFaults(http_5xx_rate=0.3, seed=42))
+        return [(await _send(api, "conv-a")).status_code for _ in range(200)]
+
+    first, second = await run(), await run()
+    assert first == second
+    failed = sum(1 for status in first if status != 200)
+    assert 30 <= failed <= 90  # 30 % of 200, with room for chance
+
+
+async def test_unacknowledged_webhooks_are_delivered_again(
+    control: SandboxControl, receiver: Receiver
+) -> None:
+    await control.configure(webhook_redelivery_seconds=10)
+    receiver.status = 503
+    result = await control.play_customer("user-1", text="hi")
+    assert result.bot_status == 503
+    await asyncio.sleep(0.6)  # at least one redelivery, still refused
+    receiver.status = 200
+
+    async def record() -> Any:
+        (found,) = [
+            r for r in await control.webhook_deliveries() if r.message_id == result.message_id
+        ]
+        return found
+
+    found = await record()
+    for _ in range(100):  # the redelivery backs off: up to 10 s
+        if found.acknowledged:
+            break
+        await asyncio.sleep(0.1)
+        found = await record()
+    assert found.acknowledged
+    assert found.statuses[0] == 503 and found.statuses[-1] == 200 and len(found.statuses) >= 3
+    # The same event each time: TikTok's redelivery is a duplicate, not a new message.
+    assert {json.loads(body)["content"] for body in receiver.bodies[-1:]} == {
+        json.loads(result.body)["content"]
+    }
+    await control.configure(webhook_redelivery_seconds=0)
+
+
+async def test_without_redelivery_a_refused_webhook_is_tried_once(
+    control: SandboxControl, receiver: Receiver
+) -> None:
+    receiver.status = 500
+    result = await control.play_customer("user-1", text="hi")
+    await asyncio.sleep(0.5)
+    (record,) = [r for r in await control.webhook_deliveries() if r.message_id == result.message_id]
+    assert record.statuses == [500] and not record.acknowledged
+    assert len(receiver.bodies) == 1

@@ -17,6 +17,9 @@ class StaffRepository:
         return await self.session.get(StaffUser, staff_id)
 
     async def get_by_email(self, email: str) -> StaffUser | None:
+        if "\x00" in email:
+            # PostgreSQL text cannot hold U+0000 (it refuses the query), so no account has it.
+            return None
         # Emails are stored normalised (lower case), so an equality match is exact.
         return await self.session.scalar(select(StaffUser).where(StaffUser.email == email))
 

@@ -12,6 +12,9 @@ Why a linear SVM and not logistic regression: on this data they are equally accu
 (measured on a held-out split and the dev set), but the SVM trains in about 0.2 s where
 lbfgs logistic regression takes several seconds, and the router is trained at start-up.
 Its margins are turned into a confidence with a softmax (see `_softmax`).
+
+Its `hold` is only kept for a message it can read as one (see hold_gate): on text in a
+script it never saw, the model still names an intent, and `hold` changes the shop.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline  # type: ignore[import-untyp
 from sklearn.svm import LinearSVC  # type: ignore[import-untyped]
 
 from app.services.router.entities import extract_entities
+from app.services.router.hold_gate import as_question, hold_is_read
 from app.services.router.models import Intent, RouteResult
 
 TRAIN_FILE = Path(__file__).resolve().parent / "data" / "train.jsonl"
@@ -58,6 +62,7 @@ _MONEY = re.compile(
     r"[$£€]\s?\d+(?:[.,]\d+)?|(?<![\d.,])\d+(?:[.,]\d+)?\s?(?:[$£€]|dollars?|bucks|usd)\b"
 )
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_PLACEHOLDERS = frozenset(("zorderref", "zskuref", "zmoney", "znum"))
 
 
 def prepare(text: str) -> str:
@@ -177,21 +182,60 @@ class LocalRouter:
 
     def classify(self, text: str) -> tuple[Intent, float]:
         """The most likely intent and its probability; `other` when below the threshold."""
-        row = self.probabilities([text[:MAX_CLASSIFIED_CHARS]])[0]
+        return self._pick(self._row(text))
+
+    def _row(self, text: str) -> NDArray[np.float64]:
+        row: NDArray[np.float64] = self.probabilities([text[:MAX_CLASSIFIED_CHARS]])[0]
+        return row
+
+    def _pick(self, row: NDArray[np.float64]) -> tuple[Intent, float]:
         best = int(np.argmax(row))
         confidence = float(row[best])
         if confidence < self.threshold:
             return Intent.OTHER, confidence
         return self._classes[best], confidence
 
+    def readability(self, text: str) -> float:
+        """The share of the message's letters that are in words the model learned: 0 for
+        a script it never saw, for letters under combining marks, or for no letters."""
+        total = known = 0
+        for word in _letter_runs(prepare(text[:MAX_CLASSIFIED_CHARS])):
+            if word in _PLACEHOLDERS:
+                continue
+            total += len(word)
+            if word in self._words.vocabulary_:
+                known += len(word)
+        return known / total if total else 0.0
+
     def route(self, text: str) -> RouteResult:
-        intent, confidence = self.classify(text)
-        return RouteResult(
+        row = self._row(text)
+        intent, confidence = self._pick(row)
+        result = RouteResult(
             intent=intent,
             entities=extract_entities(text),
             source="local",
             confidence=round(confidence, 4),
         )
+        if intent is Intent.HOLD and not hold_is_read(
+            text, readability=self.readability(text), confidence=confidence
+        ):
+            available = (
+                round(float(row[self._classes.index(Intent.AVAILABILITY)]), 4)
+                if Intent.AVAILABILITY in self._classes
+                else None
+            )
+            return as_question(result, available)
+        return result
+
+
+def _letter_runs(prepared: str) -> list[str]:
+    """Words as a reader sees them: letters together with the marks written on them, so
+    that "ĥ̸̢̛e̵̡l̷̨l̶o̴̧" is one unknown word, not the known letters "e", "l" and "o" the
+    vectoriser splits it into."""
+    runs = "".join(
+        ch if ch.isalpha() or unicodedata.category(ch).startswith("M") else " " for ch in prepared
+    )
+    return runs.split()
 
 
 def tune_threshold(

@@ -7,6 +7,7 @@ import threading
 
 from app.core.config import Settings, get_settings
 from app.core.logging import get_logger
+from app.services.router.hold_gate import as_question
 from app.services.router.llm import LLMRouter, LLMUnavailable
 from app.services.router.local import LocalRouter, get_local_router
 from app.services.router.models import Intent, RouterContext, RouteResult
@@ -49,13 +50,29 @@ class HybridRouter:
             return exact
         if self.llm.configured:
             try:
-                return await self.llm.route(text, context)
+                result = await self.llm.route(text, context)
             except LLMUnavailable as error:
                 log.info("router_fallback_to_local", reason=str(error)[:200])
+            else:
+                return await self._confirm_hold(text, result)
+        await self._ensure_local()
+        return self.local.route(text)
+
+    async def _ensure_local(self) -> None:
         if self._local is None:
             # Training takes about a second: keep it off the event loop.
             await asyncio.to_thread(self.warm_up)
-        return self.local.route(text)
+
+    async def _confirm_hold(self, text: str, result: RouteResult) -> RouteResult:
+        """An LLM's `hold` stands only when the local model reads the message as a hold
+        too (see hold_gate): the LLM can be talked into one, the local model cannot."""
+        if result.intent is not Intent.HOLD:
+            return result
+        await self._ensure_local()
+        if self.local.route(text).intent is Intent.HOLD:
+            return result
+        log.info("router_llm_hold_unconfirmed")
+        return as_question(result)
 
     def route_offline(self, text: str, context: RouterContext | None = None) -> RouteResult:
         exact = self._exact(text, context)

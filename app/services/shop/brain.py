@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import redis.asyncio as aioredis
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,6 +47,7 @@ from app.services.shop import describe
 from app.services.shop.context import Offer, ShopContext, load_context, save_context
 from app.services.shop.faq import FaqIndex, fill_answer
 from app.services.shop.holds import HoldResult, end_hold, join_waitlist, place_hold
+from app.services.shop.order_lookups import HANDOFF_REASON, OrderLookupThrottle
 from app.services.shop.phrasing import FaqPhraser
 from app.services.shop.sizing import (
     FitKind,
@@ -114,10 +116,14 @@ class ShopBrain:
         settings: Settings | None = None,
         router: HybridRouter | None = None,
         phraser: FaqPhraser | None = None,
+        redis: aioredis.Redis | None = None,
     ):
         self.settings = settings or get_settings()
         self._router = router
         self.phraser = phraser or FaqPhraser(self.settings)
+        # Without Redis (brain-only tools and tests) order lookups are not throttled; the
+        # worker always passes its client.
+        self.order_lookups = OrderLookupThrottle(redis, self.settings) if redis else None
 
     @property
     def router(self) -> HybridRouter:
@@ -155,7 +161,7 @@ class ShopBrain:
         turn: list[Message],
     ) -> TurnResult:
         context = load_context(conversation)
-        handler = _Turn(self.settings, session, customer, context, self.phraser)
+        handler = _Turn(self.settings, session, customer, context, self.phraser, self.order_lookups)
         last = turn[-1]
         if last.message_type == "share_post":
             result = await handler.shared_post(last.payload or {})
@@ -169,6 +175,9 @@ class ShopBrain:
             result = await handler.text(text, route)
         save_context(conversation, context)
         result.other_outbox_ids.extend(handler.notices)
+        if handler.handoff_reason is not None:
+            result.handoff = True
+            result.handoff_reason = handler.handoff_reason
         return result
 
 
@@ -205,9 +214,12 @@ class _Turn:
         customer: Customer,
         context: ShopContext,
         phraser: FaqPhraser | None = None,
+        order_lookups: OrderLookupThrottle | None = None,
     ) -> None:
         self.settings = settings
         self.phraser = phraser
+        self.order_lookups = order_lookups
+        self.handoff_reason: str | None = None  # set when an answer needs a person
         self.session = session
         self.customer = customer
         self.context = context
@@ -718,10 +730,19 @@ class _Turn:
     async def order_status(self, order_number: str | None) -> str:
         orders = CustomerOrderRepository(self.session)
         if order_number is not None:
+            throttle = self.order_lookups
+            if throttle is not None and not await throttle.begin(self.customer):
+                # Nothing is looked up, so even the customer's own number gets this answer:
+                # it cannot tell a prober which of their guesses was real.
+                log.warning("order_lookup_throttled", customer_id=self.customer.id)
+                self.handoff_reason = HANDOFF_REASON
+                return replies.ORDER_LOOKUP_PAUSED
             # Scoped to this customer: someone else's order reads exactly like no order.
             order = await orders.by_number(self.customer.id, order_number)
             if order is None:
                 return replies.ORDER_NOT_FOUND.format(number=order_number)
+            if throttle is not None:
+                await throttle.was_own(self.customer)
             return self._order_detail(order)
         recent = await orders.recent(self.customer.id, _MAX_ORDERS)
         if not recent:

@@ -2,10 +2,10 @@
 
 Retrieval picks the FAQ entry offline; with an OpenAI key the model may only rephrase
 that entry to fit the customer's question. It never sees the catalogue, so it cannot
-state prices, availability or order facts, and its answer is checked before use: a number
-that is not in the FAQ text, a link, or anything over the length limit sends the FAQ
-answer verbatim instead. Any failure (timeout, HTTP error, bad JSON, breaker open) does
-the same.
+state prices, availability or order facts, and its answer is checked before use: a number,
+a deal or an action that is not in the FAQ text, a link, a repeat of its instructions, or
+anything over the length limit sends the FAQ answer verbatim instead. Any failure
+(timeout, HTTP error, bad JSON, breaker open) does the same.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from app.services.router.llm import (
     llm_configured,
     openai_client,
 )
+from app.services.router.llm import SYSTEM_PROMPT as ROUTER_PROMPT
 
 log = get_logger(__name__)
 
@@ -65,12 +66,50 @@ class PhrasedAnswer(BaseModel):
     answer: str = Field(max_length=MAX_ANSWER_CHARS)
 
 
+# Words that promise a deal or report an action taken. The FAQ text may use them ("bundles
+# ship free"); a phrased answer that adds one ("half off today", "your order is cancelled")
+# says something the shop never said, whatever its numbers.
+# fmt: off
+_CLAIM_WORDS = frozenset((
+    "discount", "discounts", "discounted", "off", "coupon", "coupons", "promo", "promotion",
+    "code", "codes", "voucher", "sale", "deal", "deals", "free", "half", "percent", "cheaper",
+    "bonus", "gift", "waive", "waived", "price", "prices", "priced", "refund", "refunded",
+    "cancelled", "canceled", "approved", "authorised", "authorized", "confirmed", "applied",
+    "updated", "changed", "done", "held", "reserved",
+))
+# fmt: on
+_SYMBOLS = "%$£€"
+# A run this long shared with the instructions is the instructions being repeated.
+_ECHO_WORDS = 6
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def _runs(words: list[str]) -> set[tuple[str, ...]]:
+    return {tuple(words[i : i + _ECHO_WORDS]) for i in range(len(words) - _ECHO_WORDS + 1)}
+
+
+_INSTRUCTION_RUNS = _runs(_words(SYSTEM_PROMPT)) | _runs(_words(ROUTER_PROMPT))
+
+
 def is_faithful(answer: str, faq_text: str) -> bool:
-    """Every number in the answer appears in the FAQ text, and there is no link."""
+    """Nothing in the answer that the FAQ text does not say: every number, money or percent
+    sign and deal or action word appears in the FAQ text; no link; no run of the
+    instructions (a model talked into revealing them)."""
     if "http" in answer.lower() or "www." in answer.lower():
         return False
     allowed = set(_NUMBER.findall(faq_text))
-    return all(number in allowed for number in _NUMBER.findall(answer))
+    if not all(number in allowed for number in _NUMBER.findall(answer)):
+        return False
+    if any(symbol in answer and symbol not in faq_text for symbol in _SYMBOLS):
+        return False
+    faq_words = _words(faq_text)
+    answer_words = _words(answer)
+    if any(word in _CLAIM_WORDS and word not in faq_words for word in answer_words):
+        return False
+    return not (_runs(answer_words) & _INSTRUCTION_RUNS) - _runs(faq_words)
 
 
 class FaqPhraser:

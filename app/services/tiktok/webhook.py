@@ -93,9 +93,21 @@ def parse_envelope(body: bytes) -> WebhookEnvelope:
         ) from None
 
 
+def _without_nul(value: Any) -> Any:
+    # PostgreSQL text and jsonb cannot hold U+0000: a DM with one would fail every attempt
+    # to record it and the customer would never be answered. It carries no meaning: drop it.
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value
+
+
 def parse_content(envelope: WebhookEnvelope) -> MessageContent:
     try:
-        return MessageContent.model_validate(orjson.loads(envelope.content))
+        return MessageContent.model_validate(_without_nul(orjson.loads(envelope.content)))
     except (orjson.JSONDecodeError, ValidationError) as error:
         raise InvalidEnvelope(f"content of {envelope.event} is not a message: {error}") from None
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db.models import (
@@ -20,7 +20,7 @@ from app.db.repositories.conversations import ConversationRepository, MessageRep
 from app.services import replies
 from app.services.brain import Reply, TurnResult
 from app.services.delivery import Delivery
-from app.services.inbound import Outcome
+from app.services.inbound import Outcome, outbox_sent_key
 from app.services.window import quota_key, window_key
 from tests.fakes import bad_parameters, server_error, too_fast
 from tests.services.pipeline.conftest import Harness, customer_message, echo
@@ -307,16 +307,17 @@ async def test_staff_echo_from_the_app_takes_over(
     assert [m.text for m in staff] == ["hey it's Mia!"]  # type: ignore[attr-defined]
 
 
-async def test_send_interrupted_mid_call_is_never_resent_and_echo_confirms_it(
+async def test_with_resend_off_an_interrupted_send_is_parked_and_its_echo_confirms_it(
     make_harness: MakeHarness, committed_db: AsyncEngine
 ) -> None:
-    harness = make_harness()
+    harness = make_harness(resend_unconfirmed_after_seconds=None)
     await harness.pipeline.handle(customer_message("hi"))
     (outbox_id,) = harness.queued
     claim = await harness.delivery._claim(outbox_id)  # the worker dies after this point
     assert not isinstance(claim, type(None))
     assert (await harness.delivery.deliver(outbox_id)).outcome is Delivery.SKIPPED
-    assert await harness.delivery.mark_stuck_unknown(timedelta(seconds=0)) == 1
+    settled = await harness.delivery.settle_stuck_sends(timedelta(seconds=0))
+    assert (settled.unknown, settled.resent, settled.confirmed) == (1, 0, 0)
     assert (await harness.delivery.deliver(outbox_id)).outcome is Delivery.SKIPPED
     assert harness.sender.sent == []
     (letter,) = await rows(committed_db, DeadLetter)
@@ -324,6 +325,50 @@ async def test_send_interrupted_mid_call_is_never_resent_and_echo_confirms_it(
     await harness.pipeline.handle(echo(replies.MENU, message_id="tt-late"))
     (entry,) = await rows(committed_db, OutboxEntry)
     assert entry.status == "sent"  # type: ignore[attr-defined]
+
+
+async def test_send_that_never_reached_tiktok_goes_out_once_after_the_echo_wait(
+    make_harness: MakeHarness, committed_db: AsyncEngine
+) -> None:
+    harness = make_harness(resend_unconfirmed_after_seconds=30)
+    await harness.pipeline.handle(customer_message("hi"))
+    (outbox_id,) = harness.queued
+    await harness.delivery._claim(outbox_id)  # the worker dies before the call
+    early = await harness.delivery.settle_stuck_sends(timedelta(seconds=0))
+    assert (early.resent, early.unknown) == (0, 0)  # the echo may still be on its way
+    (entry,) = await rows(committed_db, OutboxEntry)
+    assert entry.status == "sending"  # type: ignore[attr-defined]
+    async with AsyncSession(committed_db) as session:
+        await session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.id == outbox_id)
+            .values(claimed_at=datetime.now(UTC) - timedelta(seconds=31))
+        )
+        await session.commit()
+    late = await harness.delivery.settle_stuck_sends(timedelta(seconds=0))
+    assert (late.resent, late.unknown, late.confirmed) == (1, 0, 0)
+    assert (await harness.delivery.deliver(outbox_id)).outcome is Delivery.SENT
+    assert (await harness.delivery.deliver(outbox_id)).outcome is Delivery.SKIPPED
+    assert [sent.text for sent in harness.sender.sent] == [replies.MENU]
+    assert await rows(committed_db, DeadLetter) == []
+
+
+async def test_send_tiktok_accepted_but_never_recorded_is_settled_as_sent(
+    make_harness: MakeHarness, committed_db: AsyncEngine, redis_client: aioredis.Redis
+) -> None:
+    harness = make_harness(resend_unconfirmed_after_seconds=0)
+    await harness.pipeline.handle(customer_message("hi"))
+    (outbox_id,) = harness.queued
+    await harness.delivery._claim(outbox_id)
+    # TikTok answered and the marker was written; then the database update was lost.
+    await redis_client.set(outbox_sent_key(outbox_id), "tt-accepted")
+    settled = await harness.delivery.settle_stuck_sends(timedelta(seconds=0))
+    assert (settled.confirmed, settled.resent, settled.unknown) == (1, 0, 0)
+    (entry,) = await rows(committed_db, OutboxEntry)
+    assert entry.status == "sent"  # type: ignore[attr-defined]
+    (reply,) = await rows(committed_db, Message, Message.direction == "outbound")
+    assert reply.tiktok_message_id == "tt-accepted"  # type: ignore[attr-defined]
+    assert harness.sender.sent == []
 
 
 async def test_customer_photo_gets_a_kind_answer(make_harness: MakeHarness) -> None:

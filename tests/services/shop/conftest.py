@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -108,7 +109,10 @@ MakeChat = Callable[..., Awaitable[Chat]]
 
 @pytest.fixture
 def make_chat(
-    shop: AsyncSession, offline_router: HybridRouter, shop_settings: Settings
+    shop: AsyncSession,
+    offline_router: HybridRouter,
+    shop_settings: Settings,
+    redis_client: aioredis.Redis,
 ) -> MakeChat:
     async def build(user_id: str = "cust-test", **overrides: Any) -> Chat:
         settings = shop_settings.model_copy(update=overrides) if overrides else shop_settings
@@ -127,6 +131,7 @@ def make_chat(
         )
         shop.add(conversation)
         await shop.flush()
-        return Chat(shop, ShopBrain(settings, offline_router), conversation, customer)
+        brain = ShopBrain(settings, offline_router, redis=redis_client)
+        return Chat(shop, brain, conversation, customer)
 
     return build

@@ -137,9 +137,8 @@ async def shop(
     async def notify(conversation: Conversation, reason: str) -> None:
         return None
 
-    pipeline = InboundPipeline(
-        settings, factory, redis_client, ShopBrain(settings, offline_router), enqueue, notify
-    )
+    brain = ShopBrain(settings, offline_router, redis=redis_client)
+    pipeline = InboundPipeline(settings, factory, redis_client, brain, enqueue, notify)
     delivery = DeliveryService(settings, factory, redis_client, sender, FixedMedia())
     return Shop(committed_db, pipeline, delivery, sender, queued)
 
