@@ -80,6 +80,7 @@ class _Claim:
     text: str | None
     image_url: str | None
     attempts: int
+    claimed_at: datetime
 
 
 @dataclass
@@ -112,7 +113,11 @@ class DeliveryService:
             return await self._permanent(outbox_id, claim, error)
         async with self.redis.pipeline(transaction=False) as markers:
             markers.set(sent_marker_key(tiktok_message_id), outbox_id, ex=_MARKER_TTL_SECONDS)
-            markers.set(outbox_sent_key(outbox_id), tiktok_message_id, ex=_MARKER_TTL_SECONDS)
+            markers.set(
+                outbox_sent_key(outbox_id),
+                _sent_marker(tiktok_message_id, claim.claimed_at),
+                ex=_MARKER_TTL_SECONDS,
+            )
             await markers.execute()
         async with transaction(self.session_factory) as session:
             await OutboxRepository(session).mark_sent(
@@ -145,7 +150,7 @@ class DeliveryService:
                 return DeliveryResult(Delivery.NOT_SENT)
             entry.status = OutboxStatus.SENDING.value
             entry.attempts += 1
-            entry.claimed_at = datetime.now(UTC)
+            entry.claimed_at = claimed_at = datetime.now(UTC)
             return _Claim(
                 message_id=message.id,
                 conversation_tiktok_id=conversation.tiktok_conversation_id,
@@ -153,6 +158,7 @@ class DeliveryService:
                 text=message.text,
                 image_url=(message.payload or {}).get("image_url"),
                 attempts=entry.attempts,
+                claimed_at=claimed_at,
             )
 
     async def _call(self, claim: _Claim) -> str:
@@ -254,13 +260,15 @@ class DeliveryService:
             stuck = await OutboxRepository(session).stuck_sending(now - grace)
             letters = DeadLetterRepository(session)
             for entry in stuck:
-                tiktok_message_id = await self.redis.get(outbox_sent_key(entry.id))
+                tiktok_message_id = _sent_by_marker(
+                    await self.redis.get(outbox_sent_key(entry.id)), entry.claimed_at
+                )
                 message = await session.get(Message, entry.message_id)
                 assert message is not None
                 if tiktok_message_id is not None:
                     entry.status = OutboxStatus.SENT.value
                     message.status = MessageStatus.SENT.value
-                    message.tiktok_message_id = tiktok_message_id.decode()
+                    message.tiktok_message_id = tiktok_message_id
                     message.sent_at = entry.claimed_at
                     counts.confirmed += 1
                     log.info("send_confirmed_by_marker", outbox_id=entry.id)
@@ -291,6 +299,20 @@ class DeliveryService:
                 counts.unknown += 1
                 log.error("reply_outcome_unknown", outbox_id=entry.id)
         return counts
+
+
+def _sent_marker(tiktok_message_id: str, claimed_at: datetime) -> str:
+    # The claim's time is in the marker: it proves the send of *this* claim of the row, even
+    # if outbox ids were ever reused (a database restored or reset beside a Redis that kept
+    # its keys).
+    return f"{claimed_at.timestamp():.6f} {tiktok_message_id}"
+
+
+def _sent_by_marker(marker: bytes | None, claimed_at: datetime | None) -> str | None:
+    if marker is None or claimed_at is None:
+        return None
+    stamp, _, tiktok_message_id = marker.decode().partition(" ")
+    return tiktok_message_id if stamp == f"{claimed_at.timestamp():.6f}" else None
 
 
 @dataclass

@@ -19,7 +19,7 @@ from app.db.models import (
 from app.db.repositories.conversations import ConversationRepository, MessageRepository
 from app.services import replies
 from app.services.brain import Reply, TurnResult
-from app.services.delivery import Delivery
+from app.services.delivery import Delivery, _Claim, _sent_marker
 from app.services.inbound import Outcome, outbox_sent_key
 from app.services.window import quota_key, window_key
 from tests.fakes import bad_parameters, server_error, too_fast
@@ -359,9 +359,21 @@ async def test_send_tiktok_accepted_but_never_recorded_is_settled_as_sent(
     harness = make_harness(resend_unconfirmed_after_seconds=0)
     await harness.pipeline.handle(customer_message("hi"))
     (outbox_id,) = harness.queued
-    await harness.delivery._claim(outbox_id)
+    claim = await harness.delivery._claim(outbox_id)
+    assert isinstance(claim, _Claim)
+    # A marker left by an earlier row with the same id (a database reset beside a Redis that
+    # kept its keys) proves nothing about this claim.
+    await redis_client.set(outbox_sent_key(outbox_id), "1700000000.000000 tt-stale")
+    stale = await harness.delivery.settle_stuck_sends(timedelta(seconds=0))
+    assert (stale.confirmed, stale.resent) == (0, 1)
+    (entry,) = await rows(committed_db, OutboxEntry)
+    assert entry.status == "pending"  # type: ignore[attr-defined]
+    claim = await harness.delivery._claim(outbox_id)
+    assert isinstance(claim, _Claim)
     # TikTok answered and the marker was written; then the database update was lost.
-    await redis_client.set(outbox_sent_key(outbox_id), "tt-accepted")
+    await redis_client.set(
+        outbox_sent_key(outbox_id), _sent_marker("tt-accepted", claim.claimed_at)
+    )
     settled = await harness.delivery.settle_stuck_sends(timedelta(seconds=0))
     assert (settled.confirmed, settled.resent, settled.unknown) == (1, 0, 0)
     (entry,) = await rows(committed_db, OutboxEntry)
