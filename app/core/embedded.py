@@ -116,6 +116,7 @@ class EmbeddedRedis:
 class EmbeddedPostgres:
     data_dir: Path
     _server: Any = field(default=None, repr=False)
+    _restarted: bool = field(default=False, repr=False)
 
     @property
     def url(self) -> str:
@@ -140,8 +141,18 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         if self._server is not None:
+            user = self._server.system_user
             self._server.cleanup()
+            if self._restarted:
+                # pgserver only knows the postmaster it started, not the one restart() did.
+                from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
+
+                with contextlib.suppress(subprocess.CalledProcessError):
+                    pg_ctl(
+                        ["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=user, timeout=30
+                    )
         self._server = None
+        self._restarted = False
 
     def restart(self, downtime_seconds: float = 0.0) -> None:
         """Stop the server (fast: open connections are cut, as in a failover), stay down a
@@ -156,6 +167,7 @@ class EmbeddedPostgres:
         user = self._server.system_user
         log = self._server.log
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=30)
+        self._restarted = True
         time.sleep(downtime_seconds)
         pg_ctl(
             ["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(log), "start"],

@@ -25,6 +25,7 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import RedisError
 
 from app.core.config import Settings
 from app.core.logging import get_logger
@@ -111,14 +112,19 @@ class DeliveryService:
             return await self._transient(outbox_id, claim, error)
         except (TikTokPermanentError, MediaUnavailable) as error:
             return await self._permanent(outbox_id, claim, error)
-        async with self.redis.pipeline(transaction=False) as markers:
-            markers.set(sent_marker_key(tiktok_message_id), outbox_id, ex=_MARKER_TTL_SECONDS)
-            markers.set(
-                outbox_sent_key(outbox_id),
-                _sent_marker(tiktok_message_id, claim.claimed_at),
-                ex=_MARKER_TTL_SECONDS,
-            )
-            await markers.execute()
+        try:
+            async with self.redis.pipeline(transaction=False) as markers:
+                markers.set(sent_marker_key(tiktok_message_id), outbox_id, ex=_MARKER_TTL_SECONDS)
+                markers.set(
+                    outbox_sent_key(outbox_id),
+                    _sent_marker(tiktok_message_id, claim.claimed_at),
+                    ex=_MARKER_TTL_SECONDS,
+                )
+                await markers.execute()
+        except RedisError as error:
+            # TikTok has the reply: what matters now is the database saying so. Crashing here
+            # would leave the row `sending` with no evidence, and it would be sent again.
+            log.warning("sent_marker_failed", error=str(error))
         async with transaction(self.session_factory) as session:
             await OutboxRepository(session).mark_sent(
                 outbox_id, claim.message_id, tiktok_message_id, datetime.now(UTC)

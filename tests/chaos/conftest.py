@@ -40,7 +40,8 @@ CHAOS_ENV = {
     "RETRY_BACKOFF_CAP_SECONDS": "2",
     "TOO_FAST_BACKOFF_SECONDS": "1.5",
     "SEND_UNKNOWN_GRACE_SECONDS": "3",
-    "RESEND_UNCONFIRMED_AFTER_SECONDS": "10",
+    # Longer than the stand-in's webhook redelivery takes to bring an echo through an outage.
+    "RESEND_UNCONFIRMED_AFTER_SECONDS": "20",
     "OUTBOX_SWEEP_SECONDS": "1",
     "BROKER_VISIBILITY_TIMEOUT_SECONDS": "10",
     "MAX_EVENT_ATTEMPTS": "12",

@@ -83,3 +83,5 @@ def test_embedded_services_restart_with_their_data(tmp_path: Path) -> None:
         assert "outbox" in asyncio.run(_tables(database_url))
     finally:
         services.stop()
+    # Stopping also stops the postmaster that restart() started, not only pgserver's own.
+    assert not (tmp_path / "postgres" / "postmaster.pid").exists()
