@@ -26,6 +26,7 @@ from typing import Protocol
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.logging import get_logger
@@ -191,10 +192,6 @@ class DeliveryService:
             assert entry is not None
             message = await session.get(Message, entry.message_id)
             assert message is not None
-            conversation = await session.get(Conversation, message.conversation_id)
-            assert conversation is not None
-            customer = await session.get(Customer, conversation.customer_id)
-            assert customer is not None
             entry.status = status.value
             entry.last_error = error[:2000]
             if status is OutboxStatus.PENDING:
@@ -206,8 +203,9 @@ class DeliveryService:
                     else MessageStatus.FAILED.value
                 )
                 message.status_reason = error[:2000]
+            conversation = await self._conversation_of(session, message)
             if release_slot:
-                await self.window.release_reply(customer.tiktok_user_id, conversation)
+                await self._release_slot(session, conversation)
             if status is OutboxStatus.FAILED:
                 await DeadLetterRepository(session).park(
                     "send",
@@ -216,6 +214,18 @@ class DeliveryService:
                     payload={"outbox_id": outbox_id, "message_id": message.id},
                     attempts=entry.attempts,
                 )
+
+    @staticmethod
+    async def _conversation_of(session: AsyncSession, message: Message) -> Conversation:
+        conversation = await session.get(Conversation, message.conversation_id)
+        assert conversation is not None
+        return conversation
+
+    async def _release_slot(self, session: AsyncSession, conversation: Conversation) -> None:
+        """Give back the quota slot a claim reserved for a reply that did not go out."""
+        customer = await session.get(Customer, conversation.customer_id)
+        assert customer is not None
+        await self.window.release_reply(customer.tiktok_user_id, conversation)
 
     async def _transient(
         self, outbox_id: int, claim: _Claim, error: TikTokTransientError
@@ -283,11 +293,8 @@ class DeliveryService:
                 if resend_after is not None and entry.attempts < self.settings.max_send_attempts:
                     if (now - claimed_at).total_seconds() < resend_after:
                         continue  # its echo may still be on the way
-                    conversation = await session.get(Conversation, message.conversation_id)
-                    assert conversation is not None
-                    customer = await session.get(Customer, conversation.customer_id)
-                    assert customer is not None
-                    await self.window.release_reply(customer.tiktok_user_id, conversation)
+                    conversation = await self._conversation_of(session, message)
+                    await self._release_slot(session, conversation)
                     entry.status = OutboxStatus.PENDING.value
                     entry.next_attempt_at = now
                     entry.last_error = "TikTok never confirmed the send (no echo): sent again"

@@ -172,15 +172,14 @@ async def run_against_misbehaving_tiktok(
         for call in await sandbox.calls(since=started)
         if call.endpoint != "refresh_token"  # TikTok's limit is on the business API
     ]
+    run = TikTokRun(outcome, injected, calls, started)
     outcome.extra = {
         "seed": faults.seed,
         "api_calls": len(calls),
         "injected": injected,
-        "rate_limited_40100": sum(1 for call in calls if call.code == CODE_RATE_LIMITED),
-        "busiest_1s_window_calls": 0,
+        "rate_limited_40100": run.rate_limited,
+        "busiest_1s_window_calls": run.busiest_one_second,
     }
-    run = TikTokRun(outcome, injected, calls, started)
-    outcome.extra["busiest_1s_window_calls"] = run.busiest_one_second
     return run
 
 
