@@ -64,8 +64,10 @@ USER philia:philia
 EXPOSE 8000
 
 # Liveness for the web command only: the same image runs the worker and beat, which
-# serve no HTTP, so the check passes untouched unless PID 1 is (or wraps) uvicorn.
+# serve no HTTP, so the check passes untouched unless PID 1 is (or wraps) `app.cli serve`.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD python -c "import os, sys, urllib.request; sys.exit(0) if b'uvicorn' not in open('/proc/1/cmdline', 'rb').read() else urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"
+    CMD python -c "import os, sys, urllib.request; sys.exit(0) if b'app.cli\\x00serve' not in open('/proc/1/cmdline', 'rb').read() else urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"
 
-CMD ["/bin/sh", "-c", "exec uvicorn app.main:app --host 0.0.0.0 --port ${PORT:-8000} --proxy-headers --forwarded-allow-ips='*'"]
+# The API reads PORT, FORWARDED_ALLOW_IPS (the proxies whose X-Forwarded-For is believed;
+# none unless set) and its logging from the settings: see app/cli/serve.py.
+CMD ["python", "-m", "app.cli", "serve"]

@@ -10,7 +10,8 @@ from fastapi import FastAPI
 
 from app.api import bench, health, metrics, webhook
 from app.api.errors import install_error_handlers
-from app.core.config import Settings, get_settings
+from app.core.config import Environment, Settings, get_settings
+from app.core.http_headers import SecurityHeaders
 from app.core.logging import configure_logging, get_logger
 from app.db.session import create_engine, create_session_factory
 from app.web import install_staff_web
@@ -39,13 +40,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.redis.aclose()
             await engine.dispose()
 
+    production = settings.environment is Environment.PRODUCTION
     app = FastAPI(
         title="Philia",
         summary="The TikTok DM bot of Philia Thrifts",
         version="0.1.0",
         lifespan=lifespan,
+        # The schema maps every route for an attacker; the shop has no use for it live.
+        docs_url=None if production else "/docs",
+        redoc_url=None if production else "/redoc",
+        openapi_url=None if production else "/openapi.json",
     )
     app.state.settings = settings
+    app.add_middleware(SecurityHeaders, hsts=production)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(webhook.router)

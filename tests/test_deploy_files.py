@@ -27,16 +27,14 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 ENV_EXAMPLE = ROOT / ".env.example"
 RAILWAY_DIR = ROOT / "deploy"
 
-WEB = (
-    "uvicorn app.main:app --host 0.0.0.0 --port ${PORT:-8000} "
-    "--proxy-headers --forwarded-allow-ips='*'"
-)
+WEB = "python -m app.cli serve"
 WORKER = (
     "celery -A app.worker.celery_app:celery_app worker --loglevel=INFO "
     "--concurrency=${WORKER_CONCURRENCY:-2}"
 )
 BEAT = (
-    "celery -A app.worker.celery_app:celery_app beat --loglevel=INFO "
+    # --quiet: beat's banner is plain text printed before logging is set up.
+    "celery -A app.worker.celery_app:celery_app --quiet beat --loglevel=INFO "
     "--schedule /tmp/celerybeat-schedule"
 )
 MIGRATE = "python -m app.cli db migrate"
@@ -227,6 +225,9 @@ def test_dockerfile_default_command_is_web() -> None:
     assert argv(json.loads(cmd)) == argv(WEB)
     healthcheck = [rest for keyword, rest in instructions if keyword == "HEALTHCHECK"]
     assert all("/healthz" in rest for rest in healthcheck)
+    # The check recognises the web process by its command line (NUL-separated in /proc).
+    marker = "\\\\x00".join(argv(WEB)[2:])
+    assert healthcheck and all(marker in rest for rest in healthcheck)
 
 
 def test_dockerignore_keeps_local_state_out() -> None:

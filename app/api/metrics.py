@@ -6,17 +6,19 @@ Three sources, one page:
 - gauges read at scrape time: Celery queue depth (LLEN of each queue's Redis list) and
   active holds (PostgreSQL).
 
-Unauthenticated like /readyz: it names counts, never customers. Keep it off the public
-internet with the proxy in front of the API in production.
+It names counts, never customers, yet the shop's volume is its business: with
+METRICS_TOKEN set the scraper must send `Authorization: Bearer <token>`; in production
+without a token the page does not exist (404).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Iterable
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import (
@@ -31,7 +33,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
-from app.api.deps import EngineDep, RedisDep
+from app.api.deps import EngineDep, RedisDep, SettingsDep
+from app.core.config import Environment
+from app.core.errors import NotAuthenticated, NotFound
 from app.core.logging import get_logger
 from app.db.models import Hold, HoldStatus
 from app.services.metrics import (
@@ -169,7 +173,20 @@ async def _active_holds(engine: Any) -> Metric:
     )
 
 
-@router.get("/metrics", include_in_schema=False)
+def _require_scraper(request: Request, settings: SettingsDep) -> None:
+    token = settings.metrics_token
+    if token is None:
+        if settings.environment is Environment.PRODUCTION:
+            raise NotFound()
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.get_secret_value().encode()
+    ):
+        raise NotAuthenticated("send Authorization: Bearer <METRICS_TOKEN>")
+
+
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(_require_scraper)])
 async def metrics(redis: RedisDep, engine: EngineDep) -> Response:
     families: list[Metric] = []
     up = GaugeMetricFamily(

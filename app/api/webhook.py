@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import orjson
 from fastapi import APIRouter, Request
 
 from app.api.deps import SettingsDep
@@ -14,7 +13,7 @@ from app.core.config import Settings
 from app.core.errors import BadPayload, PayloadTooLarge, PhiliaError, Unauthorized
 from app.core.logging import get_logger
 from app.core.security import SIGNATURE_HEADERS, InvalidSignature, verify_signature
-from app.services.tiktok.webhook import InvalidEnvelope, parse_envelope
+from app.services.tiktok.webhook import InvalidEnvelope, load_content, parse_envelope
 from app.worker.enqueue import enqueue_event
 
 router = APIRouter(tags=["webhook"])
@@ -80,12 +79,10 @@ async def _accept(request: Request, settings: Settings) -> dict[str, str]:
         log.info("webhook_rejected", reason=error.problem.value)
         raise Unauthorized(str(error)) from None
     try:
-        envelope = parse_envelope(body)
-        content = orjson.loads(envelope.content)
-    except (InvalidEnvelope, orjson.JSONDecodeError) as error:
+        # The same parse, depth limit included, as the worker's: what is queued, it can read.
+        load_content(parse_envelope(body))
+    except InvalidEnvelope as error:
         raise BadPayload(str(error)) from None
-    if not isinstance(content, dict):
-        raise BadPayload("content is not a JSON object")
     await enqueue_event(
         request.app.state.celery, body, received_at, settings.webhook_enqueue_timeout_seconds
     )

@@ -99,6 +99,13 @@ class Stack:
             self.env.setdefault(
                 "MEDIA_MIRROR_URL", f"http://127.0.0.1:{self.sandbox_port}/_sandbox/media"
             )
+            # Photo URLs must be on an allowed host even through the mirror: these are the
+            # demo shop's (app/demo) and the reference shop's (../shared/data). Whoever set
+            # their own (environment or .env) keeps exactly theirs.
+            if not self.env.get("MEDIA_ALLOWED_HOSTS") and not self.settings.media_allowed_hosts:
+                self.env["MEDIA_ALLOWED_HOSTS"] = (
+                    "demo.philiathrifts.example,cdn.philiathrifts.example"
+                )
             self._spawn(
                 "sandbox",
                 [
@@ -118,13 +125,12 @@ class Stack:
             "api",
             [
                 "-m",
-                "uvicorn",
-                "app.main:app",
+                "app.cli",
+                "serve",
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(self.api_port),
-                "--no-access-log",
             ],
         )
         self.start_worker()
@@ -136,6 +142,7 @@ class Stack:
                     "celery",
                     "-A",
                     "app.worker.celery_app:celery_app",
+                    "--quiet",  # its banner is plain text, printed before our logging
                     "beat",
                     "--loglevel=WARNING",
                     "--schedule",

@@ -8,6 +8,8 @@ than one that does not start.
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
@@ -22,6 +24,21 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "changethis", "secret", "placeholder", "xxx", "todo", "dev"}
+)
+# Production secrets must be long and varied enough that guessing is hopeless: a short or
+# repetitive value ("1", "a", "aaaa...") is as good as none. Shannon entropy per character
+# of the value itself: a random hex or base64 token scores 3.5-5 (rarely under 3), a
+# repeated word far less.
+MIN_SECRET_ENTROPY_BITS_PER_CHAR = 2.5
+MIN_SECRET_CHARS = 16
+MIN_SECRET_KEY_CHARS = 32
+# TikTok's own media hosts: customer-facing item photos may come from there as well as from
+# the shop's configured hosts (MEDIA_ALLOWED_HOSTS).
+TIKTOK_MEDIA_HOST_SUFFIXES = (
+    "tiktokcdn.com",
+    "tiktokcdn-us.com",
+    "tiktokcdn-eu.com",
+    "ibyteimg.com",
 )
 
 
@@ -50,6 +67,32 @@ def normalize_redis_url(url: str) -> str:
     if url.startswith(("redis://", "rediss://", "unix://")):
         return url
     raise ValueError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+
+
+def secret_entropy_bits_per_char(value: str) -> float:
+    if not value:
+        return 0.0
+    counts = Counter(value)
+    return -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+
+
+def weak_secret_problem(value: str | None, min_chars: int) -> str | None:
+    """Why `value` is not fit to guard production, or None when it is."""
+    if value is None or value.strip().lower() in PLACEHOLDER_SECRETS:
+        return "is missing or a placeholder"
+    if value.startswith("philia-dev-"):
+        return "is a development placeholder"
+    if len(value) < min_chars:
+        return f"is too short (at least {min_chars} characters)"
+    if secret_entropy_bits_per_char(value) < MIN_SECRET_ENTROPY_BITS_PER_CHAR:
+        return "is too repetitive to be a secret (use a random value)"
+    return None
+
+
+def _parse_csv_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip().lower() for part in value.split(",") if part.strip()]
+    return value
 
 
 def _parse_size_chart(value: Any) -> Any:
@@ -147,17 +190,33 @@ class Settings(BaseSettings):
     burst_gap_seconds: float = 2.0
     staff_webhook_url: str | None = None
 
+    # Hosts item photos may be fetched from besides TikTok's CDN (comma-separated; a leading
+    # dot or none: the host and its subdomains). Empty: only TikTok's. Never a private address.
+    media_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # Web
     # Adds /_bench/bare (reads the body, answers 200): the benchmark's baseline endpoint.
     bench_endpoints: bool = False
+    # Signs and encrypts what the app keeps (the TikTok tokens at rest). Production needs
+    # 32+ random characters: `python -c "import secrets; print(secrets.token_urlsafe(48))"`.
     secret_key: SecretStr = SecretStr("dev")
     public_base_url: str = "http://127.0.0.1:8000"
+    # The proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated IPs
+    # or CIDRs, "*" for any). Empty: none, the peer address is the client. Anyone else's
+    # forwarding headers are ignored, so a client cannot choose its own address.
+    forwarded_allow_ips: str = ""
+    # /metrics wants `Authorization: Bearer <token>` when set; in production without it,
+    # /metrics does not exist (404).
+    metrics_token: SecretStr | None = None
 
     # Staff inbox and admin (app.web): server-side sessions in Redis, throttled logins.
     staff_session_idle_hours: float = Field(default=12, gt=0)
     staff_session_max_hours: float = Field(default=7 * 24, gt=0)
-    staff_login_max_failures: int = Field(default=5, ge=1)  # per email
+    # Lockout policy (SECURITY.md): per email from one address, per address, per email
+    # from all addresses together.
+    staff_login_max_failures: int = Field(default=5, ge=1)
     staff_login_max_failures_per_ip: int = Field(default=20, ge=1)  # offices share one IP
+    staff_login_max_failures_per_account: int = Field(default=50, ge=1)
     staff_login_lockout_minutes: int = Field(default=15, ge=1)
 
     # Customer simulator (/simulator): public, so off in production unless asked for
@@ -165,6 +224,11 @@ class Settings(BaseSettings):
     # SANDBOX_URL (`make run` sets it), else at TIKTOK_API_BASE when that is not TikTok.
     simulator_enabled: bool | None = None
     sandbox_url: str | None = None
+
+    @field_validator("media_allowed_hosts", mode="before")
+    @classmethod
+    def _media_hosts(cls, value: Any) -> Any:
+        return _parse_csv_list(value)
 
     @field_validator("size_chart_pit_to_pit_in", mode="before")
     @classmethod
@@ -193,26 +257,32 @@ class Settings(BaseSettings):
         return None if value in ("", None) else value
 
     @model_validator(mode="after")
-    def _refuse_placeholders_in_production(self) -> Settings:
+    def _refuse_weak_secrets_in_production(self) -> Settings:
         if self.environment is not Environment.PRODUCTION:
             return self
-        required: dict[str, str | None] = {
-            "DATABASE_URL": self.database_url,
-            "REDIS_URL": self.redis_url,
-            "TIKTOK_CLIENT_KEY": self.tiktok_client_key,
-            "TIKTOK_CLIENT_SECRET": self.tiktok_client_secret.get_secret_value(),
-            "TIKTOK_BUSINESS_ID": self.tiktok_business_id,
-            "TIKTOK_ACCESS_TOKEN": self.tiktok_access_token.get_secret_value(),
-            "TIKTOK_REFRESH_TOKEN": self.tiktok_refresh_token.get_secret_value(),
-            "SECRET_KEY": self.secret_key.get_secret_value(),
-        }
-        for name, value in required.items():
-            if (
-                value is None
-                or value.strip().lower() in PLACEHOLDER_SECRETS
-                or value.startswith("philia-dev-")
-            ):
-                raise ValueError(f"{name} is missing or a placeholder; set it for production")
+        for name, value in (("DATABASE_URL", self.database_url), ("REDIS_URL", self.redis_url)):
+            if not value:
+                raise ValueError(f"{name} is missing; set it for production")
+        if self.tiktok_client_key.startswith("philia-dev-") or not self.tiktok_client_key:
+            raise ValueError("TIKTOK_CLIENT_KEY is missing or a placeholder; set it for production")
+        if self.tiktok_business_id.startswith("philia-dev-") or not self.tiktok_business_id:
+            raise ValueError(
+                "TIKTOK_BUSINESS_ID is missing or a placeholder; set it for production"
+            )
+        secrets: list[tuple[str, SecretStr | None, int]] = [
+            ("TIKTOK_CLIENT_SECRET", self.tiktok_client_secret, MIN_SECRET_CHARS),
+            ("TIKTOK_ACCESS_TOKEN", self.tiktok_access_token, MIN_SECRET_CHARS),
+            ("TIKTOK_REFRESH_TOKEN", self.tiktok_refresh_token, MIN_SECRET_CHARS),
+            ("SECRET_KEY", self.secret_key, MIN_SECRET_KEY_CHARS),
+        ]
+        if self.metrics_token is not None:
+            secrets.append(("METRICS_TOKEN", self.metrics_token, MIN_SECRET_KEY_CHARS))
+        for name, secret, min_chars in secrets:
+            problem = weak_secret_problem(
+                secret.get_secret_value() if secret is not None else None, min_chars
+            )
+            if problem is not None:
+                raise ValueError(f"{name} {problem}; set a strong value for production")
         return self
 
     @property
@@ -234,6 +304,11 @@ class Settings(BaseSettings):
         if host == "tiktok.com" or host.endswith(".tiktok.com"):
             return None
         return self.tiktok_api_base.rstrip("/")
+
+    @property
+    def media_host_suffixes(self) -> tuple[str, ...]:
+        """Host suffixes item photos may come from: TikTok's CDN and the shop's own."""
+        return (*TIKTOK_MEDIA_HOST_SUFFIXES, *(h.lstrip(".") for h in self.media_allowed_hosts))
 
     @property
     def tiktok_api_url(self) -> str:

@@ -17,6 +17,11 @@ class Unauthorized(PhiliaError):
     code = "invalid_signature"
 
 
+class NotAuthenticated(PhiliaError):
+    status_code = 401
+    code = "not_authenticated"
+
+
 class BadPayload(PhiliaError):
     status_code = 400
     code = "bad_payload"

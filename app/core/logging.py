@@ -16,12 +16,13 @@ two guards before it is rendered:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 import structlog
@@ -146,10 +147,50 @@ def _redact_secrets(_: Any, __: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
-def configure_logging(settings: Settings) -> None:
+class _LineHandler(logging.StreamHandler[TextIO]):
+    def handleError(self, record: logging.LogRecord) -> None:
+        # logging's own report is a plain-text traceback on stderr that prints the record's
+        # arguments: unscrubbed, and outside the JSON. Say only that a record was lost.
+        error = sys.exc_info()[1]
+        line = json.dumps(
+            {
+                "event": "log_record_unwritable",
+                "level": "error",
+                "logger": record.name,
+                "error": type(error).__name__,
+            }
+        )
+        with contextlib.suppress(Exception):  # the stream itself failed: nowhere to say it
+            self.stream.write(line + self.terminator)
+            self.flush()
+
+
+def json_logs(settings: Settings) -> bool:
+    return settings.log_json if settings.log_json is not None else not settings.is_development
+
+
+def _route_all_records_to(handler: logging.Handler) -> None:
+    """`handler` on the root logger, and every other logger's records propagating to it.
+
+    Libraries set up loggers of their own that print plain text and do not propagate:
+    uvicorn from its dictConfig, before it imports app.main; Celery its task logger."""
+    logging.getLogger().handlers[:] = [handler]
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger):  # not a PlaceHolder
+            logger.handlers[:] = []
+            logger.propagate = True
+    # A logger a library takes out of propagation later, with no handler (billiard's, the
+    # moment it is first asked for), falls back to lastResort: plain text on stderr.
+    logging.lastResort = handler
+    logging.captureWarnings(True)
+
+
+def configure_logging(settings: Settings, level: int | str | None = None) -> None:
+    """One handler, one format, one scrubber for every record of the process.
+
+    `level` overrides the settings' (a Celery command line's --loglevel)."""
     global _known_secrets
     _known_secrets = secrets_of(settings)
-    use_json = settings.log_json if settings.log_json is not None else not settings.is_development
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -159,7 +200,7 @@ def configure_logging(settings: Settings) -> None:
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer()
-        if use_json
+        if json_logs(settings)
         else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
     )
     structlog.configure(
@@ -180,11 +221,10 @@ def configure_logging(settings: Settings) -> None:
     )
     # sys.__stdout__: Celery pool processes replace sys.stdout with a proxy that logs back
     # into the root logger, which would swallow every line.
-    handler = logging.StreamHandler(sys.__stdout__ or sys.stdout)
+    handler = _LineHandler(sys.__stdout__ or sys.stdout)
     handler.setFormatter(formatter)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log_level.upper())
+    _route_all_records_to(handler)
+    logging.getLogger().setLevel(level or settings.log_level.upper())
     for noisy in ("uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import zlib
+from urllib.parse import urlsplit
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -32,6 +33,12 @@ def placeholder_png(key: str, size: int = 64) -> bytes:
 
 
 def mirror_url(mirror: str, original: str) -> str:
-    """`https://cdn.example/PT-1/1.jpg` → `{mirror}/cdn.example/PT-1/1.jpg`."""
-    without_scheme = original.split("://", 1)[-1]
-    return f"{mirror.rstrip('/')}/{without_scheme}"
+    """`https://cdn.example/PT-1/1.jpg` → `{mirror}/cdn.example/PT-1/1.jpg`.
+
+    Built from the parsed host and path, not the raw text after the scheme: credentials or a
+    port in the original must not turn into part of the path the mirror is asked for."""
+    parts = urlsplit(original)
+    if not parts.hostname:
+        raise ValueError("a mirrored URL needs a host")
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{mirror.rstrip('/')}/{parts.hostname}{parts.path or '/'}{query}"

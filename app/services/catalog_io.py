@@ -241,7 +241,9 @@ def parse_rows(
         if None in raw_row:
             raise ImportFailed(index, None, "more cells than columns")
         cleaned: dict[str, str | None] = {
-            name.strip(): (cell.strip() or None) if isinstance(cell, str) else None
+            name.strip(): (restore_formula_text(cell.strip()) or None)
+            if isinstance(cell, str)
+            else None
             for name, cell in raw_row.items()
         }
         if all(value is None for value in cleaned.values()):
@@ -419,12 +421,37 @@ async def import_orders(session: AsyncSession, text: str) -> ImportSummary:
     return summary
 
 
+# What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def defuse_formula(text: str) -> str:
+    """A text cell that a spreadsheet shows as text and never runs as a formula: text
+    starting with =, +, -, @, a tab or a carriage return gets a leading apostrophe, so a
+    title `=HYPERLINK("x")` is written `'=HYPERLINK("x")`. For text cells only: numbers
+    are written as numbers (no catalogue number is negative).
+
+    Every CSV the shop writes goes through here: the catalogue export (CLI) and the
+    admin's CSV export. The importer undoes it (`restore_formula_text`), so an export
+    imports back exactly: apostrophes already before one of those characters get one more,
+    and "'90s tee" is left as the owner wrote it.
+    """
+    return f"'{text}" if text.lstrip("'").startswith(FORMULA_PREFIXES) else text
+
+
+def restore_formula_text(text: str) -> str:
+    """The text defuse_formula was given: one apostrophe before a formula character off."""
+    if text.startswith("'") and text.lstrip("'").startswith(FORMULA_PREFIXES):
+        return text[1:]
+    return text
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, Decimal):
         return format(value.normalize(), "f")
-    return str(value)
+    return defuse_formula(str(value))
 
 
 def format_catalog(items: Iterable[Item]) -> str:
@@ -434,11 +461,11 @@ def format_catalog(items: Iterable[Item]) -> str:
     for item in items:
         row = {name: _cell(getattr(item, name)) for name in _ITEM_FIELDS}
         row["price"] = f"{item.price:.2f}"
-        row["sku"] = item.sku
-        row["status"] = item.status
-        row["drop"] = item.drop.name if item.drop else ""
-        row["video_ids"] = "|".join(video.video_id for video in item.videos)
-        row["image_urls"] = "|".join(image.url for image in item.images)
+        row["sku"] = _cell(item.sku)
+        row["status"] = _cell(item.status)
+        row["drop"] = _cell(item.drop.name if item.drop else None)
+        row["video_ids"] = _cell("|".join(video.video_id for video in item.videos))
+        row["image_urls"] = _cell("|".join(image.url for image in item.images))
         writer.writerow([row[name] for name in CATALOG_COLUMNS])
     return buffer.getvalue()
 

@@ -171,16 +171,33 @@ class SessionStore:
 
 
 class LoginThrottle:
-    """Failed logins counted per email and per client IP; at the limit, that email or IP
-    is locked out until the count expires, and even a correct password is refused."""
+    """Failed logins counted at three scopes, each locking until its count expires (even a
+    correct password is refused while a scope is locked):
+
+    - one email from one address (STAFF_LOGIN_MAX_FAILURES, 5): a guesser locks out only
+      itself, so knowing a colleague's email is not enough to lock them out of the shop;
+    - one address, any emails (STAFF_LOGIN_MAX_FAILURES_PER_IP, 20): an address sweeping
+      accounts;
+    - one email from any addresses (STAFF_LOGIN_MAX_FAILURES_PER_ACCOUNT, 50): guessing
+      spread over many addresses. Reaching it takes ten or more addresses, which is the
+      price of locking the account at all; below it each address has its own five.
+
+    The address is the connecting peer, or the client a trusted proxy names
+    (FORWARDED_ALLOW_IPS): never a header the client chose itself.
+    """
 
     def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
         self.redis = redis
-        self.max_per_email = settings.staff_login_max_failures
+        self.max_per_email_and_ip = settings.staff_login_max_failures
         self.max_per_ip = settings.staff_login_max_failures_per_ip
+        self.max_per_account = settings.staff_login_max_failures_per_account
         self.lockout_seconds = settings.staff_login_lockout_minutes * 60
         # Counted before the password is checked, given back if it succeeds.
         self._attempts = AttemptCounter(redis, self.lockout_seconds)
+
+    @staticmethod
+    def _pair_key(email: str, ip: str) -> str:
+        return f"STAFF_LOGIN_FAILS:pair:{_digest(email)}:{ip}"
 
     @staticmethod
     def _email_key(email: str) -> str:
@@ -193,14 +210,19 @@ class LoginThrottle:
     async def begin(self, email: str, ip: str) -> int:
         """Count an attempt as failed until it succeeds; the seconds to wait if locked."""
         return await self._attempts.begin(
-            {self._email_key(email): self.max_per_email, self._ip_key(ip): self.max_per_ip}
+            {
+                self._pair_key(email, ip): self.max_per_email_and_ip,
+                self._ip_key(ip): self.max_per_ip,
+                self._email_key(email): self.max_per_account,
+            }
         )
 
     async def succeeded(self, email: str, ip: str) -> None:
-        # The email starts afresh; the IP only gets this attempt back, so one good login
-        # does not wipe the count of an address that is guessing at other accounts.
-        await self.redis.delete(self._email_key(email))
+        # This person at this address starts afresh; the wider counts only get this attempt
+        # back, so one good login does not wipe the count of someone guessing elsewhere.
+        await self.redis.delete(self._pair_key(email, ip))
         await self._attempts.give_back(self._ip_key(ip))
+        await self._attempts.give_back(self._email_key(email))
 
 
 @dataclass(frozen=True)

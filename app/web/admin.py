@@ -1,19 +1,34 @@
 """The shop's admin under /admin: sqladmin views of the catalogue, orders, FAQ, holds and
-waitlists, plus the catalogue CSV upload, all behind the staff session (AdminGate)."""
+waitlists, plus the catalogue CSV upload, all behind the staff session (AdminGate).
+
+sqladmin is trusted with less than it offers: its file download/preview routes are not
+mounted (they served any file under the working directory named by a text column), a
+primary key or search that cannot reach PostgreSQL is a 4xx before it tries, and its CSV
+export writes no cell a spreadsheet would run as a formula.
+"""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+import csv
+import io
+import types
+from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
+from typing import Any, ClassVar, Literal, cast
 
 from pydantic import BaseModel, ValidationError
 from sqladmin import Admin, BaseView, ModelView, expose
 from sqladmin.authentication import AuthenticationBackend
+from sqladmin.helpers import object_identifier_values, secure_filename
+from sqlalchemy import BigInteger, Column, Integer, Select, SmallInteger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute
 from wtforms import SelectField, TextAreaField
 
 from app.core.logging import get_logger
@@ -35,7 +50,13 @@ from app.db.models import (
     WaitlistEntry,
 )
 from app.db.session import transaction
-from app.services.catalog_io import ImportFailed, ImportSummary, import_catalog, import_orders
+from app.services.catalog_io import (
+    ImportFailed,
+    ImportSummary,
+    defuse_formula,
+    import_catalog,
+    import_orders,
+)
 from app.services.staff_auth import SignedIn
 from app.web.security import AdminGate
 from app.web.templating import TEMPLATES_DIR
@@ -81,12 +102,129 @@ class StaffAdminAuth(AuthenticationBackend):
         return staff.staff_id if isinstance(staff, SignedIn) else None
 
 
+# sqladmin's routes that send a file named by a column's value: not mounted.
+_FILE_ROUTES = frozenset({"file_download", "file_preview"})
+
+
+class ShopAdmin(Admin):
+    """sqladmin's Admin without its file routes, and a delete naming no rows is a 400."""
+
+    def __init__(self, app: Starlette, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        routes: list[BaseRoute] = self.admin.router.routes
+        kept = [route for route in routes if getattr(route, "name", None) not in _FILE_ROUTES]
+        # A sqladmin upgrade that renames them must fail here, not quietly serve files.
+        if len(routes) - len(kept) != len(_FILE_ROUTES):
+            raise RuntimeError("sqladmin's file download/preview routes were not found")
+        self.admin.router.routes = kept
+
+    async def delete(self, request: Request) -> Response:
+        # sqladmin raises ValueError (a 500) when the pks parameter is absent.
+        if "pks" not in request.query_params:
+            raise HTTPException(status_code=400, detail="Choose the rows to delete.")
+        response: Response = await super().delete(request)
+        return response
+
+
+def _integer_bounds(column: Column[Any]) -> tuple[int, int] | None:
+    kind = column.type
+    if isinstance(kind, BigInteger):
+        bits = 64
+    elif isinstance(kind, SmallInteger):
+        bits = 16
+    elif isinstance(kind, Integer):
+        bits = 32
+    else:
+        return None
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def _storable(column: Column[Any], value: Any) -> bool:
+    """Whether PostgreSQL can compare the column with the value at all: a number beyond
+    the column's integer type or a NUL in text is an error there, not a missing row."""
+    if isinstance(value, str):
+        return "\x00" not in value
+    bounds = _integer_bounds(column)
+    if bounds is not None and isinstance(value, int):
+        return bounds[0] <= value <= bounds[1]
+    return True
+
+
+def _csv_line(cells: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(cells)
+    return buffer.getvalue()
+
+
+def _export_cell(value: Any) -> str:
+    # Numbers are left as they are (a negative one is not a formula); everything else is
+    # text that may have come from a customer or a hostile import.
+    if isinstance(value, int | float | Decimal):
+        return str(value)
+    return defuse_formula(str(value))
+
+
+class ShopModelView(ModelView):
+    """Base of every model view of the admin: bad input is refused before PostgreSQL
+    sees it, and the CSV export is safe to open in a spreadsheet."""
+
+    def _stmt_by_identifier(self, identifier: str) -> Select[Any]:
+        # The one place sqladmin turns a pk from a URL (details, edit, delete) into SQL.
+        # A pk that cannot be a row's is a 404, not a ValueError or a DataError (500).
+        if not identifier:
+            raise HTTPException(status_code=404)
+        try:
+            values = object_identifier_values(identifier, self.model)
+        except (ValueError, ArithmeticError):
+            raise HTTPException(status_code=404) from None
+        if not all(map(_storable, self.pk_columns, values)):
+            raise HTTPException(status_code=404)
+        statement: Select[Any] = super()._stmt_by_identifier(identifier)
+        return statement
+
+    def search_query(self, stmt: Select[Any], term: str) -> Select[Any]:
+        if "\x00" in term:
+            # PostgreSQL refuses NUL in text: an error mid-query, not "no match".
+            raise HTTPException(status_code=400, detail="A search cannot contain a NUL.")
+        statement: Select[Any] = super().search_query(stmt, term)
+        return statement
+
+    async def export_data(
+        self,
+        data: list[Any],
+        export_type: str = "csv",
+        request: Request | None = None,
+    ) -> StreamingResponse:
+        """sqladmin's plain CSV export (its `use_pretty_export` is not used), with every
+        text cell through defuse_formula, the rule of the catalogue export."""
+        if export_type != "csv":
+            response: StreamingResponse = await super().export_data(
+                data, export_type=export_type, request=request
+            )
+            return response
+        names = self.get_export_columns()
+
+        async def lines() -> AsyncIterator[str]:
+            yield _csv_line(names)
+            for row in data:
+                yield _csv_line(
+                    [_export_cell(await self.get_prop_value(row, name)) for name in names]
+                )
+
+        filename = secure_filename(self.get_export_name(export_type="csv"))
+        return StreamingResponse(
+            lines(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f"attachment;filename={filename}"},
+        )
+
+
 def _choices(enum: type[Any]) -> dict[str, Any]:
     # The columns are CHECK-constrained strings: offer exactly the allowed values.
     return {"choices": [(member.value, member.value) for member in enum]}
 
 
-class ItemAdmin(ModelView, model=Item):
+class ItemAdmin(ShopModelView, model=Item):
     name = "Item"
     name_plural = "Items"
     icon = "fa-solid fa-shirt"
@@ -129,7 +267,7 @@ class ItemAdmin(ModelView, model=Item):
     }
 
 
-class ItemVideoAdmin(ModelView, model=ItemVideo):
+class ItemVideoAdmin(ShopModelView, model=ItemVideo):
     name = "Item video"
     name_plural = "Item videos"
     icon = "fa-solid fa-video"
@@ -138,7 +276,7 @@ class ItemVideoAdmin(ModelView, model=ItemVideo):
     column_searchable_list: ClassVar[Any] = [ItemVideo.video_id]
 
 
-class ItemImageAdmin(ModelView, model=ItemImage):
+class ItemImageAdmin(ShopModelView, model=ItemImage):
     name = "Item image"
     name_plural = "Item images"
     icon = "fa-solid fa-image"
@@ -148,7 +286,7 @@ class ItemImageAdmin(ModelView, model=ItemImage):
     form_excluded_columns: ClassVar[Any] = [ItemImage.tiktok_media_id, ItemImage.media_uploaded_at]
 
 
-class DropAdmin(ModelView, model=Drop):
+class DropAdmin(ShopModelView, model=Drop):
     name = "Drop"
     name_plural = "Drops"
     icon = "fa-solid fa-box-open"
@@ -158,7 +296,7 @@ class DropAdmin(ModelView, model=Drop):
     form_excluded_columns: ClassVar[Any] = [Drop.created_at, Drop.updated_at]
 
 
-class OrderAdmin(ModelView, model=Order):
+class OrderAdmin(ShopModelView, model=Order):
     name = "Order"
     name_plural = "Orders"
     icon = "fa-solid fa-receipt"
@@ -183,7 +321,7 @@ class OrderAdmin(ModelView, model=Order):
     }
 
 
-class OrderLineAdmin(ModelView, model=OrderItem):
+class OrderLineAdmin(ShopModelView, model=OrderItem):
     name = "Order line"
     name_plural = "Order lines"
     icon = "fa-solid fa-list"
@@ -191,7 +329,7 @@ class OrderLineAdmin(ModelView, model=OrderItem):
     column_list: ClassVar[Any] = [OrderItem.id, OrderItem.order, OrderItem.item]
 
 
-class FaqAdmin(ModelView, model=FaqEntry):
+class FaqAdmin(ShopModelView, model=FaqEntry):
     name = "FAQ entry"
     name_plural = "FAQ"
     icon = "fa-solid fa-circle-question"
@@ -201,7 +339,7 @@ class FaqAdmin(ModelView, model=FaqEntry):
     form_overrides: ClassVar[Any] = {"question": TextAreaField, "answer": TextAreaField}
 
 
-class HoldAdmin(ModelView, model=Hold):
+class HoldAdmin(ShopModelView, model=Hold):
     name = "Hold"
     name_plural = "Holds"
     icon = "fa-solid fa-hand"
@@ -223,7 +361,7 @@ class HoldAdmin(ModelView, model=Hold):
     }
 
 
-class WaitlistAdmin(ModelView, model=WaitlistEntry):
+class WaitlistAdmin(ShopModelView, model=WaitlistEntry):
     name = "Waitlist entry"
     name_plural = "Waitlist"
     icon = "fa-solid fa-clock"
@@ -296,8 +434,19 @@ def _import_view(main_app: Starlette) -> type[BaseView]:
     return CatalogImportView
 
 
+def _of_this_app(view: type[ShopModelView]) -> type[ShopModelView]:
+    # sqladmin keeps the session maker, templates and Admin on the view *class*: a class
+    # per app, or a second app built in the process (tests build many) would rebind the
+    # views of the first to its own engine.
+    own = types.new_class(
+        view.__name__, (view,), exec_body=lambda ns: ns.update(__module__=view.__module__)
+    )
+    return cast(type[ShopModelView], own)
+
+
 def install_admin(app: Starlette) -> Admin:
-    admin = Admin(
+    """Mount the admin on the app; it stays on app.state.admin (its views, its routes)."""
+    admin = ShopAdmin(
         app,
         session_maker=_LateBoundSessionMaker(app),
         base_url="/admin",
@@ -317,6 +466,7 @@ def install_admin(app: Starlette) -> Admin:
         HoldAdmin,
         WaitlistAdmin,
     ):
-        admin.add_view(view)
+        admin.add_view(_of_this_app(view))
     admin.add_view(_import_view(app))
+    app.state.admin = admin
     return admin

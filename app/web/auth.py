@@ -13,11 +13,12 @@ from app.core.config import Settings
 from app.services.staff_auth import MAX_PASSWORD_CHARS, BadCredentials, LockedOut
 from app.web.deps import AuthDep, MaybeStaffDep, StaffForm, StaffPage
 from app.web.security import (
-    LOGIN_CSRF_COOKIE,
     StaffRoute,
     clear_session_cookie,
     client_ip,
     csrf_failure,
+    login_csrf_cookie_name,
+    login_csrf_cookie_path,
     safe_next,
     secure_cookies,
     session_cookie_name,
@@ -63,13 +64,13 @@ async def login_page(request: Request, staff: MaybeStaffDep, next: str = "/inbox
     token = secrets.token_urlsafe(32)
     response = _login_page(request, token, safe_next(next))
     response.set_cookie(
-        LOGIN_CSRF_COOKIE,
+        login_csrf_cookie_name(settings),
         token,
         max_age=3600,
         httponly=True,
         secure=secure_cookies(settings),
         samesite="strict",
-        path="/login",
+        path=login_csrf_cookie_path(settings),
     )
     return response
 
@@ -77,7 +78,7 @@ async def login_page(request: Request, staff: MaybeStaffDep, next: str = "/inbox
 @router.post("/login")
 async def login(request: Request, form: Annotated[LoginForm, Form()], auth: AuthDep) -> Response:
     settings: Settings = request.app.state.settings
-    expected = request.cookies.get(LOGIN_CSRF_COOKIE) or ""
+    expected = request.cookies.get(login_csrf_cookie_name(settings)) or ""
     if not expected or not tokens_match(expected, form.csrf_token):
         return csrf_failure(request)
     next_path = safe_next(form.next)
@@ -110,7 +111,13 @@ async def login(request: Request, form: Annotated[LoginForm, Form()], auth: Auth
     await auth.logout(request.cookies.get(session_cookie_name(settings)))
     response = RedirectResponse(next_path, status_code=303)
     set_session_cookie(response, settings, result.token)
-    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    response.delete_cookie(
+        login_csrf_cookie_name(settings),
+        path=login_csrf_cookie_path(settings),
+        secure=secure_cookies(settings),
+        httponly=True,
+        samesite="strict",
+    )
     return response
 
 

@@ -31,18 +31,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The largest form the admin accepts (the catalogue CSV upload is the big one).
 MAX_ADMIN_BODY_BYTES = 8 * 1024 * 1024
 
-# Pages of people's conversations: never cached, never framed (clickjacking), no sniffing.
-BASE_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
-# Our own pages load scripts only from our origin: an injected <script> would not run.
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
-)
+# Pages of people's conversations are never cached; the headers every response gets
+# (framing, sniffing, CSP, HSTS) come from app.core.http_headers.
+STAFF_HEADERS = {"Cache-Control": "no-store"}
 
 
 def secure_cookies(settings: Settings) -> bool:
@@ -54,6 +45,16 @@ def session_cookie_name(settings: Settings) -> str:
     # The __Host- prefix makes browsers refuse the cookie unless it is Secure, for "/",
     # and set by this host itself (no Domain): a sibling subdomain cannot plant one.
     return "__Host-philia_staff" if secure_cookies(settings) else "philia_staff"
+
+
+def login_csrf_cookie_name(settings: Settings) -> str:
+    # Prefixed like the session cookie: a sibling subdomain must not plant a known token.
+    return f"__Host-{LOGIN_CSRF_COOKIE}" if secure_cookies(settings) else LOGIN_CSRF_COOKIE
+
+
+def login_csrf_cookie_path(settings: Settings) -> str:
+    # __Host- cookies must be for "/"; elsewhere it goes only where it is used.
+    return "/" if secure_cookies(settings) else "/login"
 
 
 def set_session_cookie(response: Response, settings: Settings, token: str) -> None:
@@ -186,7 +187,7 @@ class AdminGate:
                 await csrf_failure(request)(scope, receive, send)
                 return
             receive = _replay(body, receive)
-        await self.app(scope, receive, _with_headers(send, BASE_HEADERS))
+        await self.app(scope, receive, _with_headers(send, STAFF_HEADERS))
 
     @staticmethod
     def _refuse_anonymous(request: Request) -> Response:
@@ -232,16 +233,15 @@ def _with_headers(send: Send, headers: dict[str, str]) -> Send:
 
 
 class StaffRoute(APIRoute):
-    """Routes of the staff pages: every response gets the security headers."""
+    """Routes of the staff pages: no response is ever cached."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def with_headers(request: Request) -> Response:
             response = await handler(request)
-            for name, value in BASE_HEADERS.items():
+            for name, value in STAFF_HEADERS.items():
                 response.headers.setdefault(name, value)
-            response.headers.setdefault("Content-Security-Policy", CSP)
             return response
 
         return with_headers

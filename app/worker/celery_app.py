@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from typing import IO, Any
+
 from celery import Celery
+from celery.signals import celeryd_after_setup, celeryd_init, setup_logging
 from kombu import Exchange, Queue
 
 from app.core.config import Settings, get_settings
+from app.core.logging import configure_logging, get_logger, json_logs
 
 EVENTS_QUEUE = "events"
 SENDS_QUEUE = "sends"
 MAINTENANCE_QUEUE = "maintenance"
+
+log = get_logger(__name__)
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -64,3 +74,51 @@ def create_celery(settings: Settings) -> Celery:
 
 
 celery_app = create_celery(get_settings())
+
+
+def _say_as_a_json_line(message: str, stream: IO[str] | None = sys.__stderr__) -> None:
+    # Celery's signal handlers announce a shutdown ("worker: Warm shutdown (MainProcess)")
+    # with one os.write of plain text: no logging, whose locks a signal handler could find
+    # taken. The same single write, as a JSON line.
+    if stream is None:
+        return
+    record = {
+        "event": message,
+        "level": "warning",
+        "logger": "celery.apps.worker",
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    os.write(stream.fileno(), json.dumps(record).encode() + b"\n")
+
+
+@celeryd_init.connect
+def _worker_logs_from_the_start(**_: Any) -> None:
+    # Sent before the worker's first output (its warning when run as root), long before
+    # worker_init: without this, those lines are plain text on stderr.
+    settings = get_settings()
+    configure_logging(settings)
+    if json_logs(settings):
+        import celery.apps.worker
+
+        celery.apps.worker.safe_say = _say_as_a_json_line  # type: ignore[attr-defined]
+
+
+@setup_logging.connect
+def _logging_is_ours(loglevel: int | None = None, **_: Any) -> None:
+    # With a receiver connected Celery leaves logging alone. Without one (the worker and
+    # beat alike) it gives its task logger and billiard's logger plain-text stderr handlers
+    # that do not propagate: outside the JSON and the scrubber.
+    configure_logging(get_settings(), level=loglevel or None)
+    # What Celery would have done itself: a stray print() or a traceback written to stderr
+    # becomes a record through the same handler. The handler writes to sys.__stdout__.
+    if celery_app.conf.worker_redirect_stdouts:
+        celery_app.log.redirect_stdouts(celery_app.conf.worker_redirect_stdouts_level)
+
+
+@celeryd_after_setup.connect
+def _banner_as_a_log_line(sender: str, instance: Any, **_: Any) -> None:
+    # The worker prints its banner, twenty lines of plain text, straight to sys.__stdout__:
+    # in the JSON logs it is one record instead (sent just before the banner would be).
+    if json_logs(get_settings()) and not instance.quiet:
+        instance.quiet = True
+        log.info("worker_starting", hostname=sender, banner=instance.startup_info(artlines=False))

@@ -92,7 +92,11 @@ def _delivery(runtime: WorkerRuntime) -> DeliveryService:
         redis=runtime.redis,
         tiktok=client,
         media=CachedMediaResolver(
-            runtime.session_factory, runtime.http, client, runtime.settings.media_mirror_url
+            runtime.session_factory,
+            runtime.http,
+            client,
+            runtime.settings.media_mirror_url,
+            allowed_hosts=runtime.settings.media_host_suffixes,
         ),
     )
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 from decimal import Decimal
@@ -7,7 +8,12 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from app.core.config import PROJECT_ROOT, Settings
+from app.core.config import (
+    MIN_SECRET_KEY_CHARS,
+    PROJECT_ROOT,
+    Settings,
+    weak_secret_problem,
+)
 
 
 @pytest.mark.parametrize(
@@ -46,11 +52,11 @@ PRODUCTION = {
     "DATABASE_URL": "postgresql://u:p@db/philia",
     "REDIS_URL": "redis://cache:6379/0",
     "TIKTOK_CLIENT_KEY": "awx123",
-    "TIKTOK_CLIENT_SECRET": "a-real-secret-value",
+    "TIKTOK_CLIENT_SECRET": "Zq8vL2mN4pR7sT1wX5yB",
     "TIKTOK_BUSINESS_ID": "biz-42",
-    "TIKTOK_ACCESS_TOKEN": "act.real",
-    "TIKTOK_REFRESH_TOKEN": "rft.real",
-    "SECRET_KEY": "a-long-random-session-key",
+    "TIKTOK_ACCESS_TOKEN": "act.9fK2mQ7xL4vN8pR3sT6wY1zB",
+    "TIKTOK_REFRESH_TOKEN": "rft.3hJ8kM2nP5qR9tV4wX7yZ1aC",
+    "SECRET_KEY": "k3Jd9QmZ2vLx8PnR4tWy7BcF1gHs6NaE0uYo",
 }
 
 
@@ -85,3 +91,27 @@ def test_production_refuses_a_missing_database_url() -> None:
     env = {k: v for k, v in PRODUCTION.items() if k != "DATABASE_URL"}
     result = _start_with(env)
     assert result.returncode == 1 and "DATABASE_URL" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("TIKTOK_CLIENT_SECRET", "1", "too short"),
+        ("SECRET_KEY", "a", "too short"),
+        ("SECRET_KEY", "Zq8vL2mN4pR7sT1wX5yB", "too short"),  # strong, but under 32
+        ("SECRET_KEY", "ab" * 24, "too repetitive"),
+        ("TIKTOK_REFRESH_TOKEN", "x" * 40, "too repetitive"),
+        ("METRICS_TOKEN", "metrics", "too short"),
+    ],
+)
+def test_production_refuses_weak_secrets(variable: str, value: str, problem: str) -> None:
+    result = _start_with({**PRODUCTION, variable: value})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0] and problem in lines[0]
+
+
+def test_weak_secret_rules_pass_random_tokens() -> None:
+    for _ in range(200):
+        assert weak_secret_problem(secrets.token_urlsafe(32), MIN_SECRET_KEY_CHARS) is None
+        assert weak_secret_problem(secrets.token_hex(16), MIN_SECRET_KEY_CHARS) is None

@@ -35,6 +35,11 @@ def email_key(email: str) -> str:
     return f"STAFF_LOGIN_FAILS:email:{hashlib.sha256(email.encode()).hexdigest()}"
 
 
+def pair_key(email: str, ip: str = CLIENT_IP) -> str:
+    """The lock of one email at one address: the one five wrong passwords close."""
+    return f"STAFF_LOGIN_FAILS:pair:{hashlib.sha256(email.encode()).hexdigest()}:{ip}"
+
+
 def ip_key(ip: str = CLIENT_IP) -> str:
     return f"STAFF_LOGIN_FAILS:ip:{ip}"
 
@@ -84,8 +89,8 @@ async def test_fifty_guesses_lock_the_email_and_guessing_on_does_not_extend_it(
     assert "philia_staff" not in client.cookies
     # Only the five checked guesses counted: 45 more while locked neither added to the
     # count nor restarted the clock.
-    assert int(await redis_client.get(email_key(EMAIL))) == 5
-    assert LOCK_SECONDS - 60 < await redis_client.ttl(email_key(EMAIL)) <= LOCK_SECONDS
+    assert int(await redis_client.get(pair_key(EMAIL))) == 5
+    assert LOCK_SECONDS - 60 < await redis_client.ttl(pair_key(EMAIL)) <= LOCK_SECONDS
     assert LOCK_SECONDS - 60 < int(right.headers["retry-after"]) <= LOCK_SECONDS
 
     # The same address, another account: the IP has spent 5 of its 20.
@@ -101,13 +106,13 @@ async def test_the_email_lock_ends_with_its_window(
     assert locked(await login(client))
 
     # Near the end of the window the answer says how little is left.
-    await redis_client.expire(email_key(EMAIL), 42)
+    await redis_client.expire(pair_key(EMAIL), 42)
     almost = await login(client)
     assert locked(almost)
     assert 0 < int(almost.headers["retry-after"]) <= 42
     assert "try again in 1 minute." in almost.text
 
-    await end_lock_now(redis_client, email_key(EMAIL))
+    await end_lock_now(redis_client, pair_key(EMAIL))
     assert (await login(client)).status_code == 303
     # A fresh start: a new run of guesses gets its own five before the next lock.
     client.cookies.clear()
@@ -151,3 +156,33 @@ async def test_an_ip_lock_ends_with_its_window_and_ignores_forwarded_headers(
 
         await end_lock_now(redis_client, ip_key())
         assert (await login(client)).status_code == 303
+
+
+async def test_a_stranger_guessing_an_email_does_not_lock_its_owner_out(
+    services: TestServices, committed_db: AsyncEngine, redis_client: aioredis.Redis, accounts: None
+) -> None:
+    settings = web_settings(services)
+    async with running(settings, client_address="203.0.113.7") as stranger:
+        statuses = [(await login(stranger, password=WRONG)).status_code for _ in range(8)]
+        assert statuses == [401] * 5 + [429] * 3
+    # Knowing the address of a colleague is not enough to keep them out of the shop.
+    async with running(settings, client_address="192.0.2.10") as owner:
+        assert (await login(owner)).status_code == 303
+
+
+async def test_guessing_spread_over_many_addresses_locks_the_account_everywhere(
+    services: TestServices, committed_db: AsyncEngine, redis_client: aioredis.Redis, accounts: None
+) -> None:
+    settings = web_settings(services, staff_login_max_failures_per_account=12)
+    statuses = []
+    for n in range(4):
+        async with running(settings, client_address=f"198.51.100.{n}") as guesser:
+            statuses += [(await login(guesser, password=WRONG)).status_code for _ in range(3)]
+    assert statuses == [401] * 12
+    async with running(settings, client_address="192.0.2.10") as owner:
+        assert locked(await login(owner))
+        # Other accounts are untouched by one account's lock.
+        assert (await login(owner, email=COLLEAGUE)).status_code == 303
+        await end_lock_now(redis_client, email_key(EMAIL))
+        owner.cookies.clear()
+        assert (await login(owner)).status_code == 303

@@ -32,6 +32,16 @@ CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 EMAIL = "ana@philia.test"
 PASSWORD = "correct horse battery"
 BASE_URL = "http://philia.test"
+# Settings of a production deployment (strong enough for the production checks).
+PRODUCTION: dict[str, object] = {
+    "environment": "production",
+    "tiktok_client_key": "real-client-key",
+    "tiktok_client_secret": "Zq8vL2mN4pR7sT1wX5yB",
+    "tiktok_business_id": "real-business",
+    "tiktok_access_token": "act.9fK2mQ7xL4vN8pR3sT6wY1zB",
+    "tiktok_refresh_token": "rft.3hJ8kM2nP5qR9tV4wX7yZ1aC",
+    "secret_key": "k3Jd9QmZ2vLx8PnR4tWy7BcF1gHs6NaE0uYo",
+}
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -44,12 +54,15 @@ def web_settings(services: TestServices, **overrides: object) -> Settings:
 
 @asynccontextmanager
 async def running(
-    settings: Settings, hasher: PasswordHasher = CHEAP_HASHER
+    settings: Settings,
+    hasher: PasswordHasher = CHEAP_HASHER,
+    client_address: str = "127.0.0.1",
 ) -> AsyncIterator[httpx.AsyncClient]:
     app: FastAPI = create_app(settings)
     app.state.staff_passwords = Passwords(hasher)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        # The address every request comes from, as the server's socket would see it.
+        transport = httpx.ASGITransport(app=app, client=(client_address, 50123))
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
             yield client
 

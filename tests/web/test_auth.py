@@ -233,11 +233,11 @@ def test_production_cookies_are_secure_and_host_only() -> None:
         database_url="postgresql://db.internal/philia",
         redis_url="redis://cache.internal:6379/0",
         tiktok_client_key="ck-live",
-        tiktok_client_secret="live-secret",
+        tiktok_client_secret="Zq8vL2mN4pR7sT1wX5yB",
         tiktok_business_id="biz-live",
-        tiktok_access_token="live-access",
-        tiktok_refresh_token="live-refresh",
-        secret_key="a-long-random-production-key",
+        tiktok_access_token="act.9fK2mQ7xL4vN8pR3sT6wY1zB",
+        tiktok_refresh_token="rft.3hJ8kM2nP5qR9tV4wX7yZ1aC",
+        secret_key="k3Jd9QmZ2vLx8PnR4tWy7BcF1gHs6NaE0uYo",
     )
     response = Response()
     set_session_cookie(response, settings, "token-value")

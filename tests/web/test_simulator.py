@@ -10,20 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.config import Settings
 from app.db.models import Item, ItemVideo
-from tests.web.conftest import running, web_settings
+from tests.web.conftest import PRODUCTION, running, web_settings
 
 if TYPE_CHECKING:
     from tests.conftest import TestServices
 
-PRODUCTION = {
-    "environment": "production",
-    "tiktok_client_key": "real-client-key",
-    "tiktok_client_secret": "real-client-secret-value",
-    "tiktok_business_id": "real-business",
-    "tiktok_access_token": "real-access-token",
-    "tiktok_refresh_token": "real-refresh-token",
-    "secret_key": "a-real-secret-key-for-sessions",
-}
 NO_SANDBOX = {"sandbox_url": None, "tiktok_api_base": "https://business-api.tiktok.com"}
 
 

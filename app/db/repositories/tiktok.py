@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,6 +13,9 @@ CREDENTIAL_ROW_ID = 1
 
 
 class TikTokCredentialRepository:
+    """The row as stored: the token columns hold whatever the caller passes, which is the
+    sealed form (see `DbTokenStore`); this layer never sees a key."""
+
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
@@ -56,3 +59,26 @@ class TikTokCredentialRepository:
                 set_={**values, "updated_at": func.now()},
             )
         )
+
+    async def replace_tokens_if_unchanged(
+        self,
+        *,
+        access_token: str,
+        refresh_token: str,
+        expected_access_token: str,
+        expected_refresh_token: str,
+    ) -> bool:
+        """Rewrite the two token columns only if they still hold the expected values: a
+        legacy row is sealed without overwriting a pair another worker rotated meanwhile.
+        True when the row was rewritten."""
+        rewritten = await self.session.scalar(
+            update(TikTokCredential)
+            .where(
+                TikTokCredential.id == CREDENTIAL_ROW_ID,
+                TikTokCredential.access_token == expected_access_token,
+                TikTokCredential.refresh_token == expected_refresh_token,
+            )
+            .values(access_token=access_token, refresh_token=refresh_token, updated_at=func.now())
+            .returning(TikTokCredential.id)
+        )
+        return rewritten is not None

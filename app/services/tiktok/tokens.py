@@ -4,6 +4,14 @@ PostgreSQL holds the truth (`tiktok_credentials`, one row): losing a rotated ref
 means re-authorising the shop by hand, so it must survive a Redis flush. Redis holds a copy
 of the access token only, so that a send costs a Redis GET instead of a database round trip;
 the refresh token never leaves the database.
+
+The token columns hold the tokens sealed with SECRET_KEY (`app.core.crypto`), so a copy of
+the database (a backup, a read replica, a leaked dump) does not hand out the shop's TikTok
+account. A row written before that, in plain text, is still read, and sealed on its first
+read. A row that this SECRET_KEY cannot open fails like a refused refresh
+(`TokensUnreadable` is a `TikTokAuthError`): every send depending on it is parked with the
+reason instead of crashing the worker, until the operator restores the old SECRET_KEY or
+re-connects the shop.
 """
 
 from __future__ import annotations
@@ -15,13 +23,35 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.core.config import Settings
+from app.core.crypto import SecretBox, UnreadableSecret
 from app.core.logging import get_logger
 from app.db.repositories.tiktok import TikTokCredentialRepository
 from app.db.session import SessionFactory, transaction
+from app.services.tiktok.errors import TikTokAuthError
 
 log = get_logger(__name__)
 
 ACCESS_TOKEN_CACHE_KEY = "tiktok:access-token"
+# HKDF `info` of the key sealing the tokens: a new scheme gets a new version, and no other
+# use of SECRET_KEY can derive this key.
+TOKENS_KEY_PURPOSE = b"philia tiktok tokens v1"
+_REMEDY = (
+    "restore the previous SECRET_KEY, or re-connect the shop: put freshly authorised tokens "
+    "in TIKTOK_ACCESS_TOKEN / TIKTOK_REFRESH_TOKEN and delete the tiktok_credentials row, "
+    "which is then seeded from them"
+)
+
+
+def token_box(settings: Settings) -> SecretBox:
+    return SecretBox(settings.secret_key.get_secret_value(), purpose=TOKENS_KEY_PURPOSE)
+
+
+class TokensUnreadable(TikTokAuthError):
+    """The stored tokens cannot be decrypted with this SECRET_KEY. Permanent: retrying with
+    the same key fails the same way, so callers park the work as for a refused refresh."""
+
+    def __init__(self) -> None:
+        super().__init__(None, f"stored TikTok tokens cannot be decrypted: {_REMEDY}")
 
 
 class TokenPair(BaseModel):
@@ -57,9 +87,15 @@ class DbTokenStore:
     """
 
     def __init__(
-        self, session_factory: SessionFactory, *, seed_access_token: str, seed_refresh_token: str
+        self,
+        session_factory: SessionFactory,
+        *,
+        box: SecretBox,
+        seed_access_token: str,
+        seed_refresh_token: str,
     ) -> None:
         self._session_factory = session_factory
+        self._box = box
         self._seed_access_token = seed_access_token
         self._seed_refresh_token = seed_refresh_token
 
@@ -67,6 +103,7 @@ class DbTokenStore:
     def from_settings(cls, session_factory: SessionFactory, settings: Settings) -> DbTokenStore:
         return cls(
             session_factory,
+            box=token_box(settings),
             seed_access_token=settings.tiktok_access_token.get_secret_value(),
             seed_refresh_token=settings.tiktok_refresh_token.get_secret_value(),
         )
@@ -76,26 +113,52 @@ class DbTokenStore:
             repository = TikTokCredentialRepository(session)
             row = await repository.get()
             if row is None:
-                if await repository.seed(self._seed_access_token, self._seed_refresh_token):
+                seeded = await repository.seed(
+                    self._box.seal(self._seed_access_token),
+                    self._box.seal(self._seed_refresh_token),
+                )
+                if seeded:
                     log.info("tiktok_credentials_seeded")
                 row = await repository.get()
             if row is None:  # pragma: no cover - the seed above just wrote it
                 raise RuntimeError("tiktok_credentials row missing after seeding")
-            return TokenPair(
-                access_token=row.access_token,
+            stored_access, stored_refresh = row.access_token, row.refresh_token
+            pair = TokenPair(
+                access_token=self._open(stored_access),
                 access_expires_at=row.access_expires_at,
-                refresh_token=row.refresh_token,
+                refresh_token=self._open(stored_refresh),
                 refresh_expires_at=row.refresh_expires_at,
             )
+            if not (self._box.is_sealed(stored_access) and self._box.is_sealed(stored_refresh)):
+                # Written in plain text (before encryption, or by hand): sealed now rather
+                # than at the next refresh, which for a token of unknown expiry may be never.
+                sealed = await repository.replace_tokens_if_unchanged(
+                    access_token=self._box.seal(pair.access_token),
+                    refresh_token=self._box.seal(pair.refresh_token),
+                    expected_access_token=stored_access,
+                    expected_refresh_token=stored_refresh,
+                )
+                if sealed:
+                    log.info("tiktok_credentials_sealed")
+            return pair
 
     async def save(self, tokens: TokenPair) -> None:
         async with transaction(self._session_factory) as session:
             await TikTokCredentialRepository(session).save(
-                access_token=tokens.access_token,
+                access_token=self._box.seal(tokens.access_token),
                 access_expires_at=tokens.access_expires_at,
-                refresh_token=tokens.refresh_token,
+                refresh_token=self._box.seal(tokens.refresh_token),
                 refresh_expires_at=tokens.refresh_expires_at,
             )
+
+    def _open(self, stored: str) -> str:
+        if not self._box.is_sealed(stored):
+            return stored
+        try:
+            return self._box.open(stored)
+        except UnreadableSecret:
+            log.error("tiktok_tokens_undecryptable", remedy=_REMEDY)
+            raise TokensUnreadable() from None
 
 
 class AccessTokenCache:

@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis.asyncio as aioredis
 
-from app.core.config import Settings
-from app.db.models import TikTokCredential
+from app.core.config import Settings, get_settings
 from app.db.repositories.tiktok import TikTokCredentialRepository
 from app.db.session import SessionFactory
 from app.sandbox.control import SandboxControl
@@ -28,6 +27,7 @@ from app.services.tiktok.tokens import (
     CachedAccessToken,
     DbTokenStore,
     TokenPair,
+    token_box,
 )
 from tests.services.tiktok.conftest import ClientFactory
 
@@ -38,11 +38,19 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00\x10JFIF" + bytes(200)
 
 
-async def _stored_credential(sessions: SessionFactory) -> TikTokCredential:
+async def _stored_credential(sessions: SessionFactory) -> TokenPair:
+    """The row as PostgreSQL holds it, its tokens opened with the app's key (which fails for
+    a token stored in plain text)."""
     async with sessions() as session:
         row = await TikTokCredentialRepository(session).get()
         assert row is not None
-        return row
+        box = token_box(get_settings())
+        return TokenPair(
+            access_token=box.open(row.access_token),
+            access_expires_at=row.access_expires_at,
+            refresh_token=box.open(row.refresh_token),
+            refresh_expires_at=row.refresh_expires_at,
+        )
 
 
 async def test_send_text_reaches_tiktok_in_its_shape(

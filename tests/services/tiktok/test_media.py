@@ -26,6 +26,8 @@ CATALOG = (
     "d1,,https://cdn.shop.example/PT-0950/1.jpg,\n"
 )
 
+SHOP_MEDIA_HOSTS = ("shop.example",)
+
 
 def test_placeholder_is_a_stable_png() -> None:
     first = placeholder_png("cdn.example/a.jpg")
@@ -48,7 +50,11 @@ async def test_photo_is_uploaded_once_and_cached(
     client = make_client()
     async with httpx.AsyncClient() as http:
         resolver = CachedMediaResolver(
-            token_sessions, http, client, f"{sandbox_server.url}/_sandbox/media"
+            token_sessions,
+            http,
+            client,
+            f"{sandbox_server.url}/_sandbox/media",
+            allowed_hosts=SHOP_MEDIA_HOSTS,
         )
         media_id = await resolver.media_id_for("https://cdn.shop.example/PT-0950/1.jpg")
         assert media_id == await resolver.media_id_for("https://cdn.shop.example/PT-0950/1.jpg")
@@ -60,6 +66,8 @@ async def test_photo_is_uploaded_once_and_cached(
         # and TikTok accepts it for an image message
         assert await client.send_image("conv-media", media_id)
 
-        unreachable = CachedMediaResolver(token_sessions, http, client, None)
+        unreachable = CachedMediaResolver(
+            token_sessions, http, client, None, allowed_hosts=SHOP_MEDIA_HOSTS
+        )
         with pytest.raises(MediaUnavailable):
             await unreachable.media_id_for("http://127.0.0.1:9/nothing.jpg")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import redis.asyncio as aioredis
 from sqlalchemy import func, select
 
+from app.core.config import get_settings
 from app.db.models import TikTokCredential
 from app.db.session import SessionFactory
 from app.services.tiktok.tokens import (
@@ -14,12 +15,16 @@ from app.services.tiktok.tokens import (
     AccessTokenCache,
     DbTokenStore,
     TokenPair,
+    token_box,
 )
 
 
 def _store(sessions: SessionFactory) -> DbTokenStore:
     return DbTokenStore(
-        sessions, seed_access_token="seed-access", seed_refresh_token="seed-refresh"
+        sessions,
+        box=token_box(get_settings()),
+        seed_access_token="seed-access",
+        seed_refresh_token="seed-refresh",
     )
 
 
