@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from app.api import bench, health, metrics, webhook
-from app.api.errors import install_error_handlers
+from app.api.error_handlers import install_error_handlers
 from app.core.config import Environment, Settings, get_settings
 from app.core.http_headers import SecurityHeaders
 from app.core.logging import configure_logging, get_logger

@@ -25,11 +25,12 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 
-from app.cli.stack import Stack, free_port
 from app.core.config import PROJECT_ROOT, Settings, get_settings, normalize_database_url
-from app.core.security import signature_header
 from app.db.migrate import create_scratch_database, drop_database
 from app.sandbox.control import SandboxControl
+from app.sandbox.stack import Stack, free_port
+from app.services.tiktok.signature import signature_header
+from app.worker import task_names
 from app.worker.celery_app import EVENTS_QUEUE, create_celery
 
 SECRET = "bench-client-secret"
@@ -179,7 +180,7 @@ async def bench_worker(
     counter = f"bench:noop:{uuid.uuid4().hex}"
     started = time.perf_counter()
     for _ in range(count):
-        celery.send_task("philia.noop", args=[counter], queue=EVENTS_QUEUE)
+        celery.send_task(task_names.NOOP, args=[counter], queue=EVENTS_QUEUE)
     await wait_until(lambda: redis.get(counter), lambda v: int(v or 0) >= count, 120)
     noop_rate = count / (time.perf_counter() - started)
 
@@ -187,7 +188,7 @@ async def bench_worker(
     bodies = [webhook_body(f"worker-{n}").decode() for n in range(count)]
     started = time.perf_counter()
     for body in bodies:
-        celery.send_task("philia.process_event", args=[body, time.time()], queue=EVENTS_QUEUE)
+        celery.send_task(task_names.PROCESS_EVENT, args=[body, time.time()], queue=EVENTS_QUEUE)
     await wait_until(lambda: sandbox.messages(), lambda m: len(m) >= count, 300)
     real_rate = count / (time.perf_counter() - started)
     return [Figure("worker: messages answered", real_rate, "msg/s", noop_rate, "ratio >= 0.5")]

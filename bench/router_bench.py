@@ -30,13 +30,14 @@ def main() -> None:
     from app.core.config import Settings
     from app.services.router.local import TRAIN_FILE, LocalRouter
     from app.services.router.router import HybridRouter
+    from tools.router_data.build_train import HOLDOUT_FILE
 
     imported = time.perf_counter()
     local = LocalRouter.from_file()
     trained = time.perf_counter()
     router = HybridRouter(Settings(openai_api_key=None), local=local)
 
-    texts = _messages(TRAIN_FILE.parent / "holdout.jsonl")
+    texts = _messages(HOLDOUT_FILE)
     for text in texts[:20]:  # warm caches before timing
         router.route_offline(text)
     latencies: list[float] = []

@@ -5,7 +5,12 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Conversation, Customer, Message
+from app.services import replies
 from app.services.tiktok.errors import TikTokPermanentError, TikTokTransientError, TransientKind
+from app.services.turns import Reply, TurnResult
 
 
 @dataclass
@@ -61,3 +66,23 @@ def too_fast() -> TikTokTransientError:
 
 def bad_parameters() -> TikTokPermanentError:
     return TikTokPermanentError(40002, "bad parameters")
+
+
+class MenuBrain:
+    """The fallback brain: menu digit 3 hands over, everything else gets the menu."""
+
+    async def respond(
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        customer: Customer,
+        turn: list[Message],
+    ) -> TurnResult:
+        last = turn[-1]
+        if last.message_type != "text":
+            return TurnResult("other", "pattern", replies=[Reply(replies.CANNOT_READ_MEDIA)])
+        if (last.text or "").strip() == "3":
+            return TurnResult(
+                "human", "menu", replies=[Reply(replies.HANDOFF_CONFIRM)], handoff=True
+            )
+        return TurnResult("menu", "menu", replies=[Reply(replies.MENU)])

@@ -2,7 +2,7 @@
 
 Three sources, one page:
 - the webhook's own counters, kept in this API process (prometheus_client);
-- what the Celery workers counted in Redis (app.services.metrics explains why Redis);
+- what the Celery workers counted in Redis (app.core.counters explains why Redis);
 - gauges read at scrape time: Celery queue depth (LLEN of each queue's Redis list) and
   active holds (PostgreSQL).
 
@@ -29,23 +29,20 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from starlette.responses import Response
 
 from app.api.deps import EngineDep, RedisDep, SettingsDep
+from app.core import redis_keys
 from app.core.config import Environment
+from app.core.counters import (
+    FIELD_SEPARATOR,
+    LLM_LATENCY_BUCKETS,
+)
 from app.core.errors import NotAuthenticated, NotFound
 from app.core.logging import get_logger
-from app.db.models import Hold, HoldStatus
-from app.services.metrics import (
-    FIELD_SEPARATOR,
-    LLM_CALLS_KEY,
-    LLM_LATENCY_BUCKETS,
-    LLM_LATENCY_KEY,
-    MESSAGES_KEY,
-    SENDS_KEY,
-)
+from app.db.repositories.holds import HoldRepository
 from app.worker.celery_app import EVENTS_QUEUE, MAINTENANCE_QUEUE, SENDS_QUEUE
 
 router = APIRouter(tags=["operations"])
@@ -93,10 +90,10 @@ class _Snapshot(Collector):
 
 async def _worker_families(redis: Any) -> list[Metric]:
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(MESSAGES_KEY)
-        pipe.hgetall(SENDS_KEY)
-        pipe.hgetall(LLM_CALLS_KEY)
-        pipe.hgetall(LLM_LATENCY_KEY)
+        pipe.hgetall(redis_keys.METRICS_MESSAGES)
+        pipe.hgetall(redis_keys.METRICS_SENDS)
+        pipe.hgetall(redis_keys.METRICS_LLM_CALLS)
+        pipe.hgetall(redis_keys.METRICS_LLM_LATENCY)
         messages, sends, llm_calls, latency = await pipe.execute()
     out: list[Metric] = []
 
@@ -163,13 +160,11 @@ async def _queue_depth(redis: Any) -> Metric:
     return gauge
 
 
-async def _active_holds(engine: Any) -> Metric:
-    async with engine.connect() as connection:
-        count = await connection.scalar(
-            select(func.count()).select_from(Hold).where(Hold.status == HoldStatus.ACTIVE.value)
-        )
+async def _active_holds(engine: AsyncEngine) -> Metric:
+    async with AsyncSession(engine) as session:
+        count = await HoldRepository(session).count_active()
     return GaugeMetricFamily(
-        "philia_holds_active", "Items held for a customer right now.", value=int(count or 0)
+        "philia_holds_active", "Items held for a customer right now.", value=count
     )
 
 

@@ -12,7 +12,7 @@ from app.api.metrics import observe_webhook
 from app.core.config import Settings
 from app.core.errors import BadPayload, PayloadTooLarge, PhiliaError, Unauthorized
 from app.core.logging import get_logger
-from app.core.security import SIGNATURE_HEADERS, InvalidSignature, verify_signature
+from app.services.tiktok.signature import SIGNATURE_HEADERS, InvalidSignature, verify_signature
 from app.services.tiktok.webhook import InvalidEnvelope, load_content, parse_envelope
 from app.worker.enqueue import enqueue_event
 

@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from app.cli._runtime import run_in_transaction
-from app.services.catalog_io import ImportFailed, export_catalog, import_catalog, read_csv
+from app.services.shop.catalog_io import ImportFailed, export_catalog, import_catalog, read_csv
 
 app = typer.Typer(no_args_is_help=True, help="Import and export the catalogue (CSV).")
 

@@ -23,7 +23,7 @@ from app.scenarios.checks import quote
 from app.scenarios.model import Scenario, ScenarioError, load_scenario
 from app.scenarios.pipeline import PipelineError, ScenarioPipeline, ShopData
 from app.scenarios.runner import DEFAULT_TURN_SECONDS, ScenarioRunner, TurnReport
-from app.services.catalog_io import (
+from app.services.shop.catalog_io import (
     CATALOG_COLUMNS,
     ORDER_COLUMNS,
     CatalogRow,

@@ -24,12 +24,18 @@ def migrate_command(
 
 @app.command("check")
 def check_command() -> None:
-    """Fail if the models and the migrations disagree (`alembic check`)."""
+    """Fail if the models and the migrations disagree (`alembic check`), on a scratch
+    database built from the migrations alone, so the shop's database is never touched."""
     from alembic import command
 
-    from app.db.migrate import alembic_config
+    from app.db.migrate import alembic_config, create_scratch_database, drop_database
 
     settings = settings_for_cli()
     assert settings.database_url is not None
-    command.check(alembic_config(settings.database_url))
+    scratch = asyncio.run(create_scratch_database(settings.database_url, "philia_check"))
+    try:
+        upgrade_to_head(scratch)
+        command.check(alembic_config(scratch))
+    finally:
+        asyncio.run(drop_database(scratch))
     typer.echo("models and migrations agree")

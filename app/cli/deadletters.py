@@ -1,15 +1,16 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
 from app.cli._runtime import settings_for_cli
-from app.db.models import OutboxStatus
+from app.core.clock import utc_now
+from app.db.models import DeadLetterStatus, OutboxStatus
 from app.db.repositories.conversations import DeadLetterRepository, OutboxRepository
 from app.db.session import create_engine, create_session_factory, transaction
+from app.worker import task_names
 from app.worker.celery_app import EVENTS_QUEUE, SENDS_QUEUE, create_celery
 
 app = typer.Typer(no_args_is_help=True, help="Events and replies that could not be handled.")
@@ -64,8 +65,8 @@ def retry_command(
                         continue
                     if letter.kind == "event":
                         celery.send_task(
-                            "philia.process_event",
-                            args=[letter.payload["body"], datetime.now(UTC).timestamp()],
+                            task_names.PROCESS_EVENT,
+                            args=[letter.payload["body"], utc_now().timestamp()],
                             queue=EVENTS_QUEUE,
                         )
                     else:
@@ -73,15 +74,15 @@ def retry_command(
                         if entry is None:
                             done.append(f"#{letter_id}: its outbox row is gone")
                             continue
-                        entry.status = OutboxStatus.PENDING.value
+                        entry.status = OutboxStatus.PENDING
                         entry.attempts = 0
                         entry.next_attempt_at = None
                         await session.flush()
                         celery.send_task(
-                            "philia.deliver_outbox", args=[entry.id], queue=SENDS_QUEUE
+                            task_names.DELIVER_OUTBOX, args=[entry.id], queue=SENDS_QUEUE
                         )
-                    letter.status = "retried"
-                    letter.retried_at = datetime.now(UTC)
+                    letter.status = DeadLetterStatus.RETRIED
+                    letter.retried_at = utc_now()
                     done.append(f"#{letter_id}: queued again")
         finally:
             await engine.dispose()

@@ -7,10 +7,10 @@ from types import FrameType
 
 import typer
 
-from app.cli.stack import Stack
 from app.core.config import get_settings
 from app.db.session import create_engine, create_session_factory, transaction
-from app.services.demo import load_demo_shop
+from app.sandbox.stack import Stack
+from app.services.shop.demo import load_demo_shop
 
 
 def run(

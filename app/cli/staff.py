@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.cli._runtime import run_in_transaction, settings_for_cli
 from app.db.models import StaffUser
 from app.db.repositories.staff import StaffRepository
-from app.services.staff_auth import (
+from app.services.staff.auth import (
     InvalidStaffInput,
     Passwords,
     SessionStore,

@@ -1,4 +1,8 @@
-"""Typed errors the API maps to status codes in one handler (app.api.errors)."""
+"""The one base of the app's domain errors, each with the HTTP status it means.
+
+Services raise these (a conversation that does not exist, a reply the window refuses); one
+handler (app.api.error_handlers) turns any of them into the answer: JSON for the API and
+scripts, the staff error page for a browser. No route translates them by hand."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.config import PROJECT_ROOT
 
@@ -69,3 +69,22 @@ async def drop_database(database_url: str) -> None:
         url.set(database="postgres").render_as_string(hide_password=False),
         f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)',
     )
+
+
+async def truncate_all_tables(engine: AsyncEngine) -> None:
+    """Empty every table but Alembic's (a fresh shop for the scenario runner)."""
+    async with engine.begin() as connection:
+        # A lock still held by a stuck worker must fail the run, not hang it.
+        await connection.execute(text("SET LOCAL lock_timeout = '10s'"))
+        tables = (
+            await connection.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                    "AND tablename <> 'alembic_version'"
+                )
+            )
+        ).scalars()
+        quote = connection.dialect.identifier_preparer.quote
+        names = ", ".join(quote(name) for name in tables)
+        if names:
+            await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))

@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db.base import Base, TimestampMixin
+from app.db.base import Base, EnumText, TimestampMixin
 
 
 def _check_in(column: str, enum: type[StrEnum]) -> CheckConstraint:
@@ -131,7 +131,9 @@ class Conversation(TimestampMixin, Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     tiktok_conversation_id: Mapped[str] = mapped_column(String(255), unique=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
-    mode: Mapped[str] = mapped_column(String(16), default=ConversationMode.BOT.value)
+    mode: Mapped[ConversationMode] = mapped_column(
+        EnumText(ConversationMode, 16), default=ConversationMode.BOT
+    )
     human_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Window and quota bookkeeping mirrors Redis so staff pages and audits can read it.
     last_customer_message_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -153,7 +155,7 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
-    direction: Mapped[str] = mapped_column(String(16))
+    direction: Mapped[Direction] = mapped_column(EnumText(Direction, 16))
     # Inbound: content.message_id (or a body hash). Unique so a redelivery cannot land twice.
     event_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     tiktok_message_id: Mapped[str | None] = mapped_column(String(255))
@@ -163,7 +165,7 @@ class Message(Base):
     intent: Mapped[str | None] = mapped_column(String(32))
     router_source: Mapped[str | None] = mapped_column(String(16))
     entities: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[MessageStatus] = mapped_column(EnumText(MessageStatus, 16))
     status_reason: Mapped[str | None] = mapped_column(Text)
     # Staff author for outbound messages typed in the inbox or the TikTok app.
     sent_by: Mapped[str | None] = mapped_column(String(32))
@@ -197,8 +199,8 @@ class Item(TimestampMixin, Base):
     sku: Mapped[str] = mapped_column(String(16), unique=True)
     title: Mapped[str] = mapped_column(String(255))
     brand: Mapped[str | None] = mapped_column(String(120))
-    category: Mapped[str] = mapped_column(String(32))
-    gender: Mapped[str] = mapped_column(String(16))
+    category: Mapped[Category] = mapped_column(EnumText(Category, 32))
+    gender: Mapped[Gender] = mapped_column(EnumText(Gender, 16))
     color: Mapped[str | None] = mapped_column(String(80))
     tag_size: Mapped[str | None] = mapped_column(String(32))
     fits_like: Mapped[str | None] = mapped_column(String(16))
@@ -207,10 +209,12 @@ class Item(TimestampMixin, Base):
     waist_in: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
     inseam_in: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
     shoe_size_us: Mapped[Decimal | None] = mapped_column(Numeric(4, 1))
-    condition: Mapped[str] = mapped_column(String(16))
+    condition: Mapped[Condition] = mapped_column(EnumText(Condition, 16))
     price: Mapped[Decimal] = mapped_column(Numeric(10, 2))
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(16), default=ItemStatus.AVAILABLE.value)
+    status: Mapped[ItemStatus] = mapped_column(
+        EnumText(ItemStatus, 16), default=ItemStatus.AVAILABLE
+    )
     drop_id: Mapped[int | None] = mapped_column(ForeignKey("drops.id", ondelete="SET NULL"))
     notes: Mapped[str | None] = mapped_column(Text)
 
@@ -270,7 +274,7 @@ class Hold(TimestampMixin, Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
     # NULL: held outside the bot (imported as reserved, or set by staff).
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(16), default=HoldStatus.ACTIVE.value)
+    status: Mapped[HoldStatus] = mapped_column(EnumText(HoldStatus, 16), default=HoldStatus.ACTIVE)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -303,7 +307,7 @@ class Order(TimestampMixin, Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     order_number: Mapped[str] = mapped_column(String(16), unique=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="RESTRICT"))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[OrderStatus] = mapped_column(EnumText(OrderStatus, 16))
     carrier: Mapped[str | None] = mapped_column(String(64))
     tracking_number: Mapped[str | None] = mapped_column(String(128))
     placed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -368,7 +372,9 @@ class OutboxEntry(TimestampMixin, Base):
     message_id: Mapped[int] = mapped_column(
         ForeignKey("messages.id", ondelete="CASCADE"), unique=True
     )
-    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING.value)
+    status: Mapped[OutboxStatus] = mapped_column(
+        EnumText(OutboxStatus, 16), default=OutboxStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -388,7 +394,9 @@ class DeadLetter(TimestampMixin, Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     error: Mapped[str] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(16), default=DeadLetterStatus.PARKED.value)
+    status: Mapped[DeadLetterStatus] = mapped_column(
+        EnumText(DeadLetterStatus, 16), default=DeadLetterStatus.PARKED
+    )
     retried_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

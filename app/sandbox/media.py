@@ -2,8 +2,9 @@
 
 The catalogue's photos live on the shop's CDN. Where that CDN is out of reach (tests, the
 scenario runner, `make run` on a laptop), the worker can fetch through a mirror
-(`MEDIA_MIRROR_URL`), and the sandbox answers as that mirror with a small PNG whose
-colour is derived from the URL: real bytes, a real upload, a real image send.
+(`MEDIA_MIRROR_URL`, see app.services.messaging.media.mirror_url), and the sandbox answers
+as that mirror with a small PNG whose colour is derived from the URL: real bytes, a real
+upload, a real image send.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import struct
 import zlib
-from urllib.parse import urlsplit
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -30,15 +30,3 @@ def placeholder_png(key: str, size: int = 64) -> bytes:
         + _chunk(b"IDAT", zlib.compress(row * size))
         + _chunk(b"IEND", b"")
     )
-
-
-def mirror_url(mirror: str, original: str) -> str:
-    """`https://cdn.example/PT-1/1.jpg` → `{mirror}/cdn.example/PT-1/1.jpg`.
-
-    Built from the parsed host and path, not the raw text after the scheme: credentials or a
-    port in the original must not turn into part of the path the mirror is asked for."""
-    parts = urlsplit(original)
-    if not parts.hostname:
-        raise ValueError("a mirrored URL needs a host")
-    query = f"?{parts.query}" if parts.query else ""
-    return f"{mirror.rstrip('/')}/{parts.hostname}{parts.path or '/'}{query}"

@@ -25,18 +25,22 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from pydantic import SecretStr
-from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
-from app.cli.stack import Stack, free_port
+from app.core import redis_keys
 from app.core.config import Settings, normalize_database_url
-from app.db.migrate import create_scratch_database, drop_database
-from app.db.models import DeadLetter, Message, MessageStatus, OutboxEntry, OutboxStatus
+from app.db.migrate import create_scratch_database, drop_database, truncate_all_tables
+from app.db.models import MessageStatus, OutboxStatus
+from app.db.repositories.conversations import (
+    DeadLetterRepository,
+    MessageRepository,
+    OutboxRepository,
+)
 from app.sandbox.control import SandboxControl
+from app.sandbox.stack import Stack, free_port
 from app.sandbox.tiktok import RecordedMessage
-from app.services.catalog_io import ImportFailed, import_catalog, import_orders
-from app.services.inbound import event_marker_key
 from app.services.shop import load_default_faq
+from app.services.shop.catalog_io import ImportFailed, import_catalog, import_orders
 from app.worker.celery_app import EVENTS_QUEUE, MAINTENANCE_QUEUE, SENDS_QUEUE
 
 POLL_SECONDS = 0.05
@@ -72,7 +76,7 @@ _UNACKED_KEY = "unacked"
 # per connection and caches that; a publisher whose binding key vanished would route its
 # tasks to no queue. They hold no shop state, so keeping them costs nothing.
 _KOMBU_PREFIX = "_kombu."
-_OPEN_SENDS = (OutboxStatus.PENDING.value, OutboxStatus.SENDING.value)
+_OPEN_SENDS = (OutboxStatus.PENDING, OutboxStatus.SENDING)
 
 
 class PipelineError(Exception):
@@ -305,12 +309,8 @@ class ScenarioPipeline:
         deadline = time.monotonic() + QUIESCE_SECONDS
         while time.monotonic() < deadline:
             self.check_processes()
-            async with self.engine.connect() as connection:
-                open_sends = await connection.scalar(
-                    select(func.count())
-                    .select_from(OutboxEntry)
-                    .where(OutboxEntry.status.in_(_OPEN_SENDS))
-                )
+            async with AsyncSession(self.engine) as session:
+                open_sends = await OutboxRepository(session).count_in(_OPEN_SENDS)
             if not open_sends and not await self.broker_backlog():
                 return
             await asyncio.sleep(POLL_SECONDS)
@@ -333,21 +333,7 @@ class ScenarioPipeline:
             )
 
     async def _truncate(self) -> None:
-        async with self.engine.begin() as connection:
-            # A lock still held by a stuck worker must fail the run, not hang it.
-            await connection.execute(text("SET LOCAL lock_timeout = '10s'"))
-            tables = (
-                await connection.execute(
-                    text(
-                        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-                        "AND tablename <> 'alembic_version'"
-                    )
-                )
-            ).scalars()
-            quote = connection.dialect.identifier_preparer.quote
-            names = ", ".join(quote(name) for name in tables)
-            if names:
-                await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        await truncate_all_tables(self.engine)
 
     async def _import_shop(self) -> None:
         try:
@@ -402,34 +388,17 @@ class ScenarioPipeline:
     async def _probe(
         self, event_id: str, conversation_id: str, after_seq: int
     ) -> tuple[Settled | None, str]:
-        async with self.engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    select(Message.status, Message.intent, Message.conversation_id).where(
-                        Message.event_id == event_id
-                    )
-                )
-            ).one_or_none()
-            if row is None or row.status == MessageStatus.RECEIVED.value:
-                given_up = await connection.scalar(
-                    select(DeadLetter.error)
-                    .where(DeadLetter.event_id == event_id)
-                    .order_by(DeadLetter.id.desc())
-                    .limit(1)
-                )
+        async with AsyncSession(self.engine) as session:
+            row = await MessageRepository(session).by_event_id(event_id)
+            if row is None or row.status == MessageStatus.RECEIVED:
+                given_up = await DeadLetterRepository(session).last_error_of_event(event_id)
                 if given_up is not None:
                     raise TurnNotSettled(f"the worker gave up on the message: {given_up}")
                 if row is None:
                     return None, "the worker to pick up the message"
                 return None, "the worker to finish the message (still received)"
-            open_sends = await connection.scalar(
-                select(func.count())
-                .select_from(OutboxEntry)
-                .join(Message, Message.id == OutboxEntry.message_id)
-                .where(
-                    Message.conversation_id == row.conversation_id,
-                    OutboxEntry.status.in_(_OPEN_SENDS),
-                )
+            open_sends = await OutboxRepository(session).count_in(
+                _OPEN_SENDS, conversation_id=row.conversation_id
             )
         if open_sends:
             return None, f"{open_sends} repl{'y' if open_sends == 1 else 'ies'} still to send"
@@ -440,7 +409,7 @@ class ScenarioPipeline:
         ]
         async with self.redis.pipeline(transaction=False) as pipe:
             for message in replies:
-                pipe.exists(event_marker_key(message.message_id))
+                pipe.exists(redis_keys.event_handled(message.message_id))
             echoes_handled: list[int] = await pipe.execute() if replies else []
         if not all(echoes_handled):
             return None, "the echoes of the replies to be handled"

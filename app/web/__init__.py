@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from app.services.staff_auth import Passwords
+from app.services.staff.auth import Passwords
 from app.web import auth, inbox, simulator
 from app.web.admin import install_admin
 from app.web.deps import (
@@ -14,6 +14,7 @@ from app.web.deps import (
     LoginRequired,
     csrf_rejected_handler,
     login_required_handler,
+    staff_error_page,
 )
 from app.web.templating import STATIC_DIR
 
@@ -22,6 +23,7 @@ def install_staff_web(app: FastAPI) -> None:
     """Everything staff see, mounted on the API app (it reads the lifespan's engine,
     Redis and Celery from app.state at request time)."""
     app.state.staff_passwords = Passwords()
+    app.state.error_page = staff_error_page
     app.add_exception_handler(LoginRequired, login_required_handler)
     app.add_exception_handler(CsrfRejected, csrf_rejected_handler)
     app.include_router(auth.router)

@@ -50,15 +50,15 @@ from app.db.models import (
     WaitlistEntry,
 )
 from app.db.session import transaction
-from app.services.catalog_io import (
+from app.services.shop.catalog_io import (
     ImportFailed,
     ImportSummary,
     defuse_formula,
     import_catalog,
     import_orders,
 )
-from app.services.staff_auth import SignedIn
-from app.web.security import AdminGate
+from app.services.staff.auth import SignedIn
+from app.web.guards import AdminGate
 from app.web.templating import TEMPLATES_DIR
 
 log = get_logger(__name__)

@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field
 from starlette.responses import RedirectResponse, Response
 
 from app.core.config import Settings
-from app.services.staff_auth import MAX_PASSWORD_CHARS, BadCredentials, LockedOut
+from app.services.staff.auth import MAX_PASSWORD_CHARS, BadCredentials, LockedOut
 from app.web.deps import AuthDep, MaybeStaffDep, StaffForm, StaffPage
-from app.web.security import (
+from app.web.guards import (
     StaffRoute,
     clear_session_cookie,
     client_ip,

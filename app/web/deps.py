@@ -11,9 +11,9 @@ from starlette.responses import RedirectResponse, Response
 from app.core.config import Settings
 from app.core.errors import PhiliaError, QueueUnavailable
 from app.core.logging import get_logger
-from app.services.staff_auth import SignedIn, StaffAuth
-from app.services.staff_inbox import StaffInbox
-from app.web.security import (
+from app.services.staff.auth import SignedIn, StaffAuth
+from app.services.staff.inbox import StaffInbox
+from app.web.guards import (
     CSRF_FIELD,
     CSRF_HEADER,
     csrf_failure,
@@ -23,8 +23,10 @@ from app.web.security import (
     staff_auth_for,
     tokens_match,
 )
+from app.web.templating import templates
+from app.worker import task_names
 from app.worker.celery_app import SENDS_QUEUE
-from app.worker.enqueue import DELIVER_OUTBOX_TASK, publish
+from app.worker.enqueue import publish
 
 log = get_logger(__name__)
 
@@ -67,6 +69,8 @@ async def _staff_page(request: Request, staff: MaybeStaffDep) -> SignedIn:
             raise NotSignedIn("log in first")
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(path)
+    # An error on this request is shown as the staff error page (see staff_error_page).
+    request.state.staff_page = staff
     return staff
 
 
@@ -112,7 +116,7 @@ def _inbox(request: Request) -> StaffInbox:
             try:
                 await publish(
                     state.celery,
-                    DELIVER_OUTBOX_TASK,
+                    task_names.DELIVER_OUTBOX,
                     [outbox_id],
                     queue=SENDS_QUEUE,
                     timeout_seconds=settings.webhook_enqueue_timeout_seconds,
@@ -126,6 +130,20 @@ def _inbox(request: Request) -> StaffInbox:
 
 
 InboxDep = Annotated[StaffInbox, Depends(_inbox)]
+
+
+def staff_error_page(request: Request, error: PhiliaError) -> Response | None:
+    """The page a person sees for an error on a staff page; None for scripts and the API."""
+    staff: SignedIn | None = getattr(request.state, "staff_page", None)
+    if staff is None or is_script_request(request):
+        return None
+    title = "Not found" if error.status_code == 404 else "Something went wrong"
+    return templates.TemplateResponse(
+        request,
+        "error.html",
+        {"staff": staff, "title": title, "detail": error.detail},
+        status_code=error.status_code,
+    )
 
 
 async def login_required_handler(request: Request, error: Exception) -> Response:

@@ -9,17 +9,15 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from app.core.config import Settings
-from app.core.errors import NotFound
 from app.db.models import Message
-from app.services.staff_auth import SignedIn
-from app.services.staff_inbox import (
-    ConversationNotFound,
+from app.services.staff.auth import SignedIn
+from app.services.staff.inbox import (
     ConversationView,
     ReplyRefused,
     WindowView,
 )
 from app.web.deps import InboxDep, StaffApi, StaffForm, StaffPage
-from app.web.security import StaffRoute, is_script_request
+from app.web.guards import StaffRoute, is_script_request
 from app.web.templating import author, clock, countdown, describe, templates
 
 router = APIRouter(prefix="/inbox", route_class=StaffRoute, include_in_schema=False)
@@ -86,15 +84,6 @@ class PollOut(BaseModel):
     messages: list[MessageOut]
 
 
-def _not_found(request: Request, staff: SignedIn) -> Response:
-    return templates.TemplateResponse(
-        request,
-        "error.html",
-        {"staff": staff, "title": "Not found", "detail": "There is no such conversation."},
-        status_code=404,
-    )
-
-
 @router.get("")
 async def inbox(request: Request, staff: StaffPage, inbox: InboxDep) -> Response:
     entries = await inbox.overview()
@@ -137,10 +126,7 @@ def _conversation_page(
 async def conversation(
     request: Request, conversation_id: ConversationId, staff: StaffPage, inbox: InboxDep
 ) -> Response:
-    try:
-        view = await inbox.conversation(conversation_id)
-    except ConversationNotFound:
-        return _not_found(request, staff)
+    view = await inbox.conversation(conversation_id)
     return _conversation_page(request, staff, view)
 
 
@@ -155,10 +141,7 @@ async def poll(
 
     The page asks from just before its oldest still-pending message, so a reply that
     has since been sent (or refused) comes back with its new status."""
-    try:
-        view = await inbox.messages_after(conversation_id, after)
-    except ConversationNotFound:
-        raise NotFound("there is no such conversation") from None
+    view = await inbox.messages_after(conversation_id, after)
     return PollOut(
         conversation_id=conversation_id,
         mode=view.conversation.mode,
@@ -192,18 +175,17 @@ async def reply(
             )
         outbox_ids = await inbox.reply(conversation_id, staff, text)
     except ReplyRefused as refusal:
+        # Not the generic error page: the conversation again, with the person's draft.
         return await _refuse(
             request,
             staff,
             inbox,
             conversation_id,
-            refusal.code.value,
+            refusal.code,
             refusal.detail,
-            409,
+            refusal.status_code,
             form.text,
         )
-    except ConversationNotFound:
-        return _not_found(request, staff)
     if is_script_request(request):
         return JSONResponse({"status": "queued", "outbox_ids": outbox_ids}, status_code=202)
     return RedirectResponse(f"/inbox/{conversation_id}", status_code=303)
@@ -233,10 +215,7 @@ async def hand_back(
     request: Request, conversation_id: ConversationId, staff: StaffForm, inbox: InboxDep
 ) -> Response:
     """The bot answers this customer again from their next message."""
-    try:
-        await inbox.hand_back(conversation_id, staff)
-    except ConversationNotFound:
-        return _not_found(request, staff)
+    await inbox.hand_back(conversation_id, staff)
     if is_script_request(request):
         return JSONResponse({"mode": "bot"})
     return RedirectResponse("/inbox", status_code=303)
@@ -247,10 +226,7 @@ async def take_over(
     request: Request, conversation_id: ConversationId, staff: StaffForm, inbox: InboxDep
 ) -> Response:
     """Silence the bot in this conversation before replying."""
-    try:
-        await inbox.take_over(conversation_id, staff)
-    except ConversationNotFound:
-        return _not_found(request, staff)
+    await inbox.take_over(conversation_id, staff)
     if is_script_request(request):
         return JSONResponse({"mode": "human"})
     return RedirectResponse(f"/inbox/{conversation_id}", status_code=303)

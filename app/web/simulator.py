@@ -19,12 +19,11 @@ from typing import Annotated, Literal
 import httpx
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import select
 from starlette.responses import HTMLResponse, Response
 
 from app.core.config import Settings
 from app.core.logging import get_logger
-from app.db.models import Item, ItemVideo
+from app.db.repositories.items import ItemRepository
 from app.db.session import SessionFactory
 from app.sandbox.control import SandboxControl
 from app.sandbox.media import placeholder_png
@@ -70,14 +69,9 @@ class VideoChoice(BaseModel):
 
 async def _videos(session_factory: SessionFactory) -> list[VideoChoice]:
     async with session_factory() as session:
-        rows = await session.execute(
-            select(ItemVideo.video_id, Item.sku, Item.title)
-            .join(Item, Item.id == ItemVideo.item_id)
-            .order_by(Item.sku, ItemVideo.video_id)
-        )
         return [
             VideoChoice(video_id=video_id, label=f"{sku} · {title}")
-            for video_id, sku, title in rows.all()
+            for video_id, sku, title in await ItemRepository(session).videos()
         ]
 
 

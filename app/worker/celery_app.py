@@ -14,6 +14,7 @@ from kombu import Exchange, Queue
 
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging, get_logger, json_logs
+from app.worker import task_names
 
 EVENTS_QUEUE = "events"
 SENDS_QUEUE = "sends"
@@ -54,18 +55,18 @@ def create_celery(settings: Settings) -> Celery:
             for name in (EVENTS_QUEUE, SENDS_QUEUE, MAINTENANCE_QUEUE)
         ),
         task_routes={
-            "philia.deliver_outbox": {"queue": SENDS_QUEUE},
-            "philia.sweep_outbox": {"queue": MAINTENANCE_QUEUE},
-            "philia.release_idle_handoffs": {"queue": MAINTENANCE_QUEUE},
-            "philia.expire_holds": {"queue": MAINTENANCE_QUEUE},
+            task_names.DELIVER_OUTBOX: {"queue": SENDS_QUEUE},
+            task_names.SWEEP_OUTBOX: {"queue": MAINTENANCE_QUEUE},
+            task_names.RELEASE_IDLE_HANDOFFS: {"queue": MAINTENANCE_QUEUE},
+            task_names.EXPIRE_HOLDS: {"queue": MAINTENANCE_QUEUE},
         },
         beat_schedule={
             "sweep-outbox": {
-                "task": "philia.sweep_outbox",
+                "task": task_names.SWEEP_OUTBOX,
                 "schedule": settings.outbox_sweep_seconds,
             },
-            "release-idle-handoffs": {"task": "philia.release_idle_handoffs", "schedule": 300.0},
-            "expire-holds": {"task": "philia.expire_holds", "schedule": 60.0},
+            "release-idle-handoffs": {"task": task_names.RELEASE_IDLE_HANDOFFS, "schedule": 300.0},
+            "expire-holds": {"task": task_names.EXPIRE_HOLDS, "schedule": 60.0},
         },
         worker_hijack_root_logger=False,
         worker_send_task_events=False,

@@ -9,12 +9,10 @@ from celery import Celery
 
 from app.core.errors import QueueUnavailable
 from app.core.logging import get_logger
+from app.worker import task_names
 from app.worker.celery_app import EVENTS_QUEUE
 
 log = get_logger(__name__)
-
-PROCESS_EVENT_TASK = "philia.process_event"
-DELIVER_OUTBOX_TASK = "philia.deliver_outbox"
 
 
 def _publish(
@@ -48,7 +46,7 @@ async def enqueue_event(
 ) -> None:
     await publish(
         celery,
-        PROCESS_EVENT_TASK,
+        task_names.PROCESS_EVENT,
         [body.decode("utf-8", errors="surrogateescape"), received_at],
         queue=EVENTS_QUEUE,
         timeout_seconds=timeout_seconds,

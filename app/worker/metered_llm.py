@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from app.services.metrics import WorkerMetrics
+from app.core.counters import WorkerMetrics
 from app.services.router import HybridRouter, RouterContext, RouteResult
 from app.services.router.llm import LLMRouter, LLMUnavailable
 

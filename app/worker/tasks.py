@@ -3,35 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import structlog
 from celery import Task
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
+from app.core.clock import utc_now
 from app.core.config import get_settings
+from app.core.counters import WorkerMetrics
 from app.core.logging import configure_logging, get_logger
-from app.db.models import ConversationMode
 from app.db.repositories.conversations import (
     ConversationRepository,
     DeadLetterRepository,
     OutboxRepository,
 )
 from app.db.session import transaction
-from app.services.delivery import Delivery, DeliveryService
-from app.services.inbound import InboundPipeline
-from app.services.media import CachedMediaResolver
-from app.services.metrics import WorkerMetrics
+from app.services.messaging import transitions
+from app.services.messaging.delivery import Delivery, DeliveryService
+from app.services.messaging.inbound import InboundPipeline
+from app.services.messaging.media import CachedMediaResolver
 from app.services.router import get_router
 from app.services.shop import ShopBrain, run_hold_expiry
-from app.services.staff_notify import StaffNotifier
+from app.services.staff.notify import StaffNotifier
+from app.services.tiktok.client import TikTokClient
 from app.services.tiktok.errors import backoff_delay
 from app.services.tiktok.webhook import InvalidEnvelope
+from app.worker import task_names
 from app.worker.celery_app import EVENTS_QUEUE, SENDS_QUEUE, celery_app
 from app.worker.metered_llm import meter_llm
 from app.worker.runtime import WorkerRuntime, reset_after_fork, run_async, shutdown_runtime
-from app.worker.tiktok import build_tiktok_client
 
 log = get_logger(__name__)
 
@@ -62,7 +64,7 @@ def enqueue_deliveries(outbox_ids: Sequence[int], countdown: float | None = None
     """One task for a turn's replies, delivered in order (the text before its photo)."""
     if outbox_ids:
         celery_app.send_task(
-            "philia.deliver_outbox",
+            task_names.DELIVER_OUTBOX,
             args=[list(outbox_ids)],
             queue=SENDS_QUEUE,
             countdown=countdown,
@@ -85,7 +87,12 @@ def _pipeline(runtime: WorkerRuntime) -> InboundPipeline:
 
 
 def _delivery(runtime: WorkerRuntime) -> DeliveryService:
-    client = runtime.service("tiktok", build_tiktok_client)
+    client = runtime.service(
+        "tiktok",
+        lambda built: TikTokClient.with_stored_tokens(
+            built.settings, built.http, built.redis, built.session_factory
+        ),
+    )
     return DeliveryService(
         settings=runtime.settings,
         session_factory=runtime.session_factory,
@@ -122,7 +129,7 @@ async def _park_event(runtime: WorkerRuntime, body: str, error: str, attempts: i
         )
 
 
-@celery_app.task(name="philia.process_event", bind=True, max_retries=None, queue=EVENTS_QUEUE)
+@celery_app.task(name=task_names.PROCESS_EVENT, bind=True, max_retries=None, queue=EVENTS_QUEUE)
 def process_event(self: Task[Any, Any], body: str, received_at: float) -> str:
     structlog.contextvars.clear_contextvars()
     settings = get_settings()
@@ -149,7 +156,7 @@ def process_event(self: Task[Any, Any], body: str, received_at: float) -> str:
         raise self.retry(countdown=settings.retry_backoff_cap_seconds) from None
 
 
-@celery_app.task(name="philia.deliver_outbox", bind=True, max_retries=None, queue=SENDS_QUEUE)
+@celery_app.task(name=task_names.DELIVER_OUTBOX, bind=True, max_retries=None, queue=SENDS_QUEUE)
 def deliver_outbox(self: Task[Any, Any], outbox_ids: list[int] | int) -> list[str]:
     """Deliver outbox rows in order; whatever cannot go now is queued again, in order."""
     structlog.contextvars.clear_contextvars()
@@ -170,7 +177,7 @@ def deliver_outbox(self: Task[Any, Any], outbox_ids: list[int] | int) -> list[st
     return outcomes
 
 
-@celery_app.task(name="philia.drain_conversation", queue=EVENTS_QUEUE)
+@celery_app.task(name=task_names.DRAIN_CONVERSATION, queue=EVENTS_QUEUE)
 def drain_conversation(conversation_id: int) -> None:
     structlog.contextvars.clear_contextvars()
     run_async(lambda rt: rt.service("pipeline", _pipeline).drain(conversation_id))
@@ -178,7 +185,7 @@ def drain_conversation(conversation_id: int) -> None:
 
 async def _sweep(runtime: WorkerRuntime) -> dict[str, int]:
     settings = runtime.settings
-    now = datetime.now(UTC)
+    now = utc_now()
     grace = timedelta(
         seconds=max(settings.send_unknown_grace_seconds, settings.tiktok_http_timeout_seconds)
     )
@@ -191,7 +198,7 @@ async def _sweep(runtime: WorkerRuntime) -> dict[str, int]:
     for outbox_id in due:  # one task each: one conversation's backoff must not hold up others
         enqueue_deliveries([outbox_id])
     for conversation_id in stale:
-        celery_app.send_task("philia.drain_conversation", args=[conversation_id])
+        celery_app.send_task(task_names.DRAIN_CONVERSATION, args=[conversation_id])
     return {
         "confirmed": stuck.confirmed,
         "resent": stuck.resent,
@@ -201,7 +208,7 @@ async def _sweep(runtime: WorkerRuntime) -> dict[str, int]:
     }
 
 
-@celery_app.task(name="philia.sweep_outbox")
+@celery_app.task(name=task_names.SWEEP_OUTBOX)
 def sweep_outbox() -> dict[str, int]:
     structlog.contextvars.clear_contextvars()
     counts = run_async(_sweep)
@@ -211,18 +218,15 @@ def sweep_outbox() -> dict[str, int]:
 
 
 async def _release_idle_handoffs(runtime: WorkerRuntime) -> int:
-    idle_since = datetime.now(UTC) - timedelta(
-        hours=runtime.settings.human_inactivity_timeout_hours
-    )
+    idle_since = utc_now() - timedelta(hours=runtime.settings.human_inactivity_timeout_hours)
     async with transaction(runtime.session_factory) as session:
         idle = await ConversationRepository(session).idle_handoffs(idle_since)
         for conversation in idle:
-            conversation.mode = ConversationMode.BOT.value
-            conversation.human_since = None
+            transitions.hand_back(conversation)
         return len(idle)
 
 
-@celery_app.task(name="philia.release_idle_handoffs")
+@celery_app.task(name=task_names.RELEASE_IDLE_HANDOFFS)
 def release_idle_handoffs() -> int:
     structlog.contextvars.clear_contextvars()
     released = run_async(_release_idle_handoffs)
@@ -241,14 +245,14 @@ async def _expire_holds(runtime: WorkerRuntime) -> int:
     return report.expired
 
 
-@celery_app.task(name="philia.expire_holds")
+@celery_app.task(name=task_names.EXPIRE_HOLDS)
 def expire_holds() -> int:
     """Ends lapsed holds and tells each freed piece's first waitlisted customer."""
     structlog.contextvars.clear_contextvars()
     return run_async(_expire_holds)
 
 
-@celery_app.task(name="philia.noop", queue=EVENTS_QUEUE)
+@celery_app.task(name=task_names.NOOP, queue=EVENTS_QUEUE)
 def noop(counter_key: str) -> None:
     """The cheapest task that proves a round trip (benchmark baseline, smoke checks)."""
     run_async(lambda rt: rt.redis.incr(counter_key))

@@ -13,8 +13,8 @@ from fastapi import FastAPI
 
 from app.core.config import Settings, get_settings
 from app.core.embedded import EmbeddedRedis
-from app.core.security import signature_header
 from app.main import create_app
+from app.services.tiktok.signature import signature_header
 from tests.conftest import TestServices
 
 SECRET = "test-client-secret"

@@ -13,10 +13,10 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from app.cli.stack import Stack
 from app.core.config import PROJECT_ROOT
-from app.services.demo import load_demo_shop
-from app.services.staff_auth import Passwords, create_account
+from app.sandbox.stack import Stack
+from app.services.shop.demo import load_demo_shop
+from app.services.staff.auth import Passwords, create_account
 from tests.e2e.conftest import sandbox, stack  # noqa: F401  (the e2e stack, reused)
 from tests.web.conftest import CHEAP_HASHER, EMAIL, PASSWORD
 

@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import Page, expect
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.cli.stack import Stack
+from app.sandbox.stack import Stack
 from app.services import replies
 from tests.browser.conftest import Shots, needs_chromium
 

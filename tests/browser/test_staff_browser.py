@@ -8,8 +8,8 @@ import re
 import pytest
 from playwright.async_api import Page, expect
 
-from app.cli.stack import Stack
 from app.sandbox.control import SandboxControl
+from app.sandbox.stack import Stack
 from app.services import replies
 from tests.browser.conftest import Shots, needs_chromium
 from tests.e2e.conftest import eventually

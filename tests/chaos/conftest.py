@@ -19,10 +19,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
-from app.cli.stack import Stack
 from app.core.config import PROJECT_ROOT
 from app.db.models import DeadLetter, Message, OutboxEntry
 from app.sandbox.control import SandboxControl
+from app.sandbox.stack import Stack
 from app.sandbox.tiktok import RecordedMessage, WebhookResult
 from tests.e2e.conftest import running_stack
 

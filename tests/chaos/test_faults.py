@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.cli.stack import Stack
 from app.sandbox.control import SandboxControl
+from app.sandbox.stack import Stack
 from app.sandbox.tiktok import CODE_RATE_LIMITED, RandomFaults, RecordedCall
 from tests.chaos.conftest import LogEvents, Outcome, play_many, settle_and_count
 from tests.conftest import truncate_all

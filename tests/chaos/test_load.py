@@ -19,12 +19,12 @@ import psutil
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.cli.stack import Stack
 from app.core.config import get_settings
 from app.db.session import create_engine, create_session_factory, transaction
 from app.sandbox.control import SandboxControl
+from app.sandbox.stack import Stack
 from app.sandbox.tiktok import RecordedMessage, WebhookResult
-from app.services.demo import DEMO_DIR, load_demo_shop
+from app.services.shop.demo import DEMO_DIR, load_demo_shop
 from tests.chaos.conftest import Outcome, dead_letter_kinds, outbox_statuses
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800)]

@@ -20,7 +20,7 @@ import pytest
 from app.core.config import PROJECT_ROOT
 from app.scenarios.checks import Observation, SentMessage, differences, quote
 from app.scenarios.model import Expect, ScenarioError, load_scenario, parse_scenario
-from app.services.catalog_io import CATALOG_COLUMNS, ORDER_COLUMNS
+from app.services.shop.catalog_io import CATALOG_COLUMNS, ORDER_COLUMNS
 
 PUBLIC_SCENARIOS = PROJECT_ROOT.parent / "shared" / "scenarios" / "public"
 RUN_SECONDS = 240

@@ -13,9 +13,9 @@ from typing import TypeVar
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.cli.stack import Stack, free_port
 from app.core.config import Settings, get_settings
 from app.sandbox.control import SandboxControl
+from app.sandbox.stack import Stack, free_port
 from tests.conftest import TestServices, truncate_all
 
 T = TypeVar("T")

@@ -15,13 +15,13 @@ import redis.asyncio as aioredis
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.cli.stack import Stack
+from app.core import redis_keys
 from app.core.config import PROJECT_ROOT
-from app.core.security import signature_header
 from app.db.models import DeadLetter, Message, OutboxEntry
 from app.sandbox.control import SandboxControl
+from app.sandbox.stack import Stack
 from app.services import replies
-from app.services.window import quota_key
+from app.services.tiktok.signature import signature_header
 from tests.e2e.conftest import E2E_ENV, eventually, settle
 
 pytestmark = pytest.mark.e2e
@@ -129,7 +129,7 @@ async def test_reply_beyond_the_quota_is_not_sent(
 ) -> None:
     sent = await sandbox.play_customer("e2e-quota", text="hi")
     await eventually(lambda: replies_to(sandbox, sent.conversation_id), lambda r: len(r) >= 1)
-    await redis_client.set(quota_key("e2e-quota"), 10, keepttl=True)
+    await redis_client.set(redis_keys.quota("e2e-quota"), 10, keepttl=True)
     async with AsyncSession(committed_db) as session:
         outbox_id = await session.scalar(select(OutboxEntry.id).order_by(OutboxEntry.id.desc()))
         await session.execute(

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db.models import Drop, Item
 from app.db.session import SessionFactory, transaction
-from app.services.catalog_io import (
+from app.services.shop.catalog_io import (
     FORMULA_PREFIXES,
     defuse_formula,
     export_catalog,

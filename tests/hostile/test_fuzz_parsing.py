@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.core.security import (
+from app.services.tiktok.signature import (
     InvalidSignature,
     compute_signature,
     signature_header,

@@ -10,7 +10,6 @@ X-Forwarded-For), and the lock running out (its Redis key's TTL cut short, no sl
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core import redis_keys
 from tests.web.conftest import EMAIL, add_staff, login, running, web_settings
 
 if TYPE_CHECKING:
@@ -32,16 +32,16 @@ CLIENT_IP = "127.0.0.1"
 
 
 def email_key(email: str) -> str:
-    return f"STAFF_LOGIN_FAILS:email:{hashlib.sha256(email.encode()).hexdigest()}"
+    return redis_keys.login_fails_for_email(email)
 
 
 def pair_key(email: str, ip: str = CLIENT_IP) -> str:
     """The lock of one email at one address: the one five wrong passwords close."""
-    return f"STAFF_LOGIN_FAILS:pair:{hashlib.sha256(email.encode()).hexdigest()}:{ip}"
+    return redis_keys.login_fails_for_email_at(email, ip)
 
 
 def ip_key(ip: str = CLIENT_IP) -> str:
-    return f"STAFF_LOGIN_FAILS:ip:{ip}"
+    return redis_keys.login_fails_from(ip)
 
 
 async def end_lock_now(redis: aioredis.Redis, key: str) -> None:

@@ -34,10 +34,9 @@ from app.db.models import Conversation, Customer, Message, OutboxEntry
 from app.sandbox.control import SandboxControl
 from app.sandbox.media import placeholder_png
 from app.sandbox.server import BackgroundServer
-from app.services.brain import Reply, TurnResult
-from app.services.delivery import Delivery, DeliveryService
-from app.services.inbound import InboundPipeline, Outcome
-from app.services.media import (
+from app.services.messaging.delivery import Delivery, DeliveryService
+from app.services.messaging.inbound import InboundPipeline, Outcome
+from app.services.messaging.media import (
     MAX_REDIRECTS,
     CachedMediaResolver,
     MediaUrlRefused,
@@ -46,6 +45,7 @@ from app.services.media import (
     pinned_request,
 )
 from app.services.tiktok.client import TikTokClient
+from app.services.turns import Reply, TurnResult
 from tests.services.pipeline.conftest import customer_message
 from tests.services.tiktok.conftest import (  # noqa: F401 (fixtures used by name)
     ClientFactory,

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db.models import Customer, Message
-from app.services.inbound import Outcome
-from app.services.staff_auth import InvalidStaffInput, validate_email
+from app.services.messaging.inbound import Outcome
+from app.services.staff.auth import InvalidStaffInput, validate_email
 from tests.services.pipeline.conftest import (
     Harness,
     customer_message,

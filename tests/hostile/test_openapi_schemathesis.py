@@ -46,12 +46,12 @@ from schemathesis.python import asgi
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
-from app.core.security import signature_header
 from app.main import create_app
 from app.sandbox.server import BackgroundServer, free_port, start_tiktok_sandbox
-from app.services.staff_auth import Passwords, SessionStore
+from app.services.staff.auth import Passwords, SessionStore
+from app.services.tiktok.signature import signature_header
 from app.services.tiktok.webhook import WebhookEnvelope
-from app.web.security import CSRF_FIELD, CSRF_HEADER, LOGIN_CSRF_COOKIE
+from app.web.guards import CSRF_FIELD, CSRF_HEADER, LOGIN_CSRF_COOKIE
 from tests.web.conftest import CHEAP_HASHER, add_conversation, add_staff, web_settings
 
 if TYPE_CHECKING:

@@ -21,6 +21,7 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import selectinload
 
+from app.core import redis_keys
 from app.core.config import Settings, get_settings
 from app.db.models import Conversation, Customer, Order, OrderItem
 from app.services import replies
@@ -30,7 +31,6 @@ from app.services.shop.describe import day
 from app.services.shop.order_lookups import (
     HANDOFF_REASON,
     OrderLookupThrottle,
-    order_misses_key,
 )
 from tests.services.pipeline.conftest import (
     Harness,
@@ -241,7 +241,7 @@ async def test_the_window_expires(redis_client: aioredis.Redis) -> None:
     settings = Settings(order_lookup_max_misses=3, order_lookup_window_minutes=60)
     throttle = OrderLookupThrottle(redis_client, settings)
     customer = Customer(tiktok_user_id="cust-window")
-    key = order_misses_key(customer.tiktok_user_id)
+    key = redis_keys.order_lookup_misses(customer.tiktok_user_id)
 
     # The window runs from the first miss: later misses do not push it back.
     assert await throttle.begin(customer)

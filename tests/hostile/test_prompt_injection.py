@@ -29,11 +29,11 @@ from app.core.config import Settings
 from app.db.models import Hold, Item, Order
 from app.sandbox.openai_standin import Behaviour, StandinState, start_openai_standin
 from app.sandbox.server import BackgroundServer
-from app.services.brain import TurnResult
-from app.services.normalize import find_sku
+from app.services.identifiers import find_sku
 from app.services.router import HybridRouter, llm
 from app.services.router.local import get_local_router
 from app.services.shop import ShopBrain, phrasing
+from app.services.turns import TurnResult
 from tests.services.shop.conftest import Chat, MakeChat, reply_text
 
 MAX_REPLY_CHARS = 6000

@@ -28,14 +28,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging, get_logger
-from app.core.security import signature_header
 from app.db.models import Conversation
 from app.db.session import create_engine, create_session_factory
 from app.sandbox.control import SandboxControl
 from app.sandbox.server import BackgroundServer, free_port, start_tiktok_sandbox
 from app.services.router.llm import LLMRouter, LLMUnavailable
-from app.services.staff_notify import StaffNotifier
+from app.services.staff.notify import StaffNotifier
 from app.services.tiktok.client import TikTokClient, build_http_client
+from app.services.tiktok.signature import signature_header
 from app.services.tiktok.tokens import DbTokenStore
 from tests.web.conftest import add_staff, login, running, web_settings
 

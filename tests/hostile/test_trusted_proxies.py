@@ -21,7 +21,7 @@ import httpx
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.cli.stack import free_port, wait_for_http
+from app.sandbox.stack import free_port, wait_for_http
 from tests.web.conftest import add_staff, login
 
 if TYPE_CHECKING:

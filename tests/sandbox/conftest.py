@@ -10,10 +10,10 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 
-from app.core.security import InvalidSignature, verify_signature
 from app.sandbox.control import SandboxControl
 from app.sandbox.server import BackgroundServer
 from app.sandbox.tiktok import SandboxConfig, create_sandbox_app
+from app.services.tiktok.signature import InvalidSignature, verify_signature
 
 CLIENT_KEY = "sandbox-test-client"
 CLIENT_SECRET = "sandbox-test-secret"

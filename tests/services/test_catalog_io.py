@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Hold, HoldStatus, Item, Order
 from app.db.session import SessionFactory, transaction
-from app.services.catalog_io import (
+from app.services.shop.catalog_io import (
     ImportFailed,
     export_catalog,
     import_catalog,
@@ -71,7 +71,7 @@ async def test_status_change_on_reimport_releases_outside_hold(
         item = await session.scalar(select(Item).where(Item.sku == "PT-0901"))
         assert item is not None and item.status == "available"
         hold = await session.scalar(select(Hold).where(Hold.item_id == item.id))
-        assert hold is not None and hold.status == HoldStatus.RELEASED.value
+        assert hold is not None and hold.status == HoldStatus.RELEASED
 
 
 async def test_update_changes_fields_in_place(session_factory: SessionFactory) -> None:

@@ -17,11 +17,11 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.core import redis_keys
 from app.core.config import Settings, get_settings
 from app.db.models import Conversation, Customer, Direction, Message, MessageStatus, StaffUser
 from app.main import create_app
-from app.services.staff_auth import Passwords, create_account
-from app.services.window import quota_key, window_key
+from app.services.staff.auth import Passwords, create_account
 
 if TYPE_CHECKING:
     from tests.conftest import TestServices
@@ -174,11 +174,11 @@ async def add_conversation(
                 payload={},
                 entities={},
                 status=(
-                    MessageStatus.PROCESSED.value
-                    if direction == Direction.INBOUND.value
-                    else MessageStatus.SENT.value
+                    MessageStatus.PROCESSED
+                    if direction == Direction.INBOUND
+                    else MessageStatus.SENT
                 ),
-                sent_by=None if direction == Direction.INBOUND.value else "bot",
+                sent_by=None if direction == Direction.INBOUND else "bot",
             )
             for direction, text in messages
         ]
@@ -187,6 +187,6 @@ async def add_conversation(
         thread = Thread(conversation.id, user_id, [row.id for row in rows])
     if window_left is not None:
         end_ms = int(ends.timestamp() * 1000)
-        await redis.set(window_key(user_id), end_ms, pxat=end_ms)
-        await redis.set(quota_key(user_id), replies_used, pxat=end_ms)
+        await redis.set(redis_keys.window(user_id), end_ms, pxat=end_ms)
+        await redis.set(redis_keys.quota(user_id), replies_used, pxat=end_ms)
     return thread

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db.models import Customer, Drop, FaqEntry, Hold, Item, WaitlistEntry
-from app.services.catalog_io import CATALOG_COLUMNS
+from app.services.shop.catalog_io import CATALOG_COLUMNS
 from tests.web.conftest import add_conversation, csrf_in
 
 VIEWS = (

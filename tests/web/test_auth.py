@@ -13,10 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from starlette.responses import Response
 
+from app.core import redis_keys
 from app.core.config import Settings
 from app.db.models import StaffUser
-from app.services.staff_auth import session_key
-from app.web.security import set_session_cookie
+from app.web.guards import set_session_cookie
 from tests.web.conftest import (
     CHEAP_HASHER,
     EMAIL,
@@ -49,8 +49,8 @@ async def test_login_sets_a_safe_session_cookie_and_opens_the_inbox(
     assert "Secure" not in cookie  # the test environment is plain http
     token = cookie.split(";", 1)[0].split("=", 1)[1]
     # Redis holds a digest of the token, never the token; idle expiry is 12 h.
-    assert await redis_client.get(f"STAFF_SESSION:{token}") is None
-    assert 11 * 3600 < await redis_client.ttl(session_key(token)) <= 12 * 3600
+    assert await redis_client.get(f"{redis_keys.PREFIX}:staff:session:{token}") is None
+    assert 11 * 3600 < await redis_client.ttl(redis_keys.staff_session(token)) <= 12 * 3600
     inbox = await web.get("/inbox")
     assert inbox.status_code == 200
     assert "Ana" in inbox.text

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,9 @@ from app.db.models import (
 class ConversationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def get(self, conversation_id: int) -> Conversation | None:
+        return await self.session.get(Conversation, conversation_id)
 
     async def ensure_locked(
         self, tiktok_conversation_id: str, tiktok_user_id: str, username: str | None
@@ -77,8 +80,8 @@ class ConversationRepository:
         result = await self.session.scalars(
             select(Message.conversation_id)
             .where(
-                Message.direction == Direction.INBOUND.value,
-                Message.status == MessageStatus.RECEIVED.value,
+                Message.direction == Direction.INBOUND,
+                Message.status == MessageStatus.RECEIVED,
                 Message.created_at < older_than,
             )
             .distinct()
@@ -94,17 +97,43 @@ class ConversationRepository:
         )
         return result.all()
 
+    async def open_for_customer(self, customer_id: int, now: datetime) -> Conversation | None:
+        """The customer's conversation whose reply window (PostgreSQL's mirror of Redis) is
+        still open; the delivery layer re-checks the real window before sending."""
+        return await self.session.scalar(
+            select(Conversation)
+            .where(Conversation.customer_id == customer_id, Conversation.window_expires_at > now)
+            .order_by(Conversation.window_expires_at.desc())
+            .limit(1)
+        )
+
+    async def lock_if_free(self, conversation_id: int) -> Conversation | None:
+        """The conversation row, unless a turn holds it right now (then None: the caller
+        skips what it wanted to write rather than wait and risk a lock cycle)."""
+        return await self.session.scalar(
+            select(Conversation)
+            .where(Conversation.id == conversation_id)
+            .with_for_update(skip_locked=True)
+            .execution_options(populate_existing=True)
+        )
+
 
 class MessageRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def record_inbound(self, values: dict[str, Any]) -> int | None:
-        """Insert a webhook event (a customer message, or a staff echo); None when its
-        event_id is already recorded."""
+    async def get(self, message_id: int) -> Message | None:
+        return await self.session.get(Message, message_id)
+
+    async def by_event_id(self, event_id: str) -> Message | None:
+        return await self.session.scalar(select(Message).where(Message.event_id == event_id))
+
+    async def record_event(self, direction: Direction, values: dict[str, Any]) -> int | None:
+        """Insert the message a webhook event carries (a customer's message, or an echo of
+        one sent from the shop's side); None when its event_id is already recorded."""
         statement = (
             insert(Message)
-            .values({"direction": Direction.INBOUND.value, **values})
+            .values({**values, "direction": direction})
             .on_conflict_do_nothing(index_elements=[Message.event_id])
             .returning(Message.id)
         )
@@ -115,8 +144,8 @@ class MessageRepository:
             select(Message)
             .where(
                 Message.conversation_id == conversation_id,
-                Message.direction == Direction.INBOUND.value,
-                Message.status == MessageStatus.RECEIVED.value,
+                Message.direction == Direction.INBOUND,
+                Message.status == MessageStatus.RECEIVED,
             )
             .order_by(Message.sent_at, Message.id)
         )
@@ -125,7 +154,7 @@ class MessageRepository:
     async def outbound_by_tiktok_id(self, tiktok_message_id: str) -> Message | None:
         return await self.session.scalar(
             select(Message).where(
-                Message.direction == Direction.OUTBOUND.value,
+                Message.direction == Direction.OUTBOUND,
                 Message.tiktok_message_id == tiktok_message_id,
             )
         )
@@ -142,12 +171,12 @@ class MessageRepository:
     ) -> Message:
         message = Message(
             conversation_id=conversation_id,
-            direction=Direction.OUTBOUND.value,
+            direction=Direction.OUTBOUND,
             message_type=message_type,
             text=text,
             payload=payload,
             entities={},
-            status=status.value,
+            status=status,
             status_reason=reason,
             sent_by=sent_by,
         )
@@ -169,8 +198,20 @@ class OutboxRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def count_in(
+        self, statuses: Iterable[OutboxStatus], *, conversation_id: int | None = None
+    ) -> int:
+        statement = (
+            select(func.count()).select_from(OutboxEntry).where(OutboxEntry.status.in_(statuses))
+        )
+        if conversation_id is not None:
+            statement = statement.join(Message, Message.id == OutboxEntry.message_id).where(
+                Message.conversation_id == conversation_id
+            )
+        return int(await self.session.scalar(statement) or 0)
+
     async def add(self, message: Message) -> OutboxEntry:
-        entry = OutboxEntry(message_id=message.id, status=OutboxStatus.PENDING.value, attempts=0)
+        entry = OutboxEntry(message_id=message.id, status=OutboxStatus.PENDING, attempts=0)
         self.session.add(entry)
         await self.session.flush()
         return entry
@@ -198,13 +239,13 @@ class OutboxRepository:
         await self.session.execute(
             update(OutboxEntry)
             .where(OutboxEntry.id == outbox_id)
-            .values(status=OutboxStatus.SENT.value, last_error=None)
+            .values(status=OutboxStatus.SENT, last_error=None)
         )
         await self.session.execute(
             update(Message)
             .where(Message.id == message_id)
             .values(
-                status=MessageStatus.SENT.value,
+                status=MessageStatus.SENT,
                 tiktok_message_id=tiktok_message_id,
                 sent_at=sent_at,
             )
@@ -219,7 +260,7 @@ class OutboxRepository:
         result = await self.session.scalars(
             select(OutboxEntry.id)
             .where(
-                OutboxEntry.status == OutboxStatus.PENDING.value,
+                OutboxEntry.status == OutboxStatus.PENDING,
                 (OutboxEntry.next_attempt_at.is_(None)) | (OutboxEntry.next_attempt_at <= now),
                 OutboxEntry.updated_at < enqueued_before,
             )
@@ -232,7 +273,7 @@ class OutboxRepository:
         result = await self.session.scalars(
             select(OutboxEntry)
             .where(
-                OutboxEntry.status == OutboxStatus.SENDING.value,
+                OutboxEntry.status == OutboxStatus.SENDING,
                 OutboxEntry.claimed_at < claimed_before,
             )
             .with_for_update(skip_locked=True)
@@ -252,9 +293,7 @@ class OutboxRepository:
                 .where(
                     Message.conversation_id == conversation_id,
                     OutboxEntry.id < outbox_id,
-                    OutboxEntry.status.in_(
-                        [OutboxStatus.PENDING.value, OutboxStatus.SENDING.value]
-                    ),
+                    OutboxEntry.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]),
                 )
             )
         ).one()
@@ -266,7 +305,7 @@ class OutboxRepository:
             .join(Message, Message.id == OutboxEntry.message_id)
             .where(
                 Message.conversation_id == conversation_id,
-                OutboxEntry.status.in_([OutboxStatus.SENDING.value, OutboxStatus.UNKNOWN.value]),
+                OutboxEntry.status.in_([OutboxStatus.SENDING, OutboxStatus.UNKNOWN]),
             )
             .with_for_update(of=OutboxEntry)
         )
@@ -276,6 +315,14 @@ class OutboxRepository:
 class DeadLetterRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def last_error_of_event(self, event_id: str) -> str | None:
+        return await self.session.scalar(
+            select(DeadLetter.error)
+            .where(DeadLetter.event_id == event_id)
+            .order_by(DeadLetter.id.desc())
+            .limit(1)
+        )
 
     async def park(
         self,

@@ -40,7 +40,7 @@ class InboxRepository:
             select(Conversation, Customer)
             .join(Customer, Customer.id == Conversation.customer_id)
             .order_by(
-                case((Conversation.mode == ConversationMode.HUMAN.value, 0), else_=1),
+                case((Conversation.mode == ConversationMode.HUMAN, 0), else_=1),
                 case((is_open, 0), else_=1),
                 case((is_open, Conversation.window_expires_at), else_=None).asc().nulls_last(),
                 Conversation.last_customer_message_at.desc().nulls_last(),
@@ -68,7 +68,7 @@ class InboxRepository:
             .where(
                 Message.conversation_id.in_(conversation_ids),
                 # Read receipts and other events that need no answer say nothing.
-                Message.status != MessageStatus.IGNORED.value,
+                Message.status != MessageStatus.IGNORED,
             )
             .ext(distinct_on(Message.conversation_id))
             .order_by(Message.conversation_id, Message.created_at.desc(), Message.id.desc())
@@ -97,8 +97,8 @@ class InboxRepository:
             select(Message.conversation_id, func.count())
             .where(
                 Message.conversation_id.in_(conversation_ids),
-                Message.direction == Direction.OUTBOUND.value,
-                Message.status == MessageStatus.PENDING.value,
+                Message.direction == Direction.OUTBOUND,
+                Message.status == MessageStatus.PENDING,
             )
             .group_by(Message.conversation_id)
         )

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.clock import utc_now
 from app.db.models import StaffUser
 
 
@@ -41,7 +41,5 @@ class StaffRepository:
 
     async def record_login(self, staff_id: int) -> None:
         await self.session.execute(
-            update(StaffUser)
-            .where(StaffUser.id == staff_id)
-            .values(last_login_at=datetime.now(UTC))
+            update(StaffUser).where(StaffUser.id == staff_id).values(last_login_at=utc_now())
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from app.services.normalize import (
+from app.services.identifiers import (
     find_order_number,
     find_size,
     find_sku,

@@ -37,16 +37,21 @@ MIN_READABLE = 0.5
 # between hold and something else, and a coin flip must not reserve a piece.
 MIN_HOLD_CONFIDENCE = 0.5
 
+# The verbs that ask to have a piece ("hold it", "I'll take it", "can I buy PT-0013").
+# The shop reads them too, word for word, to tell a new hold request from a follow-up
+# that only inherited `hold` from the turn before.
+HOLD_VERBS = frozenset(
+    ("hold", "reserve", "keep", "save", "take", "buy", "purchase", "grab", "want")
+)
 # What customers write to buy, claim, reserve or keep a piece, join a waitlist or let a
 # hold go (the `hold` intent of PRODUCT.md §3). Compared after letting repeated letters
 # collapse ("holld", "waant"); the longer ones also allow one typo ("resrve", "witlist").
 # fmt: off
-_CUE_WORDS = frozenset((
-    "hold", "holds", "holding", "unhold", "reserve", "reserved", "reserving", "reservation",
-    "keep", "keeping", "save", "saving", "aside", "take", "taking", "buy", "buying",
-    "purchase", "purchasing", "claim", "claiming", "claimed", "dibs", "mine", "grab",
-    "grabbing", "want", "wanna", "pay", "paying", "payment", "checkout", "cart", "book",
-    "cop", "invoice", "waitlist", "waitinglist", "release", "lock",
+_CUE_WORDS = HOLD_VERBS | frozenset((
+    "holds", "holding", "unhold", "reserved", "reserving", "reservation", "keeping",
+    "saving", "aside", "taking", "buying", "purchasing", "claim", "claiming", "claimed",
+    "dibs", "mine", "grabbing", "wanna", "pay", "paying", "payment", "checkout", "cart",
+    "book", "cop", "invoice", "waitlist", "waitinglist", "release", "lock",
 ))
 # fmt: on
 _FUZZY_MIN_LENGTH = 5

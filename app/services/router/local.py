@@ -41,7 +41,7 @@ TRAIN_FILE = Path(__file__).resolve().parent / "data" / "train.jsonl"
 
 # Below this confidence the classifier is guessing, and a guessed shop intent makes the
 # bot act on something the customer never asked; `other` lets the conversation ask again
-# or show the menu instead. Chosen with `python -m app.services.router.data.tune_threshold`
+# or show the menu instead. Chosen with `python -m tools.router_data.tune_threshold`
 # on the project's own held-out DMs and random splits of train.jsonl (never on the shared
 # evaluation sets): accuracy is flat up to about 0.4 and falls after 0.5.
 DEFAULT_THRESHOLD = 0.35

@@ -1,5 +1,18 @@
 """The thrift shop's domain: finding pieces, sizing, holds, the waitlist, orders, drops
-and the FAQ, behind `ShopBrain` (the Brain the pipeline calls)."""
+and the FAQ, behind `ShopBrain` (the Brain the pipeline calls).
+
+What other packages may import: the names in `__all__` below, from this package, and two
+modules directly, `app.services.shop.catalog_io` (catalogue and order CSV import and
+export, for the CLI and the admin) and `app.services.shop.demo` (the demo shop). The rest
+is the package's own:
+
+- brain.py: `ShopBrain`, which wires one turn through the three steps below;
+- reading.py: what the turn asks (the router's intent re-read, hold cues, yes and no);
+- finding.py: which piece is meant (SKU, shared video, conversation, words);
+- answers.py: the answer per intent, and the actions (hold, waitlist, release);
+- words.py, sizing.py, describe.py, context.py, holds.py, faq.py, phrasing.py and
+  order_lookups.py: the vocabulary, fit, wording, memory, holds, FAQ and throttle they use.
+"""
 
 from app.services.shop.brain import ShopBrain
 from app.services.shop.faq import import_faq, load_default_faq

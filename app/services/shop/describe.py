@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from app.db.models import Item, ItemStatus
 from app.services import replies
-from app.services.normalize import normalize_size
+from app.services.identifiers import normalize_size
 from app.services.shop.sizing import (
     Fit,
     FitKind,
@@ -40,8 +40,8 @@ def item_name(item: Item) -> str:
 
 def status_word(item: Item) -> str:
     return {
-        ItemStatus.AVAILABLE.value: replies.STATUS_AVAILABLE,
-        ItemStatus.RESERVED.value: replies.STATUS_RESERVED,
+        ItemStatus.AVAILABLE: replies.STATUS_AVAILABLE,
+        ItemStatus.RESERVED: replies.STATUS_RESERVED,
     }.get(item.status, replies.STATUS_SOLD)
 
 

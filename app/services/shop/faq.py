@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.db.models import FaqEntry
-from app.db.repositories.shop import FaqRepository
-from app.services.catalog_io import ImportFailed, ImportSummary
+from app.db.repositories.faq import FaqRepository
+from app.services.shop.catalog_io import ImportFailed, ImportSummary
 from app.services.shop.words import simplify
 
 FAQ_COLUMNS: tuple[str, ...] = ("topic", "question", "answer", "keywords")

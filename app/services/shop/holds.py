@@ -12,22 +12,24 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.clock import utc_now
 from app.core.config import Settings
 from app.core.logging import get_logger
 from app.db.models import Customer, Hold, HoldStatus, Item, ItemStatus
-from app.db.repositories.shop import ShopHoldRepository, WaitlistRepository
+from app.db.repositories.conversations import ConversationRepository
+from app.db.repositories.holds import HoldRepository, WaitlistRepository
 from app.db.session import SessionFactory, transaction
 from app.services import replies
-from app.services.brain import Reply
-from app.services.outbound import queue_replies
+from app.services.messaging.outbound import queue_replies
 from app.services.shop.context import Offer, load_context, save_context
 from app.services.shop.describe import item_name, price
+from app.services.turns import Reply
 
 log = get_logger(__name__)
 
@@ -53,13 +55,13 @@ async def place_hold(
     customer: Customer,
     now: datetime | None = None,
 ) -> HoldOutcome:
-    now = now or datetime.now(UTC)
-    holds = ShopHoldRepository(session)
+    now = now or utc_now()
+    holds = HoldRepository(session)
     await holds.lock_customer(customer.id)
     current = await holds.active_for_item(item.id)
     if current is not None and current.customer_id == customer.id:
         return HoldOutcome(HoldResult.ALREADY_YOURS, current)
-    if item.status != ItemStatus.AVAILABLE.value or current is not None:
+    if item.status != ItemStatus.AVAILABLE or current is not None:
         return HoldOutcome(HoldResult.TAKEN)
     mine = await holds.active_for_customer(customer.id)
     if len(mine) >= settings.max_holds_per_customer:
@@ -74,7 +76,7 @@ async def place_hold(
         await session.refresh(item)
         log.info("hold_lost_race", sku=item.sku)
         return HoldOutcome(HoldResult.TAKEN)
-    item.status = ItemStatus.RESERVED.value
+    item.status = ItemStatus.RESERVED
     await WaitlistRepository(session).leave(item.id, customer.id)
     log.info("hold_placed", sku=item.sku, hold_id=hold.id, expires_at=str(hold.expires_at))
     return HoldOutcome(HoldResult.HELD, hold)
@@ -107,8 +109,9 @@ async def notify_first_waiting(
     """Tell the first waitlisted customer whose window is open that the piece is back;
     the outbox ids to enqueue after commit (empty when nobody can be told)."""
     waitlist = WaitlistRepository(session)
+    conversations = ConversationRepository(session)
     for entry in await waitlist.waiting(item.id):
-        conversation = await waitlist.open_conversation(entry.customer_id, now)
+        conversation = await conversations.open_for_customer(entry.customer_id, now)
         if conversation is None:
             continue
         notice = replies.WAITLIST_NOTICE.format(
@@ -120,7 +123,7 @@ async def notify_first_waiting(
         entry.notified_at = now
         # So that a bare "yes" / "hold" answers the notice. A conversation in the middle of
         # a turn is not waited for (that could deadlock with the turn's own hold).
-        locked = await waitlist.lock_conversation_if_free(conversation.id)
+        locked = await conversations.lock_if_free(conversation.id)
         if locked is not None:
             context = load_context(locked)
             context.offer = Offer(action="hold", sku=item.sku)
@@ -139,10 +142,10 @@ async def end_hold(
     unless staff sold it meanwhile, and its first waitlisted customer is told. Returns
     the notice's outbox ids (the caller enqueues them after commit; the outbox sweeper
     sends any it does not)."""
-    hold.status = status.value
+    hold.status = status
     hold.ended_at = now
     await session.flush()
-    item = await ShopHoldRepository(session).release_item_if_reserved(hold.item_id)
+    item = await HoldRepository(session).release_item_if_reserved(hold.item_id)
     log.info("hold_ended", hold_id=hold.id, status=status.value, released=item is not None)
     if item is None:
         return []
@@ -153,9 +156,9 @@ async def expire_lapsed_holds(
     session: AsyncSession, settings: Settings, now: datetime | None = None, limit: int = 200
 ) -> ExpiryReport:
     """End every customer hold past its expiry."""
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     report = ExpiryReport()
-    for hold in await ShopHoldRepository(session).lapsed(now, limit):
+    for hold in await HoldRepository(session).lapsed(now, limit):
         outbox_ids = await end_hold(session, settings, hold, HoldStatus.EXPIRED, now)
         report.expired += 1
         if outbox_ids:

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+from app.core import redis_keys
 from app.core.config import Settings
+from app.core.throttle import AttemptCounter
 from app.db.models import Customer
-from app.services.throttle import AttemptCounter
 
 HANDOFF_REASON = "asked about many order numbers that are not theirs"
-
-
-def order_misses_key(tiktok_user_id: str) -> str:
-    return f"ORDER_LOOKUP_MISSES:{tiktok_user_id}"
 
 
 class OrderLookupThrottle:
@@ -29,9 +26,9 @@ class OrderLookupThrottle:
 
     async def begin(self, customer: Customer) -> bool:
         """Whether this customer may look an order number up now (the lookup is counted)."""
-        key = order_misses_key(customer.tiktok_user_id)
+        key = redis_keys.order_lookup_misses(customer.tiktok_user_id)
         return await self._attempts.begin({key: self.limit}) == 0
 
     async def was_own(self, customer: Customer) -> None:
         """The number was one of the customer's orders: it does not count."""
-        await self._attempts.give_back(order_misses_key(customer.tiktok_user_id))
+        await self._attempts.give_back(redis_keys.order_lookup_misses(customer.tiktok_user_id))

@@ -11,12 +11,10 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
 from app.db.models import Category, Item
-from app.services.normalize import LETTER_SIZES, normalize_size
+from app.services.identifiers import LETTER_SIZES, normalize_size
 
 # Categories measured pit to pit, laid flat.
-CHART_CATEGORIES = frozenset(
-    {Category.TOPS.value, Category.DRESSES.value, Category.OUTERWEAR.value}
-)
+CHART_CATEGORIES = frozenset({Category.TOPS, Category.DRESSES, Category.OUTERWEAR})
 
 
 class FitKind(StrEnum):
@@ -101,7 +99,7 @@ def fit_of(item: Item, chart: Sequence[Decimal]) -> Fit:
     """How the piece fits: the seller's `fits_like` wins, then the measurements, then the
     tag as a last resort (said so in the answer)."""
     seller = normalize_size(item.fits_like) if item.fits_like else None
-    if item.category == Category.ACCESSORIES.value:
+    if item.category == Category.ACCESSORIES:
         return Fit(FitKind.ONE_SIZE, None, FitSource.NONE)
     if item.category in CHART_CATEGORIES:
         if seller in LETTER_SIZES:
@@ -114,7 +112,7 @@ def fit_of(item: Item, chart: Sequence[Decimal]) -> Fit:
         if tag in LETTER_SIZES:
             return Fit(FitKind.LETTER, tag, FitSource.TAG)
         return Fit(FitKind.UNKNOWN, None, FitSource.NONE)
-    if item.category == Category.BOTTOMS.value:
+    if item.category == Category.BOTTOMS:
         if seller in LETTER_SIZES:
             return Fit(FitKind.LETTER, seller, FitSource.SELLER)
         seller_waist = _first_number(item.fits_like)

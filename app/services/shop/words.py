@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from rapidfuzz import fuzz, process
 
-from app.db.repositories.shop import SearchRow
-from app.services.normalize import normalize_size
+from app.db.repositories.items import SearchRow
+from app.services.identifiers import normalize_size
 
 # fmt: off
 STOPWORDS = frozenset([

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import httpx
@@ -24,8 +24,11 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import LockError, RedisError
 
+from app.core import redis_keys
+from app.core.clock import utc_now
 from app.core.config import Settings
 from app.core.logging import get_logger
+from app.db.session import SessionFactory
 from app.services.tiktok.api import (
     IMAGE_SEND,
     CapabilitiesData,
@@ -50,7 +53,7 @@ from app.services.tiktok.errors import (
     error_for_code,
 )
 from app.services.tiktok.text import text_length
-from app.services.tiktok.tokens import AccessTokenCache, TokenPair, TokenStore
+from app.services.tiktok.tokens import AccessTokenCache, DbTokenStore, TokenPair, TokenStore
 
 log = get_logger(__name__)
 
@@ -61,12 +64,8 @@ MEDIA_UPLOAD_PATH = "/business/message/media/upload/"
 CAPABILITIES_PATH = "/business/message/capabilities/get/"
 REFRESH_TOKEN_PATH = "/tt_user/oauth2/refresh_token/"
 
-RATE_LIMIT_KEY = "tiktok-send"
-REFRESH_LOCK_KEY = "tiktok:token-refresh-lock"
 # A rotated pair that could not be written to PostgreSQL waits here until it can: the old
 # refresh token is already dead, so this copy is the only way back in without the shop owner.
-UNSAVED_TOKENS_KEY = "tiktok:unsaved-tokens"
-CAPABILITY_KEY_PREFIX = "tiktok:capability:image-send:"
 
 MAX_IMAGE_BYTES = 3 * 1024 * 1024
 _IMAGE_SIGNATURES = {
@@ -141,7 +140,7 @@ class SendRateLimiter:
         redis: aioredis.Redis,
         per_second: int,
         *,
-        key: str = RATE_LIMIT_KEY,
+        key: str = redis_keys.TIKTOK_SEND_RATE,
         lease_seconds: float = 120.0,
         max_poll_seconds: float = 0.05,
         max_wait_seconds: float = 60.0,
@@ -194,6 +193,17 @@ class SendRateLimiter:
 
 
 class TikTokClient:
+    @classmethod
+    def with_stored_tokens(
+        cls,
+        settings: Settings,
+        http: httpx.AsyncClient,
+        redis: aioredis.Redis,
+        session_factory: SessionFactory,
+    ) -> TikTokClient:
+        """The production client: the OAuth pair kept (encrypted) in PostgreSQL."""
+        return cls(settings, http, redis, DbTokenStore.from_settings(session_factory, settings))
+
     def __init__(
         self,
         settings: Settings,
@@ -278,7 +288,7 @@ class TikTokClient:
         TikTok unreachable) answers False: the reply then goes out as text, which always works."""
         if not self._settings.images_enabled:
             return False
-        key = CAPABILITY_KEY_PREFIX + conversation_id
+        key = redis_keys.tiktok_image_capability(conversation_id)
         cached = await self._redis.get(key)
         if cached is not None:
             return cached in (b"1", "1")
@@ -318,7 +328,7 @@ class TikTokClient:
         try:
             return await self.refresh_access_token(rejected=None)
         except TikTokError as error:
-            if cached.expires_at is not None and cached.expires_at > datetime.now(UTC):
+            if cached.expires_at is not None and cached.expires_at > utc_now():
                 # Still valid for a few minutes: keep sending, the next call tries again.
                 log.warning("tiktok_token_refresh_ahead_failed", error=str(error))
                 return cached.access_token
@@ -333,7 +343,9 @@ class TikTokClient:
         invalidate the pair the first worker just obtained.
         """
         lock = self._redis.lock(
-            REFRESH_LOCK_KEY, timeout=self._lock_timeout, blocking_timeout=self._lock_wait
+            redis_keys.TIKTOK_TOKEN_REFRESH_LOCK,
+            timeout=self._lock_timeout,
+            blocking_timeout=self._lock_wait,
         )
         if not await lock.acquire():
             raise TikTokTransientError(
@@ -367,15 +379,15 @@ class TikTokClient:
 
     def _due_for_refresh(self, expires_at: datetime | None) -> bool:
         # Unknown expiry (a token pasted into the environment): use it until TikTok says no.
-        return expires_at is not None and expires_at - datetime.now(UTC) < self._refresh_ahead
+        return expires_at is not None and expires_at - utc_now() < self._refresh_ahead
 
     async def _latest_tokens(self) -> TokenPair:
-        raw = await self._redis.get(UNSAVED_TOKENS_KEY)
+        raw = await self._redis.get(redis_keys.TIKTOK_UNSAVED_TOKENS)
         if raw is None:
             return await self._store.load()
         unsaved = TokenPair.model_validate_json(raw)
         await self._store.save(unsaved)
-        await self._redis.delete(UNSAVED_TOKENS_KEY)
+        await self._redis.delete(redis_keys.TIKTOK_UNSAVED_TOKENS)
         log.info("tiktok_unsaved_tokens_persisted")
         return unsaved
 
@@ -385,7 +397,7 @@ class TikTokClient:
         except Exception:
             # The refresh already happened at TikTok; keep the pair where the next refresh
             # (under the same lock) will find it, and carry on with the new access token.
-            await self._redis.set(UNSAVED_TOKENS_KEY, fresh.model_dump_json())
+            await self._redis.set(redis_keys.TIKTOK_UNSAVED_TOKENS, fresh.model_dump_json())
             log.exception("tiktok_rotated_tokens_not_persisted")
 
     async def _request_refresh(self, refresh_token: str) -> TokenPair:
@@ -411,7 +423,7 @@ class TikTokClient:
                 )
             raise error
         data = _data_as(TokenData, envelope)
-        now = datetime.now(UTC)
+        now = utc_now()
         return TokenPair(
             access_token=data.access_token,
             access_expires_at=now + timedelta(seconds=data.expires_in),

@@ -16,22 +16,23 @@ re-connects the shop.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.core import redis_keys
+from app.core.clock import utc_now
 from app.core.config import Settings
 from app.core.crypto import SecretBox, UnreadableSecret
 from app.core.logging import get_logger
-from app.db.repositories.tiktok import TikTokCredentialRepository
+from app.db.repositories.tiktok_credentials import TikTokCredentialRepository
 from app.db.session import SessionFactory, transaction
 from app.services.tiktok.errors import TikTokAuthError
 
 log = get_logger(__name__)
 
-ACCESS_TOKEN_CACHE_KEY = "tiktok:access-token"
 # HKDF `info` of the key sealing the tokens: a new scheme gets a new version, and no other
 # use of SECRET_KEY can derive this key.
 TOKENS_KEY_PURPOSE = b"philia tiktok tokens v1"
@@ -168,7 +169,7 @@ class AccessTokenCache:
         self,
         redis: aioredis.Redis,
         *,
-        key: str = ACCESS_TOKEN_CACHE_KEY,
+        key: str = redis_keys.TIKTOK_ACCESS_TOKEN,
         unknown_expiry_ttl: timedelta = timedelta(hours=1),
     ) -> None:
         self._redis = redis
@@ -194,7 +195,7 @@ class AccessTokenCache:
         )
         ttl = self._unknown_expiry_ttl
         if tokens.access_expires_at is not None:
-            ttl = tokens.access_expires_at - (now or datetime.now(UTC))
+            ttl = tokens.access_expires_at - (now or utc_now())
         milliseconds = int(ttl.total_seconds() * 1000)
         if milliseconds > 0:
             await self._redis.set(self._key, cached.model_dump_json(), px=milliseconds)

@@ -12,10 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.config import Settings, get_settings
 from app.db.models import Conversation
 from app.db.session import create_session_factory
-from app.services.brain import Brain, MenuBrain
-from app.services.delivery import DeliveryResult, DeliveryService
-from app.services.inbound import InboundPipeline
-from tests.fakes import CollectingSender, FixedMedia
+from app.services.messaging.delivery import DeliveryResult, DeliveryService
+from app.services.messaging.inbound import InboundPipeline
+from app.services.turns import Brain
+from tests.fakes import CollectingSender, FixedMedia, MenuBrain
 
 
 def customer_message(

@@ -9,19 +9,20 @@ import redis.asyncio as aioredis
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.core import redis_keys
 from app.db.models import (
     Conversation,
     Customer,
     DeadLetter,
+    Direction,
     Message,
     OutboxEntry,
 )
 from app.db.repositories.conversations import ConversationRepository, MessageRepository
 from app.services import replies
-from app.services.brain import Reply, TurnResult
-from app.services.delivery import Delivery, _Claim, _sent_marker
-from app.services.inbound import Outcome, outbox_sent_key
-from app.services.window import quota_key, window_key
+from app.services.messaging.delivery import Delivery, _Claim, _sent_marker
+from app.services.messaging.inbound import Outcome
+from app.services.turns import Reply, TurnResult
 from tests.fakes import bad_parameters, server_error, too_fast
 from tests.services.pipeline.conftest import Harness, customer_message, echo
 
@@ -104,7 +105,8 @@ async def test_messages_are_handled_in_customer_order_even_if_recorded_out_of_or
             ("a", "first", 20),
             ("c", "burst one", 1),
         ]:
-            await messages.record_inbound(
+            await messages.record_event(
+                Direction.INBOUND,
                 {
                     "conversation_id": conversation.id,
                     "event_id": event_id,
@@ -114,7 +116,7 @@ async def test_messages_are_handled_in_customer_order_even_if_recorded_out_of_or
                     "entities": {},
                     "status": "received",
                     "sent_at": now - timedelta(seconds=seconds_ago),
-                }
+                },
             )
         conversation_id = conversation.id
     await harness.pipeline.drain(conversation_id)
@@ -132,7 +134,8 @@ async def test_a_new_message_answers_earlier_recorded_ones_first(
         conversation, _ = await ConversationRepository(session).ensure_locked(
             "conv-1", "cust-1", None
         )
-        await MessageRepository(session).record_inbound(
+        await MessageRepository(session).record_event(
+            Direction.INBOUND,
             {
                 "conversation_id": conversation.id,
                 "event_id": "early",
@@ -142,7 +145,7 @@ async def test_a_new_message_answers_earlier_recorded_ones_first(
                 "entities": {},
                 "status": "received",
                 "sent_at": datetime.fromtimestamp((now - 5000) / 1000, UTC),
-            }
+            },
         )
     await harness.pipeline.handle(customer_message("late", message_id="late", timestamp_ms=now))
     assert brain.turns == [["early"], ["late"]]
@@ -167,7 +170,7 @@ async def test_reply_after_window_closed_is_recorded_not_sent(
 ) -> None:
     harness = make_harness()
     await harness.pipeline.handle(customer_message("hi"))
-    await redis_client.delete(window_key("cust-1"))
+    await redis_client.delete(redis_keys.window("cust-1"))
     async with AsyncSession(committed_db) as session:
         conversation = await session.scalar(select(Conversation))
         assert conversation is not None
@@ -193,11 +196,11 @@ async def test_eleventh_reply_in_a_window_is_not_sent(
 ) -> None:
     harness = make_harness()
     await harness.pipeline.handle(customer_message("hi"))
-    await redis_client.set(quota_key("cust-1"), 10, keepttl=True)
+    await redis_client.set(redis_keys.quota("cust-1"), 10, keepttl=True)
     assert [r.outcome for r in await harness.deliver_queued()] == [Delivery.NOT_SENT]
     (reply,) = await rows(committed_db, Message, Message.direction == "outbound")
     assert "quota" in reply.status_reason  # type: ignore[attr-defined]
-    assert int(await redis_client.get(quota_key("cust-1")) or 0) == 10
+    assert int(await redis_client.get(redis_keys.quota("cust-1")) or 0) == 10
 
 
 async def test_a_new_customer_message_resets_the_quota(
@@ -206,7 +209,7 @@ async def test_a_new_customer_message_resets_the_quota(
     harness = make_harness()
     await harness.pipeline.handle(customer_message("hi", message_id="q1"))
     await harness.deliver_queued()
-    await redis_client.set(quota_key("cust-1"), 10, keepttl=True)
+    await redis_client.set(redis_keys.quota("cust-1"), 10, keepttl=True)
     await harness.pipeline.handle(customer_message("hello again", message_id="q2"))
     assert [r.outcome for r in await harness.deliver_queued()] == [Delivery.SENT]
 
@@ -217,7 +220,7 @@ async def test_last_quota_slot_is_kept_for_the_handoff_notice(
     class CardBrain(RecordingBrain):
         async def respond(self, session, conversation, customer, turn):  # type: ignore[no-untyped-def]
             # staff and bot notices used most of this window's quota meanwhile
-            await redis_client.set(quota_key("cust-1"), 8, keepttl=True)
+            await redis_client.set(redis_keys.quota("cust-1"), 8, keepttl=True)
             card = [Reply("PT-0001 is available"), Reply(image_url="https://x/1.jpg")]
             return TurnResult("availability", "local", replies=card)
 
@@ -363,7 +366,7 @@ async def test_send_tiktok_accepted_but_never_recorded_is_settled_as_sent(
     assert isinstance(claim, _Claim)
     # A marker left by an earlier row with the same id (a database reset beside a Redis that
     # kept its keys) proves nothing about this claim.
-    await redis_client.set(outbox_sent_key(outbox_id), "1700000000.000000 tt-stale")
+    await redis_client.set(redis_keys.outbox_sent(outbox_id), "1700000000.000000 tt-stale")
     stale = await harness.delivery.settle_stuck_sends(timedelta(seconds=0))
     assert (stale.confirmed, stale.resent) == (0, 1)
     (entry,) = await rows(committed_db, OutboxEntry)
@@ -372,7 +375,7 @@ async def test_send_tiktok_accepted_but_never_recorded_is_settled_as_sent(
     assert isinstance(claim, _Claim)
     # TikTok answered and the marker was written; then the database update was lost.
     await redis_client.set(
-        outbox_sent_key(outbox_id), _sent_marker("tt-accepted", claim.claimed_at)
+        redis_keys.outbox_sent(outbox_id), _sent_marker("tt-accepted", claim.claimed_at)
     )
     settled = await harness.delivery.settle_stuck_sends(timedelta(seconds=0))
     assert (settled.confirmed, settled.resent, settled.unknown) == (1, 0, 0)

@@ -1,6 +1,6 @@
 """Messages that only make sense in a conversation, routed without one (the local model).
 
-The labels (see app/services/router/data/in_context.py): a bare piece asks whether it is
+The labels (see tools/router_data/in_context.py): a bare piece asks whether it is
 there; a waitlist request or letting a hold go is `hold`; how long holds last is `policy`;
 "hold up" is `other`; a piece's condition is asked like its availability.
 """

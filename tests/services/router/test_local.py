@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from app.services.router.data.build_train import normalise_for_leak_check
 from app.services.router.evaluate import evaluate, read_labelled
-from app.services.router.local import TRAIN_FILE, LocalRouter, load_examples, prepare
+from app.services.router.local import LocalRouter, load_examples, prepare
 from app.services.router.models import Intent
 from app.services.router.router import HybridRouter
-
-HOLDOUT_FILE = TRAIN_FILE.parent / "holdout.jsonl"
+from tools.router_data.build_train import HOLDOUT_FILE, normalise_for_leak_check
 
 
 @pytest.mark.parametrize(

@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings, get_settings
 from app.db.models import Conversation, Customer, Message
-from app.services.brain import TurnResult
-from app.services.catalog_io import import_catalog, import_orders
 from app.services.router import HybridRouter
 from app.services.router.local import get_local_router
 from app.services.shop import ShopBrain, load_default_faq
+from app.services.shop.catalog_io import import_catalog, import_orders
+from app.services.turns import TurnResult
 
 _ids = itertools.count(1)
 

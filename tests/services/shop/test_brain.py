@@ -391,18 +391,18 @@ async def test_prices_are_written_from_the_database(make_chat: MakeChat) -> None
 async def test_a_bug_mid_turn_leaves_nothing_behind_and_still_answers(
     make_chat: MakeChat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.services.shop import brain as brain_module
+    from app.services.shop.answers import Answers
 
     chat = await make_chat()
     await chat.say("is PT-0005 available?")
-    original = brain_module._Turn.waitlist
+    original = Answers.waitlist
 
-    async def broken(self: brain_module._Turn, item: Item) -> str:
+    async def broken(self: Answers, item: Item) -> str:
         await original(self, item)  # writes the waitlist entry...
         self.customer.usual_size = "XL"
         raise RuntimeError("bug")  # ...then fails
 
-    monkeypatch.setattr(brain_module._Turn, "waitlist", broken)
+    monkeypatch.setattr(Answers, "waitlist", broken)
     result = await chat.say("waitlist")
     assert reply_text(result) == replies.SNAG and result.intent == "other"
     assert await chat.session.scalar(select(func.count()).select_from(WaitlistEntry)) == 0

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.core.config import PROJECT_ROOT, Settings
 from app.db.models import FaqEntry
 from app.services import replies
-from app.services.catalog_io import ImportFailed
+from app.services.shop.catalog_io import ImportFailed
 from app.services.shop.faq import (
     DEFAULT_FAQ,
     FaqIndex,

@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.core.config import get_settings
 from app.db.models import Conversation, Message
 from app.db.session import create_session_factory
-from app.services.delivery import DeliveryService
-from app.services.inbound import InboundPipeline
+from app.services.messaging.delivery import DeliveryService
+from app.services.messaging.inbound import InboundPipeline
 from app.services.router import HybridRouter
 from app.services.shop import ShopBrain, run_hold_expiry
 from tests.conftest import SHARED_DIR

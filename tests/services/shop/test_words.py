@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.db.repositories.shop import SearchRow
+from app.db.repositories.items import SearchRow
 from app.services.shop.words import (
     ItemMatcher,
     asks_waitlist,

@@ -6,15 +6,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis.asyncio as aioredis
 
+from app.core import redis_keys
 from app.core.config import Settings, get_settings
-from app.db.repositories.tiktok import TikTokCredentialRepository
+from app.db.repositories.tiktok_credentials import TikTokCredentialRepository
 from app.db.session import SessionFactory
 from app.sandbox.control import SandboxControl
 from app.sandbox.server import free_port
-from app.services.tiktok.client import (
-    CAPABILITY_KEY_PREFIX,
-    UNSAVED_TOKENS_KEY,
-)
 from app.services.tiktok.errors import (
     TikTokAuthError,
     TikTokPermanentError,
@@ -23,7 +20,6 @@ from app.services.tiktok.errors import (
     TransientKind,
 )
 from app.services.tiktok.tokens import (
-    ACCESS_TOKEN_CACHE_KEY,
     CachedAccessToken,
     DbTokenStore,
     TokenPair,
@@ -259,7 +255,9 @@ async def test_rejected_token_is_refreshed_once_and_the_call_retried(
     assert stored.access_expires_at is not None and stored.refresh_expires_at is not None
     assert stored.access_expires_at - datetime.now(UTC) > timedelta(hours=23)
     assert stored.refresh_expires_at - datetime.now(UTC) > timedelta(days=300)
-    cached = CachedAccessToken.model_validate_json(await redis_client.get(ACCESS_TOKEN_CACHE_KEY))
+    cached = CachedAccessToken.model_validate_json(
+        await redis_client.get(redis_keys.TIKTOK_ACCESS_TOKEN)
+    )
     assert cached.access_token == tokens.access_token
 
 
@@ -406,14 +404,14 @@ async def test_rotated_tokens_survive_a_failed_database_write(
     await client.send_text(CONVERSATION, "sent with the new token")
 
     assert store.failed
-    assert await redis_client.get(UNSAVED_TOKENS_KEY) is not None
+    assert await redis_client.get(redis_keys.TIKTOK_UNSAVED_TOKENS) is not None
     # The next refresh must use the rotated refresh token, which only Redis holds now.
     await sandbox.expire_access_token()
     await client.send_text(CONVERSATION, "sent after the second refresh")
 
     tokens = await sandbox.tokens()
     assert tokens.refresh_count == 2
-    assert await redis_client.get(UNSAVED_TOKENS_KEY) is None
+    assert await redis_client.get(redis_keys.TIKTOK_UNSAVED_TOKENS) is None
     assert (await _stored_credential(token_sessions)).refresh_token == tokens.refresh_token
     assert len(await sandbox.messages()) == 2
 
@@ -435,7 +433,7 @@ async def test_capabilities_answer_is_cached_per_conversation(
 
     calls = await sandbox.calls()
     assert [c.endpoint for c in calls] == ["capabilities", "capabilities"]
-    ttl = await redis_client.ttl(CAPABILITY_KEY_PREFIX + CONVERSATION)
+    ttl = await redis_client.ttl(redis_keys.tiktok_image_capability(CONVERSATION))
     assert 5 * 3600 < ttl <= 6 * 3600
 
 

@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.db.models import ItemImage
 from app.db.session import SessionFactory, transaction
 from app.sandbox.control import SandboxControl
-from app.sandbox.media import mirror_url, placeholder_png
+from app.sandbox.media import placeholder_png
 from app.sandbox.server import BackgroundServer
-from app.services.catalog_io import import_catalog
-from app.services.delivery import MediaUnavailable
-from app.services.media import CachedMediaResolver
+from app.services.messaging.delivery import MediaUnavailable
+from app.services.messaging.media import CachedMediaResolver, mirror_url
+from app.services.shop.catalog_io import import_catalog
 from tests.services.tiktok.conftest import ClientFactory
 
 CATALOG = (

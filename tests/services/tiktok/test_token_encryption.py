@@ -16,12 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.core.config import Settings
 from app.core.crypto import SEALED_PREFIX, SecretBox, UnreadableSecret
 from app.db.models import Conversation, DeadLetter, OutboxEntry
-from app.db.repositories.tiktok import TikTokCredentialRepository
+from app.db.repositories.tiktok_credentials import TikTokCredentialRepository
 from app.db.session import SessionFactory, transaction
 from app.sandbox.control import SandboxControl
-from app.services.brain import MenuBrain
-from app.services.delivery import Delivery, DeliveryService
-from app.services.inbound import InboundPipeline, Outcome
+from app.services.messaging.delivery import Delivery, DeliveryService
+from app.services.messaging.inbound import InboundPipeline, Outcome
 from app.services.tiktok.errors import TikTokAuthError, TikTokPermanentError
 from app.services.tiktok.tokens import (
     TOKENS_KEY_PURPOSE,
@@ -30,7 +29,7 @@ from app.services.tiktok.tokens import (
     TokensUnreadable,
     token_box,
 )
-from tests.fakes import FixedMedia
+from tests.fakes import FixedMedia, MenuBrain
 from tests.services.pipeline.conftest import customer_message
 from tests.services.tiktok.conftest import ClientFactory
 

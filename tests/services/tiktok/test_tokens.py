@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import redis.asyncio as aioredis
 from sqlalchemy import func, select
 
+from app.core import redis_keys
 from app.core.config import get_settings
 from app.db.models import TikTokCredential
 from app.db.session import SessionFactory
 from app.services.tiktok.tokens import (
-    ACCESS_TOKEN_CACHE_KEY,
     AccessTokenCache,
     DbTokenStore,
     TokenPair,
@@ -73,15 +73,15 @@ async def test_cache_expires_with_the_access_token(redis_client: aioredis.Redis)
     )
 
     assert await cache.get() == cached
-    assert 29 * 60 < await redis_client.ttl(ACCESS_TOKEN_CACHE_KEY) <= 30 * 60
+    assert 29 * 60 < await redis_client.ttl(redis_keys.TIKTOK_ACCESS_TOKEN) <= 30 * 60
     # The refresh token never goes to Redis.
-    stored = json.loads(await redis_client.get(ACCESS_TOKEN_CACHE_KEY) or b"{}")
+    stored = json.loads(await redis_client.get(redis_keys.TIKTOK_ACCESS_TOKEN) or b"{}")
     assert set(stored) == {"access_token", "expires_at"}
 
 
 async def test_cache_of_unknown_expiry_is_reread_hourly(redis_client: aioredis.Redis) -> None:
     await AccessTokenCache(redis_client).set(TokenPair(access_token="a", refresh_token="r"))
-    assert 3500 < await redis_client.ttl(ACCESS_TOKEN_CACHE_KEY) <= 3600
+    assert 3500 < await redis_client.ttl(redis_keys.TIKTOK_ACCESS_TOKEN) <= 3600
 
 
 async def test_expired_token_is_not_cached(redis_client: aioredis.Redis) -> None:
@@ -92,6 +92,6 @@ async def test_expired_token_is_not_cached(redis_client: aioredis.Redis) -> None
 
 
 async def test_corrupt_cache_entry_is_dropped(redis_client: aioredis.Redis) -> None:
-    await redis_client.set(ACCESS_TOKEN_CACHE_KEY, b"not json")
+    await redis_client.set(redis_keys.TIKTOK_ACCESS_TOKEN, b"not json")
     assert await AccessTokenCache(redis_client).get() is None
-    assert await redis_client.exists(ACCESS_TOKEN_CACHE_KEY) == 0
+    assert await redis_client.exists(redis_keys.TIKTOK_ACCESS_TOKEN) == 0

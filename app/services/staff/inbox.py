@@ -8,25 +8,26 @@ while the person is still looking at the page instead of failing silently later.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.clock import unix_now, utc_now
 from app.core.config import Settings
+from app.core.errors import Conflict, NotFound
 from app.core.logging import get_logger
 from app.db.models import Conversation, ConversationMode, Customer, Message
 from app.db.repositories.conversations import ConversationRepository, MessageRepository
 from app.db.repositories.inbox import InboxRepository
 from app.db.session import SessionFactory, transaction
-from app.services.brain import Reply
-from app.services.outbound import queue_replies
-from app.services.staff_auth import SignedIn
-from app.services.window import WindowService, WindowState
+from app.services.messaging import transitions
+from app.services.messaging.outbound import queue_replies
+from app.services.messaging.window import WindowService, WindowState
+from app.services.staff.auth import SignedIn
+from app.services.turns import Reply
 
 log = get_logger(__name__)
 
@@ -39,15 +40,17 @@ class RefusalCode(StrEnum):
     QUOTA_SPENT = "quota_spent"
 
 
-class ReplyRefused(Exception):
-    def __init__(self, code: RefusalCode, detail: str) -> None:
-        self.code = code
-        self.detail = detail
+class ReplyRefused(Conflict):
+    def __init__(self, refusal: RefusalCode, detail: str) -> None:
+        self.refusal = refusal
+        self.code = refusal.value
         super().__init__(detail)
 
 
-class ConversationNotFound(LookupError):
-    pass
+class ConversationNotFound(NotFound):
+    def __init__(self, conversation_id: int) -> None:
+        self.conversation_id = conversation_id
+        super().__init__("There is no such conversation.")
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class WindowView:
     def seconds_left(self) -> int:
         if not self.open or self.ends_at is None:
             return 0
-        return max(0, int(self.ends_at - time.time()))
+        return max(0, int(self.ends_at - unix_now()))
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ class StaffInbox:
     async def overview(self, limit: int = 100) -> list[InboxEntry]:
         async with self.session_factory() as session:
             repository = InboxRepository(session)
-            rows = await repository.conversations(datetime.now(UTC), limit)
+            rows = await repository.conversations(utc_now(), limit)
             ids = [conversation.id for conversation, _ in rows]
             last = await repository.last_messages(ids)
             queued = await repository.pending_outbound(ids)
@@ -165,8 +168,7 @@ class StaffInbox:
                 outbox_ids, {"staff_id": staff.staff_id, "staff_name": staff.display_name}
             )
             # Replying is taking over; the inactivity timeout counts from this moment.
-            conversation.mode = ConversationMode.HUMAN.value
-            conversation.human_since = datetime.now(UTC)
+            transitions.take_over(conversation, utc_now())
         log.info(
             "staff_replied",
             conversation_id=conversation_id,
@@ -208,12 +210,14 @@ class StaffInbox:
             if locked is None:
                 raise ConversationNotFound(conversation_id)
             conversation, _ = locked
-            conversation.mode = mode.value
-            conversation.human_since = datetime.now(UTC) if mode is ConversationMode.HUMAN else None
+            if mode is ConversationMode.HUMAN:
+                transitions.take_over(conversation, utc_now())
+            else:
+                transitions.hand_back(conversation)
         log.info(
             "conversation_mode_set",
             conversation_id=conversation_id,
-            mode=mode.value,
+            mode=mode,
             staff_id=staff.staff_id,
         )
 

@@ -27,17 +27,17 @@ import ipaddress
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select
 
+from app.core.clock import utc_now
 from app.core.logging import get_logger
-from app.db.models import ItemImage
+from app.db.repositories.items import ItemRepository
 from app.db.session import SessionFactory, transaction
-from app.sandbox.media import mirror_url
-from app.services.delivery import MediaUnavailable
+from app.services.messaging.delivery import MediaUnavailable
 from app.services.tiktok.errors import TikTokPermanentError
 
 log = get_logger(__name__)
@@ -149,9 +149,9 @@ class CachedMediaResolver:
     allowed_hosts: Sequence[str] = field(kw_only=True)
 
     async def media_id_for(self, image_url: str) -> str:
-        now = datetime.now(UTC)
+        now = utc_now()
         async with transaction(self.session_factory) as session:
-            image = await session.scalar(select(ItemImage).where(ItemImage.url == image_url))
+            image = await ItemRepository(session).image_by_url(image_url)
             if (
                 image is not None
                 and image.tiktok_media_id
@@ -170,7 +170,7 @@ class CachedMediaResolver:
         except TikTokPermanentError as error:
             raise MediaUnavailable(f"upload refused: {error}") from error
         async with transaction(self.session_factory) as session:
-            image = await session.scalar(select(ItemImage).where(ItemImage.url == image_url))
+            image = await ItemRepository(session).image_by_url(image_url)
             if image is not None:
                 image.tiktok_media_id = media_id
                 image.media_uploaded_at = now
@@ -297,3 +297,15 @@ def _within(url: httpx.URL, base: httpx.URL) -> bool:
     return (url.scheme, url.raw_host, url.port) == (base.scheme, base.raw_host, base.port) and (
         url.path + "/"
     ).startswith(prefix)
+
+
+def mirror_url(mirror: str, original: str) -> str:
+    """`https://cdn.example/PT-1/1.jpg` → `{mirror}/cdn.example/PT-1/1.jpg`.
+
+    Built from the parsed host and path, not the raw text after the scheme: credentials or a
+    port in the original must not turn into part of the path the mirror is asked for."""
+    parts = urlsplit(original)
+    if not parts.hostname:
+        raise ValueError("a mirrored URL needs a host")
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{mirror.rstrip('/')}/{parts.hostname}{parts.path or '/'}{query}"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.services.catalog_io import ImportSummary, import_catalog, import_orders
+from app.core.config import PROJECT_ROOT
+from app.services.shop.catalog_io import ImportSummary, import_catalog, import_orders
 from app.services.shop.faq import load_default_faq
 
-DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
+DEMO_DIR = PROJECT_ROOT / "app" / "demo"
 
 
 async def load_demo_shop(session: AsyncSession) -> tuple[ImportSummary, ImportSummary]:

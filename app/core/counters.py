@@ -17,14 +17,11 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from app.core import redis_keys
 from app.core.logging import get_logger
 
 log = get_logger(__name__)
 
-MESSAGES_KEY = "philia:metrics:messages"  # field "intent|layer": turns answered
-SENDS_KEY = "philia:metrics:sends"  # field: the delivery outcome
-LLM_CALLS_KEY = "philia:metrics:llm_calls"  # field "ok" | "failed"
-LLM_LATENCY_KEY = "philia:metrics:llm_latency"  # fields "le:<bound>", "sum", "count"
 
 # An LLM call is bounded by OPENAI_TIMEOUT_SECONDS (at most 8 s).
 LLM_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -44,18 +41,18 @@ class WorkerMetrics:
     redis: aioredis.Redis
 
     async def turn_answered(self, intent: str, layer: str) -> None:
-        await self._count(MESSAGES_KEY, f"{intent}{FIELD_SEPARATOR}{layer}")
+        await self._count(redis_keys.METRICS_MESSAGES, f"{intent}{FIELD_SEPARATOR}{layer}")
 
     async def send_result(self, outcome: str) -> None:
-        await self._count(SENDS_KEY, outcome)
+        await self._count(redis_keys.METRICS_SENDS, outcome)
 
     async def llm_call(self, ok: bool, seconds: float) -> None:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hincrby(LLM_CALLS_KEY, "ok" if ok else "failed", 1)
-                pipe.hincrby(LLM_LATENCY_KEY, latency_bucket(seconds), 1)
-                pipe.hincrby(LLM_LATENCY_KEY, "count", 1)
-                pipe.hincrbyfloat(LLM_LATENCY_KEY, "sum", seconds)
+                pipe.hincrby(redis_keys.METRICS_LLM_CALLS, "ok" if ok else "failed", 1)
+                pipe.hincrby(redis_keys.METRICS_LLM_LATENCY, latency_bucket(seconds), 1)
+                pipe.hincrby(redis_keys.METRICS_LLM_LATENCY, "count", 1)
+                pipe.hincrbyfloat(redis_keys.METRICS_LLM_LATENCY, "sum", seconds)
                 await pipe.execute()
         except (RedisError, OSError) as error:
             log.debug("metric_not_recorded", metric="llm_call", error=str(error))

@@ -27,6 +27,7 @@ from pydantic import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.clock import utc_now
 from app.db.models import (
     Category,
     Condition,
@@ -41,9 +42,10 @@ from app.db.models import (
     OrderItem,
     OrderStatus,
 )
-from app.db.repositories.catalog import DropRepository, HoldRepository, ItemRepository
+from app.db.repositories.holds import HoldRepository
+from app.db.repositories.items import DropRepository, ItemRepository
 from app.db.repositories.orders import CustomerRepository, OrderRepository
-from app.services.normalize import ORDER_NUMBER_PATTERN, SKU_PATTERN, normalize_size
+from app.services.identifiers import ORDER_NUMBER_PATTERN, SKU_PATTERN, normalize_size
 
 CATALOG_COLUMNS: tuple[str, ...] = (
     "sku",
@@ -295,7 +297,7 @@ async def import_catalog(session: AsyncSession, text: str) -> ImportSummary:
     items = ItemRepository(session)
     drops = DropRepository(session)
     holds = HoldRepository(session)
-    existing = await items.by_skus([row.sku for _, row in rows])
+    existing = await items.by_skus_with_media([row.sku for _, row in rows])
     summary = ImportSummary()
     for _, row in rows:
         item = existing.get(row.sku)
@@ -354,17 +356,17 @@ async def _reconcile_status(
     stays reserved for them until the hold ends. `sold` ends any hold.
     """
     active = await holds.active_for_item(item.id)
-    now = datetime.now(UTC)
-    status = wanted.value
+    now = utc_now()
+    status = wanted
     if wanted is ItemStatus.RESERVED and active is None:
-        session.add(Hold(item_id=item.id, customer_id=None, status=HoldStatus.ACTIVE.value))
+        session.add(Hold(item_id=item.id, customer_id=None, status=HoldStatus.ACTIVE))
     elif wanted is ItemStatus.AVAILABLE and active is not None:
         if active.customer_id is None:
-            active.status, active.ended_at = HoldStatus.RELEASED.value, now
+            active.status, active.ended_at = HoldStatus.RELEASED, now
         else:
-            status = ItemStatus.RESERVED.value
+            status = ItemStatus.RESERVED
     elif wanted is ItemStatus.SOLD and active is not None:
-        active.status, active.ended_at = HoldStatus.CONVERTED.value, now
+        active.status, active.ended_at = HoldStatus.CONVERTED, now
     if item.status != status:
         item.status = status
         return True
@@ -373,7 +375,7 @@ async def _reconcile_status(
 
 async def import_orders(session: AsyncSession, text: str) -> ImportSummary:
     rows = parse_rows(text, ORDER_COLUMNS, OrderRow, "order_number")
-    items = await ItemRepository(session).by_skus(
+    items = await ItemRepository(session).by_skus_with_media(
         sorted({sku for _, row in rows for sku in row.items})
     )
     customers = CustomerRepository(session)

@@ -1,6 +1,6 @@
 """Choose the local router's confidence threshold on the project's own held-out data.
 
-    uv run python -m app.services.router.data.tune_threshold
+    uv run python -m tools.router_data.tune_threshold
 
 Two views, neither using the shared evaluation sets: (1) train on train.jsonl, measure on
 holdout.jsonl (hand-written DMs never trained on); (2) train on 80 % of train.jsonl and
@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import random
 
-from app.services.router.data.build_train import HOLDOUT_FILE
 from app.services.router.local import Example, load_examples, tune_threshold
 from app.services.router.models import Intent
+from tools.router_data.build_train import HOLDOUT_FILE
 
 CANDIDATES = (0.0, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7)
 

@@ -19,7 +19,7 @@ settles it from the evidence, never by guessing:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -28,15 +28,23 @@ import structlog
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import redis_keys
+from app.core.clock import utc_now
 from app.core.config import Settings
+from app.core.counters import WorkerMetrics
 from app.core.logging import get_logger
-from app.db.models import Conversation, Customer, Message, MessageStatus, OutboxStatus
-from app.db.repositories.conversations import DeadLetterRepository, OutboxRepository
+from app.db.models import Conversation, Message, OutboxStatus
+from app.db.repositories.conversations import (
+    ConversationRepository,
+    DeadLetterRepository,
+    MessageRepository,
+    OutboxRepository,
+)
+from app.db.repositories.orders import CustomerRepository
 from app.db.session import SessionFactory, transaction
-from app.services.inbound import outbox_sent_key, sent_marker_key
-from app.services.metrics import WorkerMetrics
+from app.services.messaging import transitions
+from app.services.messaging.window import WindowService
 from app.services.tiktok.errors import TikTokPermanentError, TikTokTransientError, backoff_delay
-from app.services.window import WindowService
 
 log = get_logger(__name__)
 
@@ -115,9 +123,13 @@ class DeliveryService:
             return await self._permanent(outbox_id, claim, error)
         try:
             async with self.redis.pipeline(transaction=False) as markers:
-                markers.set(sent_marker_key(tiktok_message_id), outbox_id, ex=_MARKER_TTL_SECONDS)
                 markers.set(
-                    outbox_sent_key(outbox_id),
+                    redis_keys.sent_by_tiktok_id(tiktok_message_id),
+                    outbox_id,
+                    ex=_MARKER_TTL_SECONDS,
+                )
+                markers.set(
+                    redis_keys.outbox_sent(outbox_id),
                     _sent_marker(tiktok_message_id, claim.claimed_at),
                     ex=_MARKER_TTL_SECONDS,
                 )
@@ -127,8 +139,12 @@ class DeliveryService:
             # would leave the row `sending` with no evidence, and it would be sent again.
             log.warning("sent_marker_failed", error=str(error))
         async with transaction(self.session_factory) as session:
-            await OutboxRepository(session).mark_sent(
-                outbox_id, claim.message_id, tiktok_message_id, datetime.now(UTC)
+            await transitions.mark_sent(
+                session,
+                outbox_id,
+                claim.message_id,
+                tiktok_message_id=tiktok_message_id,
+                sent_at=utc_now(),
             )
         log.info("reply_sent", tiktok_message_id=tiktok_message_id, attempts=claim.attempts)
         return DeliveryResult(Delivery.SENT)
@@ -136,7 +152,7 @@ class DeliveryService:
     async def _claim(self, outbox_id: int) -> _Claim | DeliveryResult:
         async with transaction(self.session_factory) as session:
             claimed = await OutboxRepository(session).claim(outbox_id)
-            if claimed is None or claimed[0].status != OutboxStatus.PENDING.value:
+            if claimed is None or claimed[0].status != OutboxStatus.PENDING:
                 # Someone else holds it, or it is already done: a duplicate task.
                 return DeliveryResult(Delivery.SKIPPED)
             entry, message, conversation, customer = claimed
@@ -144,20 +160,17 @@ class DeliveryService:
                 conversation.id, outbox_id
             )
             if waiting:
-                now = datetime.now(UTC)
+                now = utc_now()
                 delay = max(0.3, (due - now).total_seconds()) if due and due > now else 0.3
                 return DeliveryResult(Delivery.DEFERRED, retry_in=delay)
             refusal = await self.window.reserve_reply(customer.tiktok_user_id, conversation)
             if refusal is not None:
-                entry.status = OutboxStatus.NOT_SENT.value
-                entry.last_error = refusal.value
-                message.status = MessageStatus.NOT_SENT.value
-                message.status_reason = refusal.value
+                transitions.mark_not_delivered(entry, message, OutboxStatus.NOT_SENT, refusal.value)
                 log.info("reply_not_sent", reason=refusal.name.lower())
                 return DeliveryResult(Delivery.NOT_SENT)
-            entry.status = OutboxStatus.SENDING.value
+            entry.status = OutboxStatus.SENDING
             entry.attempts += 1
-            entry.claimed_at = claimed_at = datetime.now(UTC)
+            entry.claimed_at = claimed_at = utc_now()
             return _Claim(
                 message_id=message.id,
                 conversation_tiktok_id=conversation.tiktok_conversation_id,
@@ -190,19 +203,12 @@ class DeliveryService:
         async with transaction(self.session_factory) as session:
             entry = await OutboxRepository(session).get_for_update(outbox_id)
             assert entry is not None
-            message = await session.get(Message, entry.message_id)
+            message = await MessageRepository(session).get(entry.message_id)
             assert message is not None
-            entry.status = status.value
-            entry.last_error = error[:2000]
             if status is OutboxStatus.PENDING:
-                entry.next_attempt_at = datetime.now(UTC) + timedelta(seconds=retry_in)
+                transitions.retry_later(entry, utc_now() + timedelta(seconds=retry_in), error)
             else:
-                message.status = (
-                    MessageStatus.NOT_SENT.value
-                    if status is OutboxStatus.NOT_SENT
-                    else MessageStatus.FAILED.value
-                )
-                message.status_reason = error[:2000]
+                transitions.mark_not_delivered(entry, message, status, error)
             conversation = await self._conversation_of(session, message)
             if release_slot:
                 await self._release_slot(session, conversation)
@@ -217,13 +223,13 @@ class DeliveryService:
 
     @staticmethod
     async def _conversation_of(session: AsyncSession, message: Message) -> Conversation:
-        conversation = await session.get(Conversation, message.conversation_id)
+        conversation = await ConversationRepository(session).get(message.conversation_id)
         assert conversation is not None
         return conversation
 
     async def _release_slot(self, session: AsyncSession, conversation: Conversation) -> None:
         """Give back the quota slot a claim reserved for a reply that did not go out."""
-        customer = await session.get(Customer, conversation.customer_id)
+        customer = await CustomerRepository(session).get(conversation.customer_id)
         assert customer is not None
         await self.window.release_reply(customer.tiktok_user_id, conversation)
 
@@ -269,7 +275,7 @@ class DeliveryService:
 
     async def settle_stuck_sends(self, grace: timedelta) -> StuckSends:
         """Rows left `sending` by a dead worker, settled from the evidence (module doc)."""
-        now = datetime.now(UTC)
+        now = utc_now()
         resend_after = self.settings.resend_unconfirmed_after_seconds
         counts = StuckSends()
         async with transaction(self.session_factory) as session:
@@ -277,15 +283,19 @@ class DeliveryService:
             letters = DeadLetterRepository(session)
             for entry in stuck:
                 tiktok_message_id = _sent_by_marker(
-                    await self.redis.get(outbox_sent_key(entry.id)), entry.claimed_at
+                    await self.redis.get(redis_keys.outbox_sent(entry.id)), entry.claimed_at
                 )
-                message = await session.get(Message, entry.message_id)
+                message = await MessageRepository(session).get(entry.message_id)
                 assert message is not None
                 if tiktok_message_id is not None:
-                    entry.status = OutboxStatus.SENT.value
-                    message.status = MessageStatus.SENT.value
-                    message.tiktok_message_id = tiktok_message_id
-                    message.sent_at = entry.claimed_at
+                    # TikTok answered within the call that began at the claim.
+                    await transitions.mark_sent(
+                        session,
+                        entry.id,
+                        message.id,
+                        tiktok_message_id=tiktok_message_id,
+                        sent_at=entry.claimed_at or now,
+                    )
                     counts.confirmed += 1
                     log.info("send_confirmed_by_marker", outbox_id=entry.id)
                     continue
@@ -295,17 +305,17 @@ class DeliveryService:
                         continue  # its echo may still be on the way
                     conversation = await self._conversation_of(session, message)
                     await self._release_slot(session, conversation)
-                    entry.status = OutboxStatus.PENDING.value
-                    entry.next_attempt_at = now
-                    entry.last_error = "TikTok never confirmed the send (no echo): sent again"
+                    transitions.retry_later(
+                        entry, now, "TikTok never confirmed the send (no echo): sent again"
+                    )
                     counts.resent += 1
                     log.warning("reply_resent_unconfirmed", outbox_id=entry.id)
                     continue
-                entry.status = OutboxStatus.UNKNOWN.value
-                entry.last_error = "worker stopped during the TikTok call; outcome unknown"
+                reason = "worker stopped during the TikTok call; outcome unknown"
+                transitions.mark_outcome_unknown(entry, reason)
                 await letters.park(
                     "send_unknown",
-                    entry.last_error,
+                    reason,
                     payload={"outbox_id": entry.id, "message_id": entry.message_id},
                     attempts=entry.attempts,
                 )

@@ -9,7 +9,6 @@ messages recorded together (a burst) can be answered as one turn.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,15 +18,18 @@ import redis.asyncio as aioredis
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import redis_keys
+from app.core.clock import unix_now, utc_now
 from app.core.config import Settings
+from app.core.counters import WorkerMetrics
 from app.core.logging import get_logger
 from app.db.models import (
     Conversation,
     ConversationMode,
     Customer,
+    Direction,
     Message,
     MessageStatus,
-    OutboxStatus,
 )
 from app.db.repositories.conversations import (
     ConversationRepository,
@@ -36,9 +38,9 @@ from app.db.repositories.conversations import (
 )
 from app.db.session import SessionFactory, transaction
 from app.services import replies
-from app.services.brain import Brain, Reply, TurnResult
-from app.services.metrics import WorkerMetrics
-from app.services.outbound import expand_replies, queue_replies
+from app.services.messaging import transitions
+from app.services.messaging.outbound import expand_replies, queue_replies
+from app.services.messaging.window import WindowService
 from app.services.tiktok.webhook import (
     EventType,
     MessageContent,
@@ -47,7 +49,7 @@ from app.services.tiktok.webhook import (
     parse_content,
     parse_envelope,
 )
-from app.services.window import WindowService, quota_key
+from app.services.turns import Brain, Reply, TurnResult
 
 log = get_logger(__name__)
 
@@ -60,20 +62,6 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     IGNORED = "ignored"
     ECHO = "echo"
-
-
-def event_marker_key(event_id: str) -> str:
-    return f"philia:event:{event_id}"
-
-
-def sent_marker_key(tiktok_message_id: str) -> str:
-    return f"philia:sent:{tiktok_message_id}"
-
-
-def outbox_sent_key(outbox_id: int) -> str:
-    """TikTok's message id for an outbox row, written the moment TikTok accepted the send,
-    so a row whose database update was lost (worker or database gone) is still known sent."""
-    return f"philia:outbox-sent:{outbox_id}"
 
 
 def _utc_from_ms(timestamp_ms: int) -> datetime:
@@ -110,7 +98,7 @@ class InboundPipeline:
         structlog.contextvars.bind_contextvars(
             event_id=event_id, conversation_id=content.conversation_id
         )
-        marker = event_marker_key(event_id)
+        marker = redis_keys.event_handled(event_id)
         if await self.redis.get(marker) is not None:
             log.info("event_duplicate", source="redis")
             return Outcome.DUPLICATE
@@ -134,7 +122,8 @@ class InboundPipeline:
             conversation, customer = await ConversationRepository(session).ensure_locked(
                 content.conversation_id, content.from_user.id, content.sender
             )
-            message_id = await MessageRepository(session).record_inbound(
+            message_id = await MessageRepository(session).record_event(
+                Direction.INBOUND,
                 {
                     "conversation_id": conversation.id,
                     "event_id": event_id,
@@ -142,9 +131,9 @@ class InboundPipeline:
                     "text": content.text.body if content.text is not None else None,
                     "payload": content.model_dump(mode="json", by_alias=True),
                     "entities": {},
-                    "status": MessageStatus.RECEIVED.value,
+                    "status": MessageStatus.RECEIVED,
                     "sent_at": _utc_from_ms(content.timestamp),
-                }
+                },
             )
             if message_id is not None:
                 await self.window.refresh(content.from_user.id, content.timestamp, conversation)
@@ -218,29 +207,28 @@ class InboundPipeline:
         deliveries: list[int],
     ) -> str | None:
         last = turn[-1]
-        now = datetime.now(UTC)
+        now = utc_now()
 
         def finish(reason: str | None, result: TurnResult | None = None) -> None:
             for message in turn:
-                message.status = MessageStatus.PROCESSED.value
+                message.status = MessageStatus.PROCESSED
                 message.status_reason = reason
                 if result is not None:
                     message.intent = result.intent
                     message.router_source = result.router_source
                     message.entities = result.entities
 
-        if conversation.mode == ConversationMode.HUMAN.value:
+        if conversation.mode is ConversationMode.HUMAN:
             idle = timedelta(hours=self.settings.human_inactivity_timeout_hours)
-            if conversation.human_since is not None and now - conversation.human_since > idle:
-                conversation.mode = ConversationMode.BOT.value
-                conversation.human_since = None
+            if transitions.handoff_lapsed(conversation, now, idle):
+                transitions.hand_back(conversation)
                 log.info("handoff_expired")
             else:
                 finish("human mode: the bot stays silent")
                 log.info("turn_silenced", reason="human_mode")
                 return None
-        last_stamp = last.sent_at.timestamp() * 1000 if last.sent_at else time.time() * 1000
-        if self.window.window_end_for(int(last_stamp)) <= time.time():
+        last_stamp = last.sent_at.timestamp() * 1000 if last.sent_at else unix_now() * 1000
+        if self.window.window_end_for(int(last_stamp)) <= unix_now():
             finish("window closed before the message was handled: nothing sent")
             log.info("turn_silenced", reason="window_closed")
             return None
@@ -261,8 +249,7 @@ class InboundPipeline:
             )
         )
         if handoff_reason is not None:
-            conversation.mode = ConversationMode.HUMAN.value
-            conversation.human_since = now
+            transitions.take_over(conversation, now)
         deliveries.extend(result.other_outbox_ids)
         finish(None, result)
         log.info(
@@ -278,7 +265,7 @@ class InboundPipeline:
     async def _handle_echo(self, event_id: str, content: MessageContent) -> Outcome:
         """Our own sends come back as echoes; anything else was typed by staff in the app."""
         tiktok_message_id = content.message_id or event_id
-        if await self.redis.get(sent_marker_key(tiktok_message_id)) is not None:
+        if await self.redis.get(redis_keys.sent_by_tiktok_id(tiktok_message_id)) is not None:
             return Outcome.ECHO
         body = content.text.body if content.text is not None else None
         customer_id = content.to_user.id if content.to_user is not None else None
@@ -294,11 +281,11 @@ class InboundPipeline:
             # this very send right now; only then is "not ours" a safe conclusion.
             in_flight = await OutboxRepository(session).in_flight_for(conversation.id)
             if await messages.outbound_by_tiktok_id(tiktok_message_id) is not None or (
-                await self.redis.get(sent_marker_key(tiktok_message_id)) is not None
+                await self.redis.get(redis_keys.sent_by_tiktok_id(tiktok_message_id)) is not None
             ):
                 return Outcome.ECHO
             for entry in in_flight:
-                message = await session.get(Message, entry.message_id)
+                message = await messages.get(entry.message_id)
                 if (
                     message is not None
                     and message.text == body
@@ -306,13 +293,17 @@ class InboundPipeline:
                 ):
                     # A send whose result we never recorded (worker died mid-call) is
                     # confirmed by its echo.
-                    entry.status = OutboxStatus.SENT.value
-                    message.status = MessageStatus.SENT.value
-                    message.tiktok_message_id = tiktok_message_id
-                    message.sent_at = _utc_from_ms(content.timestamp)
+                    await transitions.mark_sent(
+                        session,
+                        entry.id,
+                        message.id,
+                        tiktok_message_id=tiktok_message_id,
+                        sent_at=_utc_from_ms(content.timestamp),
+                    )
                     log.info("send_confirmed_by_echo", outbox_id=entry.id)
                     return Outcome.ECHO
-            await messages.record_inbound(
+            await messages.record_event(
+                Direction.OUTBOUND,
                 {
                     "conversation_id": conversation.id,
                     "event_id": event_id,
@@ -320,16 +311,14 @@ class InboundPipeline:
                     "text": body,
                     "payload": content.model_dump(mode="json", by_alias=True),
                     "entities": {},
-                    "status": MessageStatus.SENT.value,
+                    "status": MessageStatus.SENT,
                     "sent_at": _utc_from_ms(content.timestamp),
                     "sent_by": "staff_app",
                     "tiktok_message_id": tiktok_message_id,
-                    "direction": "outbound",
-                }
+                },
             )
-            conversation.mode = ConversationMode.HUMAN.value
-            conversation.human_since = datetime.now(UTC)
+            transitions.take_over(conversation, utc_now())
             conversation.replies_in_window += 1
-        await self.redis.incr(quota_key(customer.tiktok_user_id))
+        await self.redis.incr(redis_keys.quota(customer.tiktok_user_id))
         log.info("staff_took_over", via="tiktok_app")
         return Outcome.ECHO

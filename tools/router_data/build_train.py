@@ -1,6 +1,6 @@
 """Build `train.jsonl`, the local router's training set, from hand-written DMs and templates.
 
-    uv run python -m app.services.router.data.build_train
+    uv run python -m tools.router_data.build_train
 
 The output is deterministic (fixed seed) and committed, so the router trains on exactly
 the reviewed file and never needs this script at run time. Variants imitate how DMs are
@@ -21,18 +21,20 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from app.services.router.data import assistant_requests as assistant
-from app.services.router.data import handwritten as hw
-from app.services.router.data import in_context, vocab
-from app.services.router.data.grammars import CONTRASTS, GRAMMARS, Rule
-from app.services.router.data.handwritten_other import INJECTION, OTHER
 from app.services.router.models import Intent
+from tools.router_data import assistant_requests as assistant
+from tools.router_data import handwritten as hw
+from tools.router_data import in_context, vocab
+from tools.router_data.grammars import CONTRASTS, GRAMMARS, Rule
+from tools.router_data.handwritten_other import INJECTION, OTHER
 
 DATA_DIR = Path(__file__).resolve().parent
-TRAIN_FILE = DATA_DIR / "train.jsonl"
+PROJECT_ROOT = DATA_DIR.parents[1]
+# The one file the running router reads; everything else here is for building it.
+TRAIN_FILE = PROJECT_ROOT / "app" / "services" / "router" / "data" / "train.jsonl"
 # Hand-written DMs kept apart from training, to tune the threshold and check generalisation.
 HOLDOUT_FILE = DATA_DIR / "holdout.jsonl"
-EVAL_DIR = DATA_DIR.parents[3].parent / "shared" / "eval"
+EVAL_DIR = PROJECT_ROOT.parent / "shared" / "eval"
 SEED = 20261126
 
 Example = tuple[str, Intent]

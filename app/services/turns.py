@@ -12,7 +12,6 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Conversation, Customer, Message
-from app.services import replies
 
 
 @dataclass(frozen=True)
@@ -42,23 +41,3 @@ class Brain(Protocol):
         customer: Customer,
         turn: list[Message],
     ) -> TurnResult: ...
-
-
-class MenuBrain:
-    """The fallback brain: menu digit 3 hands over, everything else gets the menu."""
-
-    async def respond(
-        self,
-        session: AsyncSession,
-        conversation: Conversation,
-        customer: Customer,
-        turn: list[Message],
-    ) -> TurnResult:
-        last = turn[-1]
-        if last.message_type != "text":
-            return TurnResult("other", "pattern", replies=[Reply(replies.CANNOT_READ_MEDIA)])
-        if (last.text or "").strip() == "3":
-            return TurnResult(
-                "human", "menu", replies=[Reply(replies.HANDOFF_CONFIRM)], handoff=True
-            )
-        return TurnResult("menu", "menu", replies=[Reply(replies.MENU)])

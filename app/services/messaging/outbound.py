@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Conversation
 from app.db.repositories.conversations import MessageRepository, OutboxRepository
-from app.services.brain import Reply
 from app.services.tiktok.text import split_text
+from app.services.turns import Reply
 
 
 def expand_replies(planned: Sequence[Reply], max_text_chars: int) -> list[Reply]:

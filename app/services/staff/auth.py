@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -22,12 +21,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import redis_keys
+from app.core.clock import unix_now
 from app.core.config import Settings
 from app.core.logging import get_logger
+from app.core.throttle import AttemptCounter
 from app.db.models import StaffUser
 from app.db.repositories.staff import StaffRepository
 from app.db.session import SessionFactory, transaction
-from app.services.throttle import AttemptCounter
 
 log = get_logger(__name__)
 
@@ -107,14 +108,6 @@ class StaffSession:
     created_at: float
 
 
-def session_key(token: str) -> str:
-    return f"STAFF_SESSION:{_digest(token)}"
-
-
-def sessions_of_key(staff_id: int) -> str:
-    return f"STAFF_SESSIONS:{staff_id}"
-
-
 class SessionStore:
     """Random tokens mapped to a staff id and a per-session CSRF token.
 
@@ -129,44 +122,44 @@ class SessionStore:
 
     async def create(self, staff_id: int) -> tuple[str, StaffSession]:
         token = secrets.token_urlsafe(32)
-        session = StaffSession(staff_id, secrets.token_urlsafe(32), time.time())
-        key = session_key(token)
+        session = StaffSession(staff_id, secrets.token_urlsafe(32), unix_now())
+        key = redis_keys.staff_session(token)
         value = orjson.dumps(
             {"staff_id": staff_id, "csrf": session.csrf_token, "created_at": session.created_at}
         )
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(key, value, ex=min(self.idle_seconds, self.max_seconds))
-            pipe.sadd(sessions_of_key(staff_id), key)
-            pipe.expire(sessions_of_key(staff_id), self.max_seconds)
+            pipe.sadd(redis_keys.staff_sessions_of(staff_id), key)
+            pipe.expire(redis_keys.staff_sessions_of(staff_id), self.max_seconds)
             await pipe.execute()
         return token, session
 
     async def get(self, token: str | None) -> StaffSession | None:
         if token is None or not _TOKEN.fullmatch(token):
             return None
-        key = session_key(token)
+        key = redis_keys.staff_session(token)
         raw = await self.redis.getex(key, ex=self.idle_seconds)
         if raw is None:
             return None
         data = orjson.loads(raw)
         session = StaffSession(int(data["staff_id"]), str(data["csrf"]), float(data["created_at"]))
-        if time.time() - session.created_at > self.max_seconds:
+        if unix_now() - session.created_at > self.max_seconds:
             await self.redis.delete(key)
             return None
         return session
 
     async def delete(self, token: str | None) -> None:
         if token is not None and _TOKEN.fullmatch(token):
-            await self.redis.delete(session_key(token))
+            await self.redis.delete(redis_keys.staff_session(token))
 
     async def revoke_all(self, staff_id: int) -> int:
         """End every session of one account (disabled, password changed)."""
         keys = [
             key.decode() if isinstance(key, bytes) else str(key)
-            for key in await self.redis.smembers(sessions_of_key(staff_id))  # type: ignore[misc]
+            for key in await self.redis.smembers(redis_keys.staff_sessions_of(staff_id))  # type: ignore[misc]
         ]
         ended = int(await self.redis.delete(*keys)) if keys else 0
-        await self.redis.delete(sessions_of_key(staff_id))
+        await self.redis.delete(redis_keys.staff_sessions_of(staff_id))
         return ended
 
 
@@ -195,34 +188,22 @@ class LoginThrottle:
         # Counted before the password is checked, given back if it succeeds.
         self._attempts = AttemptCounter(redis, self.lockout_seconds)
 
-    @staticmethod
-    def _pair_key(email: str, ip: str) -> str:
-        return f"STAFF_LOGIN_FAILS:pair:{_digest(email)}:{ip}"
-
-    @staticmethod
-    def _email_key(email: str) -> str:
-        return f"STAFF_LOGIN_FAILS:email:{_digest(email)}"
-
-    @staticmethod
-    def _ip_key(ip: str) -> str:
-        return f"STAFF_LOGIN_FAILS:ip:{ip}"
-
     async def begin(self, email: str, ip: str) -> int:
         """Count an attempt as failed until it succeeds; the seconds to wait if locked."""
         return await self._attempts.begin(
             {
-                self._pair_key(email, ip): self.max_per_email_and_ip,
-                self._ip_key(ip): self.max_per_ip,
-                self._email_key(email): self.max_per_account,
+                redis_keys.login_fails_for_email_at(email, ip): self.max_per_email_and_ip,
+                redis_keys.login_fails_from(ip): self.max_per_ip,
+                redis_keys.login_fails_for_email(email): self.max_per_account,
             }
         )
 
     async def succeeded(self, email: str, ip: str) -> None:
         # This person at this address starts afresh; the wider counts only get this attempt
         # back, so one good login does not wipe the count of someone guessing elsewhere.
-        await self.redis.delete(self._pair_key(email, ip))
-        await self._attempts.give_back(self._ip_key(ip))
-        await self._attempts.give_back(self._email_key(email))
+        await self.redis.delete(redis_keys.login_fails_for_email_at(email, ip))
+        await self._attempts.give_back(redis_keys.login_fails_from(ip))
+        await self._attempts.give_back(redis_keys.login_fails_for_email(email))
 
 
 @dataclass(frozen=True)

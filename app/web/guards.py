@@ -1,6 +1,6 @@
 """Cookies, CSRF and the gate in front of /admin.
 
-Every staff page sits behind a server-side session (see app.services.staff_auth). Every
+Every staff page sits behind a server-side session (see app.services.staff.auth). Every
 state-changing request carries the session's CSRF token, in a hidden form field or, from
 scripts, in the X-CSRF-Token header, compared in constant time. SameSite=Lax on the
 cookie already stops most cross-site posts; the token covers the rest (old browsers,
@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.config import Environment, Settings
-from app.services.staff_auth import Passwords, SignedIn, StaffAuth
+from app.services.staff.auth import Passwords, SignedIn, StaffAuth
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.core.security import (
+from app.services.tiktok.signature import (
     InvalidSignature,
     SignatureProblem,
     compute_signature,

@@ -9,13 +9,14 @@ are restored if Redis lost them (it keeps nothing on disk).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
 import redis.asyncio as aioredis
 
+from app.core import redis_keys
+from app.core.clock import unix_now
 from app.core.config import Settings
 from app.db.models import Conversation
 
@@ -63,14 +64,6 @@ class WindowState:
     replies_left: int
 
 
-def window_key(user_id: str) -> str:
-    return f"TIKTOK_WINDOW:{user_id}"
-
-
-def quota_key(user_id: str) -> str:
-    return f"TIKTOK_QUOTA:{user_id}"
-
-
 class WindowService:
     def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
         self.redis = redis
@@ -88,10 +81,12 @@ class WindowService:
     ) -> bool:
         """Open or extend the window for a customer message; False if it is already over."""
         end = self.window_end_for(customer_timestamp_ms)
-        if end <= time.time():
+        if end <= unix_now():
             return False
         end_ms = int(end * 1000)
-        await self._refresh(keys=[window_key(user_id), quota_key(user_id)], args=[end_ms])
+        await self._refresh(
+            keys=[redis_keys.window(user_id), redis_keys.quota(user_id)], args=[end_ms]
+        )
         end_at = datetime.fromtimestamp(end_ms / 1000, UTC)
         if conversation.window_expires_at is None or conversation.window_expires_at < end_at:
             conversation.window_expires_at = end_at
@@ -103,17 +98,17 @@ class WindowService:
 
     async def _restore_from_mirror(self, user_id: str, conversation: Conversation) -> None:
         end = conversation.window_expires_at
-        if end is None or end.timestamp() <= time.time():
+        if end is None or end.timestamp() <= unix_now():
             return
         stamp_ms = int(end.timestamp() * 1000)
-        await self.redis.set(window_key(user_id), stamp_ms, pxat=stamp_ms, nx=True)
+        await self.redis.set(redis_keys.window(user_id), stamp_ms, pxat=stamp_ms, nx=True)
         await self.redis.set(
-            quota_key(user_id), conversation.replies_in_window, pxat=stamp_ms, nx=True
+            redis_keys.quota(user_id), conversation.replies_in_window, pxat=stamp_ms, nx=True
         )
 
     async def reserve_reply(self, user_id: str, conversation: Conversation) -> Refusal | None:
         """Take one reply slot; the refusal says why nothing may be sent."""
-        keys = [window_key(user_id), quota_key(user_id)]
+        keys = [redis_keys.window(user_id), redis_keys.quota(user_id)]
         used = int(await self._reserve(keys=keys, args=[self.settings.reply_quota]))
         if used == -1:
             await self._restore_from_mirror(user_id, conversation)
@@ -127,14 +122,18 @@ class WindowService:
 
     async def release_reply(self, user_id: str, conversation: Conversation) -> None:
         """Give a slot back when a reserved reply was not delivered after all."""
-        left = int(await self._release(keys=[quota_key(user_id)]))
+        left = int(await self._release(keys=[redis_keys.quota(user_id)]))
         conversation.replies_in_window = left
 
     async def state(self, user_id: str, conversation: Conversation) -> WindowState:
-        end_raw, used_raw = await self.redis.mget(window_key(user_id), quota_key(user_id))
+        end_raw, used_raw = await self.redis.mget(
+            redis_keys.window(user_id), redis_keys.quota(user_id)
+        )
         if end_raw is None:
             await self._restore_from_mirror(user_id, conversation)
-            end_raw, used_raw = await self.redis.mget(window_key(user_id), quota_key(user_id))
+            end_raw, used_raw = await self.redis.mget(
+                redis_keys.window(user_id), redis_keys.quota(user_id)
+            )
         if end_raw is None:
             return WindowState(False, None, 0, 0)
         used = int(used_raw or 0)

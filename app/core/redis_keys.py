@@ -1,0 +1,84 @@
+"""Every Redis key the app writes, built in one place, in one scheme:
+`philia:<area>:<what>[:<id>]`, lower-case, so a `SCAN philia:staff:*` finds one concern.
+
+The one exception is the window pair, named by the product spec (PRODUCT.md §2) and read by
+other tools: `TIKTOK_WINDOW:{user_id}` and its companion `TIKTOK_QUOTA:{user_id}`.
+Celery's own keys (the queues, `unacked`, ...) are Celery's and not built here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "philia"
+
+
+def _digest(value: str) -> str:
+    # Tokens and emails are not stored in key names as they are.
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+# Messaging: the customer's window and quota (the spec's names).
+def window(user_id: str) -> str:
+    return f"TIKTOK_WINDOW:{user_id}"
+
+
+def quota(user_id: str) -> str:
+    return f"TIKTOK_QUOTA:{user_id}"
+
+
+# Messaging: evidence of what was handled and sent.
+def event_handled(event_id: str) -> str:
+    return f"{PREFIX}:event:{event_id}"
+
+
+def sent_by_tiktok_id(tiktok_message_id: str) -> str:
+    return f"{PREFIX}:sent:{tiktok_message_id}"
+
+
+def outbox_sent(outbox_id: int) -> str:
+    return f"{PREFIX}:outbox-sent:{outbox_id}"
+
+
+# TikTok: the shared send rate, the tokens, capabilities.
+TIKTOK_SEND_RATE = f"{PREFIX}:tiktok:send-rate"
+TIKTOK_ACCESS_TOKEN = f"{PREFIX}:tiktok:access-token"
+TIKTOK_TOKEN_REFRESH_LOCK = f"{PREFIX}:tiktok:token-refresh-lock"
+TIKTOK_UNSAVED_TOKENS = f"{PREFIX}:tiktok:unsaved-tokens"
+
+
+def tiktok_image_capability(conversation_id: str) -> str:
+    return f"{PREFIX}:tiktok:image-capability:{conversation_id}"
+
+
+# Staff: sessions and the login lock (see SECURITY.md).
+def staff_session(token: str) -> str:
+    return f"{PREFIX}:staff:session:{_digest(token)}"
+
+
+def staff_sessions_of(staff_id: int) -> str:
+    return f"{PREFIX}:staff:sessions:{staff_id}"
+
+
+def login_fails_for_email_at(email: str, ip: str) -> str:
+    return f"{PREFIX}:staff:login-fails:pair:{_digest(email)}:{ip}"
+
+
+def login_fails_for_email(email: str) -> str:
+    return f"{PREFIX}:staff:login-fails:email:{_digest(email)}"
+
+
+def login_fails_from(ip: str) -> str:
+    return f"{PREFIX}:staff:login-fails:ip:{ip}"
+
+
+# Shop: a customer's order numbers that were not theirs.
+def order_lookup_misses(tiktok_user_id: str) -> str:
+    return f"{PREFIX}:shop:order-misses:{tiktok_user_id}"
+
+
+# Counters the workers keep for /metrics.
+METRICS_MESSAGES = f"{PREFIX}:metrics:messages"
+METRICS_SENDS = f"{PREFIX}:metrics:sends"
+METRICS_LLM_CALLS = f"{PREFIX}:metrics:llm_calls"
+METRICS_LLM_LATENCY = f"{PREFIX}:metrics:llm_latency"

@@ -1,0 +1,146 @@
+"""The catalogue: pieces with their photos and videos, and drops. Availability answers, the
+catalogue import and export, the photo cache and the simulator read pieces only here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app.db.models import Drop, Item, ItemImage, ItemStatus, ItemVideo
+
+
+@dataclass(frozen=True)
+class SearchRow:
+    """The words of a piece that customers use to name it."""
+
+    sku: str
+    title: str
+    brand: str | None
+    color: str | None
+    category: str
+
+
+class ItemRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, sku: str) -> Item | None:
+        # populate_existing: a hold or an expiry may have changed the row since this
+        # session first loaded it, and availability answers must be current.
+        return await self.session.scalar(
+            select(Item)
+            .where(Item.sku == sku)
+            .options(selectinload(Item.images))
+            .execution_options(populate_existing=True)
+        )
+
+    async def by_skus(self, skus: Sequence[str]) -> list[Item]:
+        """The pieces in the order of `skus` (unknown SKUs left out)."""
+        if not skus:
+            return []
+        found = await self.session.scalars(
+            select(Item)
+            .where(Item.sku.in_(skus))
+            .options(selectinload(Item.images))
+            .execution_options(populate_existing=True)
+        )
+        by_sku = {item.sku: item for item in found}
+        return [by_sku[sku] for sku in skus if sku in by_sku]
+
+    async def in_video(self, video_id: str) -> list[Item]:
+        found = await self.session.scalars(
+            select(Item)
+            .join(ItemVideo, ItemVideo.item_id == Item.id)
+            .where(ItemVideo.video_id == video_id)
+            .order_by(Item.sku)
+            .options(selectinload(Item.images))
+            .execution_options(populate_existing=True)
+        )
+        return list(found)
+
+    async def search_rows(self) -> list[SearchRow]:
+        """Only the naming columns of every piece: word matching happens in Python, and a
+        thrift shop's catalogue (thousands of rows at most) is a small read."""
+        rows = await self.session.execute(
+            select(Item.sku, Item.title, Item.brand, Item.color, Item.category).order_by(Item.sku)
+        )
+        return [SearchRow(*row) for row in rows.all()]
+
+    async def available_in_category(self, category: str, exclude_sku: str) -> list[Item]:
+        found = await self.session.scalars(
+            select(Item)
+            .where(
+                Item.category == category,
+                Item.status == ItemStatus.AVAILABLE,
+                Item.sku != exclude_sku,
+            )
+            .order_by(Item.sku)
+        )
+        return list(found)
+
+    async def available(self, category: str | None = None) -> list[Item]:
+        statement = select(Item).where(Item.status == ItemStatus.AVAILABLE)
+        if category is not None:
+            statement = statement.where(Item.category == category)
+        return list(await self.session.scalars(statement.order_by(Item.sku)))
+
+    async def newest_available(self, limit: int | None = None) -> list[Item]:
+        """Newest drop first (drop names sort by date), then SKU; pieces without a drop last."""
+        statement = (
+            select(Item)
+            .outerjoin(Drop, Drop.id == Item.drop_id)
+            .where(Item.status == ItemStatus.AVAILABLE)
+            .order_by(Drop.name.desc().nulls_last(), Item.sku)
+            .options(selectinload(Item.images))
+        )
+        if limit is not None:
+            statement = statement.limit(limit)
+        return list(await self.session.scalars(statement))
+
+    async def by_skus_with_media(self, skus: Sequence[str]) -> dict[str, Item]:
+        """For the catalogue import: every piece named, with its videos and photos."""
+        if not skus:
+            return {}
+        items = await self.session.scalars(
+            select(Item)
+            .where(Item.sku.in_(skus))
+            .options(selectinload(Item.videos), selectinload(Item.images))
+        )
+        return {item.sku: item for item in items}
+
+    async def all_with_media(self) -> Sequence[Item]:
+        result = await self.session.scalars(
+            select(Item)
+            .order_by(Item.sku)
+            .options(selectinload(Item.videos), selectinload(Item.images), selectinload(Item.drop))
+        )
+        return result.all()
+
+    async def image_by_url(self, url: str) -> ItemImage | None:
+        return await self.session.scalar(select(ItemImage).where(ItemImage.url == url))
+
+    async def videos(self) -> list[tuple[str, str, str]]:
+        """(video id, SKU, title) of every video an item appears in, by SKU."""
+        rows = await self.session.execute(
+            select(ItemVideo.video_id, Item.sku, Item.title)
+            .join(Item, Item.id == ItemVideo.item_id)
+            .order_by(Item.sku, ItemVideo.video_id)
+        )
+        return [(video_id, sku, title) for video_id, sku, title in rows.all()]
+
+
+class DropRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get_or_create(self, name: str) -> Drop:
+        drop = await self.session.scalar(select(Drop).where(Drop.name == name))
+        if drop is None:
+            drop = Drop(name=name)
+            self.session.add(drop)
+            await self.session.flush()
+        return drop

@@ -1,0 +1,86 @@
+"""Every change of a conversation's mode and of a reply's delivery state, in one place.
+
+Who decides differs (the customer asks for a person, staff reply or hand back, the quota
+runs low, an idle hand-off lapses, a worker dies mid-send); what each state means must not:
+"human" always carries the moment the person took over (the inactivity timeout counts from
+it), "sent" always carries TikTok's message id and when TikTok took it, and a reply that did
+not go out always says why.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import (
+    Conversation,
+    ConversationMode,
+    Message,
+    MessageStatus,
+    OutboxEntry,
+    OutboxStatus,
+)
+from app.db.repositories.conversations import OutboxRepository
+
+MAX_REASON_CHARS = 2000
+
+
+def take_over(conversation: Conversation, now: datetime) -> None:
+    """A person answers this conversation from now on; the bot stays silent."""
+    conversation.mode = ConversationMode.HUMAN
+    conversation.human_since = now
+
+
+def hand_back(conversation: Conversation) -> None:
+    """The bot answers again."""
+    conversation.mode = ConversationMode.BOT
+    conversation.human_since = None
+
+
+def handoff_lapsed(conversation: Conversation, now: datetime, idle: timedelta) -> bool:
+    """A person took over and then left it alone longer than the inactivity timeout."""
+    return (
+        conversation.mode is ConversationMode.HUMAN
+        and conversation.human_since is not None
+        and now - conversation.human_since > idle
+    )
+
+
+async def mark_sent(
+    session: AsyncSession,
+    outbox_id: int,
+    message_id: int,
+    *,
+    tiktok_message_id: str,
+    sent_at: datetime,
+) -> None:
+    """TikTok took the reply: from its answer, its sent marker, or its echo."""
+    await OutboxRepository(session).mark_sent(outbox_id, message_id, tiktok_message_id, sent_at)
+
+
+def mark_not_delivered(
+    entry: OutboxEntry, message: Message, status: OutboxStatus, reason: str
+) -> None:
+    """The reply will not go out: refused by policy (`not_sent`) or by TikTok (`failed`)."""
+    if status not in (OutboxStatus.NOT_SENT, OutboxStatus.FAILED):
+        raise ValueError(f"{status} is not an outcome of a reply that did not go out")
+    entry.status = status
+    entry.last_error = reason[:MAX_REASON_CHARS]
+    message.status = (
+        MessageStatus.NOT_SENT if status is OutboxStatus.NOT_SENT else MessageStatus.FAILED
+    )
+    message.status_reason = reason[:MAX_REASON_CHARS]
+
+
+def retry_later(entry: OutboxEntry, at: datetime, reason: str) -> None:
+    """Back in the queue, not before `at`."""
+    entry.status = OutboxStatus.PENDING
+    entry.next_attempt_at = at
+    entry.last_error = reason[:MAX_REASON_CHARS]
+
+
+def mark_outcome_unknown(entry: OutboxEntry, reason: str) -> None:
+    """Nobody can tell whether TikTok took it: a person decides (never resent by itself)."""
+    entry.status = OutboxStatus.UNKNOWN
+    entry.last_error = reason[:MAX_REASON_CHARS]

@@ -1,0 +1,112 @@
+"""Which piece the customer means: a SKU, a pick from the list just shown, a whole
+category, their words (the conversation's pieces first), a shared video, or else the
+piece talked about last. Finding reads the catalogue and changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from app.db.models import Item
+from app.db.repositories.items import ItemRepository
+from app.services.router import RouteResult
+from app.services.shop.context import Offer, ShopContext
+from app.services.shop.sizing import fit_of
+from app.services.shop.words import (
+    ItemMatcher,
+    browsed_category,
+    content_words,
+    ordinal_choice,
+    refers_back,
+)
+
+# The most pieces one answer lists or asks the customer to choose from.
+MAX_LISTED = 6
+
+
+@dataclass
+class Found:
+    items: list[Item] = field(default_factory=list)  # one: the piece; several: ask which
+    missing_sku: str | None = None  # a SKU the shop does not have
+    no_match: bool = False  # words that name no piece
+    browse: str | None = None  # a whole category was asked for ("any jackets?")
+
+
+class PieceFinder:
+    """Finds pieces for one turn; `offer` is the question the previous answer asked."""
+
+    def __init__(
+        self,
+        items: ItemRepository,
+        context: ShopContext,
+        offer: Offer | None,
+        chart: Sequence[Decimal],
+    ) -> None:
+        self.items = items
+        self.context = context
+        self.offer = offer
+        self.chart = chart
+        # Built on first use: most turns never match words against the catalogue.
+        self._item_matcher: ItemMatcher | None = None
+
+    async def in_shared_post(self, payload: dict[str, Any]) -> list[Item]:
+        """The pieces in the video the customer shared (none when the shop does not know it)."""
+        share = payload.get("share_post")
+        video_id = share.get("video_id") if isinstance(share, dict) else None
+        return await self.items.in_video(str(video_id)) if video_id else []
+
+    async def unmatched_words(self, text: str) -> list[str]:
+        """The content words of `text` that name no piece of the shop."""
+        _, unmatched = (await self._matcher()).scores(text)
+        return unmatched
+
+    async def find(self, text: str, route: RouteResult) -> Found:
+        """The piece(s) the customer means: SKU, a pick from the list just shown, a whole
+        category, their words (the conversation's pieces first), then the piece talked
+        about last."""
+        sku = route.entities.sku
+        if sku is not None:
+            item = await self.items.get(sku)
+            return Found([item]) if item is not None else Found(missing_sku=sku)
+        pick = ordinal_choice(text)
+        shown = self.offer.skus if self.offer is not None and self.offer.skus else []
+        shown = shown or self.context.last_list
+        if pick is not None and shown and -len(shown) <= pick < len(shown):
+            return Found(await self.items.by_skus([shown[pick]]))
+        category = browsed_category(text)
+        if category is not None:
+            available = await self.items.available(category)
+            return Found(
+                self._narrow_by_size(available, route.entities.size, strict=True), browse=category
+            )
+        if content_words(text):
+            match = (await self._matcher()).match(text, self.context.candidates())
+            if match.skus:
+                found = await self.items.by_skus(match.skus[:MAX_LISTED])
+                return Found(self._narrow_by_size(found, route.entities.size))
+            if match.unmatched and not refers_back(text):
+                return Found(no_match=True)
+        if self.context.last_sku:
+            item = await self.items.get(self.context.last_sku)
+            if item is not None:
+                return Found([item])
+        if self.context.last_list:
+            return Found(await self.items.by_skus(self.context.last_list[:MAX_LISTED]))
+        return Found()
+
+    async def _matcher(self) -> ItemMatcher:
+        if self._item_matcher is None:
+            self._item_matcher = ItemMatcher(await self.items.search_rows())
+        return self._item_matcher
+
+    def _narrow_by_size(
+        self, found: list[Item], size: str | None, *, strict: bool = False
+    ) -> list[Item]:
+        """Keep the pieces that fit like `size`; when none does, all of them (or, for a
+        browse, none: "shoes in size 10" must not list size 8s)."""
+        if size is None or (len(found) < 2 and not strict):
+            return found
+        fitting = [item for item in found if fit_of(item, self.chart).size == size]
+        return fitting if fitting or strict else found

@@ -1,0 +1,1 @@
+"""Developer tools: not shipped in the image, not imported by `app`."""
