@@ -27,14 +27,16 @@ run: install
 test: install
 	$(UV) run pytest
 
+# The house rules a machine can check (AGENTS.md): style, types, and the import layering.
 lint: install
-	$(UV) run ruff check app tests bench
-	$(UV) run ruff format --check app tests bench
-	$(UV) run mypy --strict app
+	$(UV) run ruff check app tests bench tools
+	$(UV) run ruff format --check app tests bench tools
+	$(UV) run mypy --strict app tools
+	$(UV) run lint-imports
 
 format: install
-	$(UV) run ruff format app tests bench
-	$(UV) run ruff check --fix app tests bench
+	$(UV) run ruff format app tests bench tools
+	$(UV) run ruff check --fix app tests bench tools
 
 check-migrations: install
 	$(UV) run python -m app.cli db check

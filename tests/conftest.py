@@ -8,13 +8,17 @@ and a Redis database index of its own, so parallel runs never see each other's r
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -30,8 +34,10 @@ from sqlalchemy.ext.asyncio import (
 os.environ["ENVIRONMENT"] = "test"
 os.environ.setdefault("LOG_JSON", "true")
 
+from app.core import clock as app_clock
 from app.core.config import get_settings, normalize_database_url
 from app.core.embedded import EmbeddedServices
+from app.core.logging import configure_logging
 from app.db.migrate import create_scratch_database, drop_database, upgrade_to_head
 from app.db.session import SessionFactory
 
@@ -157,3 +163,49 @@ def shared_dir() -> Path:
     if not SHARED_DIR.exists():
         pytest.skip("../shared is not beside this checkout")
     return SHARED_DIR
+
+
+@dataclass
+class Clock:
+    """The app's clock as a test drives it: `moved_by` for a block, `advance` for the rest
+    of the test. In-process only (see app/core/clock.py): Redis expiries and processes the
+    test starts keep real time."""
+
+    _moves: ExitStack = field(default_factory=ExitStack)
+
+    def now(self) -> datetime:
+        return app_clock.utc_now()
+
+    def moved_by(self, delta: timedelta) -> AbstractContextManager[None]:
+        return app_clock.moved_by(delta)
+
+    def advance(self, delta: timedelta) -> None:
+        self._moves.enter_context(app_clock.moved_by(delta))
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    moved = Clock()
+    with moved._moves:
+        yield moved
+    # A test that left time moved would shift every later test's "now" without a trace.
+    assert abs(app_clock.utc_now() - datetime.now(UTC)) < timedelta(seconds=5)
+
+
+LoggedEvents = Callable[[], list[dict[str, Any]]]
+
+
+@pytest.fixture
+def logged_events(capfd: pytest.CaptureFixture[str]) -> Iterator[LoggedEvents]:
+    """The JSON records this process logged since the last call, as the app writes them:
+    configured here because a test run in isolation would otherwise log through
+    structlog's defaults, not through the app's handler."""
+    configure_logging(get_settings().model_copy(update={"log_json": True, "log_level": "INFO"}))
+    capfd.readouterr()
+
+    def read() -> list[dict[str, Any]]:
+        out = capfd.readouterr().out
+        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+    yield read
+    configure_logging(get_settings())

@@ -7,9 +7,10 @@ import typer
 
 from app.cli._runtime import settings_for_cli
 from app.core.clock import utc_now
-from app.db.models import DeadLetterStatus, OutboxStatus
+from app.db.models import DeadLetterStatus
 from app.db.repositories.conversations import DeadLetterRepository, OutboxRepository
 from app.db.session import create_engine, create_session_factory, transaction
+from app.services.messaging import transitions
 from app.worker import task_names
 from app.worker.celery_app import EVENTS_QUEUE, SENDS_QUEUE, create_celery
 
@@ -74,9 +75,7 @@ def retry_command(
                         if entry is None:
                             done.append(f"#{letter_id}: its outbox row is gone")
                             continue
-                        entry.status = OutboxStatus.PENDING
-                        entry.attempts = 0
-                        entry.next_attempt_at = None
+                        transitions.requeue_by_hand(entry)
                         await session.flush()
                         celery.send_task(
                             task_names.DELIVER_OUTBOX, args=[entry.id], queue=SENDS_QUEUE

@@ -4,6 +4,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -14,37 +15,14 @@ from fastapi import FastAPI
 from app.core.config import Settings, get_settings
 from app.core.embedded import EmbeddedRedis
 from app.main import create_app
-from app.services.tiktok.signature import signature_header
 from tests.conftest import TestServices
+from tests.factories import encode, signed, text_message
 
 SECRET = "test-client-secret"
 
 
-def envelope(text: str = "hi", message_id: str = "msg-1", event: str = "im_receive_msg") -> bytes:
-    content = {
-        "timestamp": int(time.time() * 1000),
-        "conversation_id": "conv+/=1",
-        "message_id": message_id,
-        "from": "customer",
-        "to": "shop",
-        "from_user": {"id": "user-1", "role": "personal_account"},
-        "to_user": {"id": "shop-1", "role": "business_account"},
-        "type": "text",
-        "text": {"body": text},
-    }
-    return orjson.dumps(
-        {
-            "client_key": "ck",
-            "event": event,
-            "create_time": int(time.time()),
-            "user_openid": "shop-1",
-            "content": orjson.dumps(content).decode(),
-        }
-    )
-
-
-def signed(body: bytes, header: str = "TikTok-Signature", **kwargs: int) -> dict[str, str]:
-    return {header: signature_header(SECRET, body, **kwargs), "Content-Type": "application/json"}
+def headers(body: bytes, **kwargs: Any) -> dict[str, str]:
+    return signed(body, SECRET, **kwargs).headers
 
 
 @asynccontextmanager
@@ -83,8 +61,8 @@ async def queued(redis_client: aioredis.Redis) -> int:
 async def test_valid_event_is_queued_and_acknowledged(
     bot: httpx.AsyncClient, redis_client: aioredis.Redis
 ) -> None:
-    body = envelope()
-    response = await bot.post("/webhook/tiktok", content=body, headers=signed(body))
+    body, signature = signed(text_message(conversation_id="conv+/=1"), SECRET)
+    response = await bot.post("/webhook/tiktok", content=body, headers=signature)
     assert response.status_code == 200
     assert await queued(redis_client) == 1
     # only in its own queue: a shared binding would copy it into every queue
@@ -97,16 +75,13 @@ async def test_valid_event_is_queued_and_acknowledged(
 async def test_alternative_header_name_is_accepted(
     bot: httpx.AsyncClient, redis_client: aioredis.Redis
 ) -> None:
-    body = envelope()
-    headers = signed(body, header="X-TikTok-Signature")
-    assert (await bot.post("/webhook/tiktok", content=body, headers=headers)).status_code == 200
+    body, signature = signed(text_message(), SECRET, header="X-TikTok-Signature")
+    assert (await bot.post("/webhook/tiktok", content=body, headers=signature)).status_code == 200
 
 
 async def test_unknown_event_types_are_acknowledged(bot: httpx.AsyncClient) -> None:
-    body = envelope(event="im_referral_msg")
-    assert (
-        await bot.post("/webhook/tiktok", content=body, headers=signed(body))
-    ).status_code == 200
+    body, signature = signed({**text_message(), "event": "im_referral_msg"}, SECRET)
+    assert (await bot.post("/webhook/tiktok", content=body, headers=signature)).status_code == 200
 
 
 BadHeaders = Callable[[bytes], dict[str, str]]
@@ -118,18 +93,16 @@ BadHeaders = Callable[[bytes], dict[str, str]]
         pytest.param(lambda body: {}, id="missing"),
         pytest.param(lambda body: {"TikTok-Signature": "garbage"}, id="malformed"),
         pytest.param(lambda body: {"TikTok-Signature": "t=abc,s=" + "0" * 64}, id="bad-t"),
-        pytest.param(
-            lambda body: {"TikTok-Signature": signature_header("wrong", body)}, id="wrong-secret"
-        ),
-        pytest.param(lambda body: signed(body, timestamp=int(time.time()) - 360), id="stale"),
-        pytest.param(lambda body: signed(body, timestamp=int(time.time()) + 360), id="future"),
-        pytest.param(lambda body: signed(body + b" "), id="body-changed"),
+        pytest.param(lambda body: signed(body, "wrong").headers, id="wrong-secret"),
+        pytest.param(lambda body: headers(body, timestamp=int(time.time()) - 360), id="stale"),
+        pytest.param(lambda body: headers(body, timestamp=int(time.time()) + 360), id="future"),
+        pytest.param(lambda body: headers(body + b" "), id="body-changed"),
     ],
 )
 async def test_bad_signatures_get_401_and_nothing_is_queued(
     bot: httpx.AsyncClient, redis_client: aioredis.Redis, make_headers: BadHeaders
 ) -> None:
-    body = envelope()
+    body = encode(text_message())
     response = await bot.post("/webhook/tiktok", content=body, headers=make_headers(body))
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_signature"
@@ -142,16 +115,13 @@ async def test_bad_signatures_get_401_and_nothing_is_queued(
         pytest.param(b"not json", id="not-json"),
         pytest.param(b"[1, 2]", id="array"),
         pytest.param(b'{"event": "im_receive_msg"}', id="no-envelope"),
-        pytest.param(
-            orjson.dumps({"client_key": "c", "event": "e", "create_time": 1, "content": "{"}),
-            id="content-not-json",
-        ),
+        pytest.param(encode({**text_message(), "content": "{"}), id="content-not-json"),
     ],
 )
 async def test_signed_garbage_gets_400(
     bot: httpx.AsyncClient, redis_client: aioredis.Redis, body: bytes
 ) -> None:
-    response = await bot.post("/webhook/tiktok", content=body, headers=signed(body))
+    response = await bot.post("/webhook/tiktok", content=body, headers=headers(body))
     assert response.status_code == 400
     assert await queued(redis_client) == 0
 
@@ -160,13 +130,13 @@ async def test_oversized_body_gets_413_declared_or_streamed(
     bot: httpx.AsyncClient, redis_client: aioredis.Redis
 ) -> None:
     big = b"x" * 5000
-    assert (await bot.post("/webhook/tiktok", content=big, headers=signed(big))).status_code == 413
+    assert (await bot.post("/webhook/tiktok", content=big, headers=headers(big))).status_code == 413
 
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(10):
             yield b"y" * 1000
 
-    streamed = await bot.post("/webhook/tiktok", content=chunks(), headers=signed(b""))
+    streamed = await bot.post("/webhook/tiktok", content=chunks(), headers=headers(b""))
     assert streamed.status_code == 413
     assert await queued(redis_client) == 0
 
@@ -179,19 +149,19 @@ async def test_redis_down_gives_503_then_200_when_back(
     try:
         settings = settings_for(services, redis_url=broker.url, webhook_enqueue_timeout_seconds=1.0)
         async with running(settings) as client:
-            body = envelope()
-            ok = await client.post("/webhook/tiktok", content=body, headers=signed(body))
+            body = encode(text_message())
+            ok = await client.post("/webhook/tiktok", content=body, headers=headers(body))
             assert ok.status_code == 200
             broker.stop()
             started = time.monotonic()
-            down = await client.post("/webhook/tiktok", content=body, headers=signed(body))
+            down = await client.post("/webhook/tiktok", content=body, headers=headers(body))
             assert down.status_code == 503
             assert down.json()["error"] == "queue_unavailable"
             assert time.monotonic() - started < 5  # TikTok is not kept waiting
             ready = await client.get("/readyz")
             assert ready.status_code == 503 and ready.json()["failing"] == ["redis"]
             broker.start()
-            back = await client.post("/webhook/tiktok", content=body, headers=signed(body))
+            back = await client.post("/webhook/tiktok", content=body, headers=headers(body))
             assert back.status_code == 200
             probe = aioredis.Redis.from_url(broker.url)
             # Both acknowledged events, the first across the restart; not the refused one.

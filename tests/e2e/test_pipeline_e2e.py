@@ -9,7 +9,6 @@ import sys
 import time
 
 import httpx
-import orjson
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import select, update
@@ -21,8 +20,8 @@ from app.db.models import DeadLetter, Message, OutboxEntry
 from app.sandbox.control import SandboxControl
 from app.sandbox.stack import Stack
 from app.services import replies
-from app.services.tiktok.signature import signature_header
 from tests.e2e.conftest import E2E_ENV, eventually, settle
+from tests.factories import signed, text_message, without_content_fields
 
 pytestmark = pytest.mark.e2e
 
@@ -222,11 +221,8 @@ async def test_permanent_send_failure_is_parked_and_replayed(
 async def test_unprocessable_event_is_parked_with_its_body(
     stack: Stack, committed_db: AsyncEngine
 ) -> None:
-    content = orjson.dumps({"conversation_id": "c", "type": "text"}).decode()  # no sender
-    body = orjson.dumps(
-        {"client_key": "ck", "event": "im_receive_msg", "create_time": 1, "content": content}
-    )
-    headers = {"TikTok-Signature": signature_header(E2E_ENV["TIKTOK_CLIENT_SECRET"], body)}
+    no_sender = without_content_fields(text_message(conversation_id="c"), "from_user")
+    body, headers = signed(no_sender, E2E_ENV["TIKTOK_CLIENT_SECRET"])
     async with httpx.AsyncClient(base_url=stack.api_url) as client:
         assert (
             await client.post("/webhook/tiktok", content=body, headers=headers)

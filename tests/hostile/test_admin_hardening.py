@@ -22,7 +22,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db.models import (
-    Customer,
     Drop,
     FaqEntry,
     Hold,
@@ -34,6 +33,7 @@ from app.db.models import (
     WaitlistEntry,
 )
 from app.main import create_app
+from tests.factories import add_customer
 from tests.web.conftest import (  # noqa: F401  (fixtures, used by name)
     signed_in,
     staff,
@@ -71,9 +71,9 @@ async def seed_every_model(engine: AsyncEngine) -> None:
     """A row behind every view of the admin."""
     now = datetime.now(UTC)
     async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
-        customer = Customer(tiktok_user_id="cust-1", username="ada")
+        customer = await add_customer(session, "cust-1", username="ada")
         drop = Drop(name="Spring drop")
-        session.add_all([customer, drop])
+        session.add(drop)
         await session.flush()
         item = Item(
             sku="PT-0001",

@@ -33,22 +33,13 @@ from app.services.tiktok.webhook import (
     parse_envelope,
 )
 from app.worker import runtime as runtime_module
-from tests.api.test_webhook import envelope, queued, running, settings_for, signed
+from tests.api.test_webhook import SECRET, queued, running, settings_for
 from tests.conftest import TestServices
+from tests.factories import Envelope, content_of, encode, signed, text_message, with_content
 
 
-def content_object(text: str = "hi") -> dict[str, Any]:
-    return {
-        "timestamp": int(time.time() * 1000),
-        "conversation_id": "conv-deep",
-        "message_id": f"deep-{time.monotonic_ns()}",
-        "from": "customer",
-        "to": "shop",
-        "from_user": {"id": "user-deep", "role": "personal_account"},
-        "to_user": {"id": "shop-1", "role": "business_account"},
-        "type": "text",
-        "text": {"body": text},
-    }
+def genuine() -> Envelope:
+    return text_message(user_id="user-deep", conversation_id="conv-deep")
 
 
 def nested(depth: int) -> bytes:
@@ -59,20 +50,12 @@ def nested(depth: int) -> bytes:
 
 def body_with(extra: bytes, content: str | None = None) -> bytes:
     """A genuine envelope with one more field, `extra`, which nests one level below it."""
-    fields = orjson.dumps(
-        {
-            "client_key": "ck",
-            "event": "im_receive_msg",
-            "create_time": int(time.time()),
-            "user_openid": "shop-1",
-            "content": content if content is not None else orjson.dumps(content_object()).decode(),
-        }
-    )
-    return fields[:-1] + b',"extra":' + extra + b"}"
+    body = genuine() if content is None else with_content(genuine(), content)
+    return encode(body)[:-1] + b',"extra":' + extra + b"}"
 
 
 def content_with(extra: bytes) -> str:
-    fields = orjson.dumps(content_object())
+    fields = orjson.dumps(content_of(genuine()))
     return (fields[:-1] + b',"extra":' + extra + b"}").decode()
 
 
@@ -103,7 +86,7 @@ async def bot(
 
 
 async def post(bot: httpx.AsyncClient, body: bytes) -> httpx.Response:
-    return await bot.post("/webhook/tiktok", content=body, headers=signed(body))
+    return await bot.post("/webhook/tiktok", content=body, headers=signed(body, SECRET).headers)
 
 
 async def test_a_body_nested_600_deep_is_refused_before_the_queue(
@@ -141,7 +124,7 @@ async def test_the_limit_is_exact(bot: httpx.AsyncClient, redis_client: aioredis
 async def test_a_real_event_with_some_nesting_is_queued(
     bot: httpx.AsyncClient, redis_client: aioredis.Redis
 ) -> None:
-    body = envelope()
+    body = encode(genuine())
     assert (await post(bot, body)).status_code == 200
     # TikTok adding a nested field or two must not start refusing events.
     deeper = body_with(b'{"a":{"b":[{"c":[1,2]}]}}', content=content_with(b'{"d":[[{"e":1}]]}'))
@@ -161,7 +144,7 @@ async def test_a_real_event_with_some_nesting_is_queued(
 async def test_brackets_in_a_message_are_text_not_nesting(
     bot: httpx.AsyncClient, redis_client: aioredis.Redis, text: str
 ) -> None:
-    body = envelope(text=text)
+    body = encode(text_message(text))
     assert nested_deeper_than(body) is False
     response = await post(bot, body)
     assert response.status_code == 200, response.text
@@ -177,11 +160,8 @@ async def test_brackets_in_a_message_are_text_not_nesting(
 def test_the_worker_parse_refuses_it_with_a_typed_error() -> None:
     with pytest.raises(TooDeeplyNested, match="body is nested deeper"):
         parse_envelope(body_with(b"[" * 600 + b"]" * 600))
-    deep_content = WebhookEnvelope(
-        client_key="ck",
-        event="im_receive_msg",
-        create_time=int(time.time()),
-        content=content_with(b"[" * 600 + b"]" * 600),
+    deep_content = WebhookEnvelope.model_validate(
+        with_content(genuine(), content_with(b"[" * 600 + b"]" * 600))
     )
     with pytest.raises(TooDeeplyNested, match="content is nested deeper"):
         parse_content(deep_content)

@@ -27,6 +27,7 @@ from app.services.tiktok.webhook import (
     parse_content,
     parse_envelope,
 )
+from tests.factories import text_message, with_content
 
 SECRET = "fuzz-secret"
 TOLERANCE = 300
@@ -185,9 +186,8 @@ def test_parse_envelope_on_edge_bodies(body: bytes) -> None:
 
 
 def _envelope(content: str) -> WebhookEnvelope:
-    return WebhookEnvelope(
-        client_key="k", event="im_receive_msg", create_time=int(NOW), content=content
-    )
+    # A genuine envelope: only the content is left to chance.
+    return WebhookEnvelope.model_validate(with_content(text_message(), content))
 
 
 def _check_content(content: str) -> None:

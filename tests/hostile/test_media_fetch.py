@@ -46,7 +46,7 @@ from app.services.messaging.media import (
 )
 from app.services.tiktok.client import TikTokClient
 from app.services.turns import Reply, TurnResult
-from tests.services.pipeline.conftest import customer_message
+from tests.factories import as_queued, text_message
 from tests.services.tiktok.conftest import (  # noqa: F401 (fixtures used by name)
     ClientFactory,
     make_client,
@@ -524,7 +524,7 @@ async def test_reply_goes_out_without_a_refused_photo(
         _resolver(factory, http, client, mirror=f"{server.url}/mirror"),
     )
 
-    assert await pipeline.handle(customer_message("is it available?")) is Outcome.HANDLED
+    assert await pipeline.handle(as_queued(text_message("is it available?"))) is Outcome.HANDLED
     results = [await delivery.deliver(outbox_id) for outbox_id in queued]
 
     assert [result.outcome for result in results] == [Delivery.SENT, Delivery.NOT_SENT]

@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.db.models import Customer, Message
 from app.services.messaging.inbound import Outcome
 from app.services.staff.auth import InvalidStaffInput, validate_email
+from tests.factories import text_message
 from tests.services.pipeline.conftest import (
     Harness,
-    customer_message,
     make_harness,  # noqa: F401  (a fixture, used by name)
 )
 from tests.web.conftest import (
@@ -40,13 +40,13 @@ async def test_a_dm_with_nul_characters_is_recorded_and_answered(
     committed_db: AsyncEngine,
 ) -> None:
     harness = make_harness()
-    body = customer_message(
+    body = text_message(
         "hi\x00 is PT-0001\x00 still available?",
         message_id="nul\x00-1",
         user_id="cust\x00-9",
         conversation_id="conv\x00-9",
     )
-    assert await harness.pipeline.handle(body) is Outcome.HANDLED
+    assert await harness.receive(body) is Outcome.HANDLED
     await harness.deliver_queued()
     assert len(harness.sender.sent) == 1
     async with AsyncSession(committed_db) as session:
@@ -59,7 +59,7 @@ async def test_a_dm_with_nul_characters_is_recorded_and_answered(
     assert "\x00" not in str(message.payload)
     assert customer.tiktok_user_id == "cust-9"
     # TikTok delivering it again is recognised as the same event.
-    assert await harness.pipeline.handle(body) is Outcome.DUPLICATE
+    assert await harness.receive(body) is Outcome.DUPLICATE
 
 
 @pytest.fixture

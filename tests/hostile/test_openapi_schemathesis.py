@@ -52,6 +52,7 @@ from app.services.staff.auth import Passwords, SessionStore
 from app.services.tiktok.signature import signature_header
 from app.services.tiktok.webhook import WebhookEnvelope
 from app.web.guards import CSRF_FIELD, CSRF_HEADER, LOGIN_CSRF_COOKIE
+from tests.factories import text_message
 from tests.web.conftest import CHEAP_HASHER, add_conversation, add_staff, web_settings
 
 if TYPE_CHECKING:
@@ -81,23 +82,15 @@ PUBLISHED_SCHEMA: dict[str, Any] = _SCHEMA_APP.openapi()
 def _signed_webhook_schema() -> dict[str, Any]:
     schema = copy.deepcopy(PUBLISHED_SCHEMA)
     operation = schema["paths"]["/webhook/tiktok"]["post"]
-    content = (
-        '{"timestamp": 1767225600000, "conversation_id": "conv-1", "message_id": "m-1", '
-        '"from_user": {"id": "user-1"}, "type": "text", "text": {"body": "hi"}}'
-    )
     operation["requestBody"] = {
         "required": True,
         "content": {
             "application/json": {
                 "schema": WebhookEnvelope.model_json_schema(),
                 # One genuine envelope, so a queued (200) answer is among the cases.
-                "example": {
-                    "client_key": "ck",
-                    "event": "im_receive_msg",
-                    "create_time": 1767225600,
-                    "user_openid": "shop-1",
-                    "content": content,
-                },
+                "example": text_message(
+                    "hi", message_id="m-1", user_id="user-1", timestamp_ms=1_767_225_600_000
+                ),
             }
         },
     }

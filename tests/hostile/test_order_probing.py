@@ -32,9 +32,9 @@ from app.services.shop.order_lookups import (
     HANDOFF_REASON,
     OrderLookupThrottle,
 )
+from tests.factories import text_message
 from tests.services.pipeline.conftest import (
     Harness,
-    customer_message,
     make_harness,  # noqa: F401  (a fixture, used by name)
 )
 from tests.services.shop.conftest import MakeChat, load_reference_shop, reply_text
@@ -292,8 +292,8 @@ async def test_through_the_pipeline_staff_take_over_and_the_bot_goes_quiet(
 
     async def send(user_id: str, text: str, message_id: str) -> list[str]:
         seen = len(harness.sender.sent)
-        await harness.pipeline.handle(
-            customer_message(
+        await harness.receive(
+            text_message(
                 text, message_id=message_id, user_id=user_id, conversation_id=f"conv-{user_id}"
             )
         )

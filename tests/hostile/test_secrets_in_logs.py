@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
-import orjson
 import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
@@ -35,8 +34,8 @@ from app.sandbox.server import BackgroundServer, free_port, start_tiktok_sandbox
 from app.services.router.llm import LLMRouter, LLMUnavailable
 from app.services.staff.notify import StaffNotifier
 from app.services.tiktok.client import TikTokClient, build_http_client
-from app.services.tiktok.signature import signature_header
 from app.services.tiktok.tokens import DbTokenStore
+from tests.factories import Envelope, signed, text_message
 from tests.web.conftest import add_staff, login, running, web_settings
 
 if TYPE_CHECKING:
@@ -151,27 +150,10 @@ async def sandbox_control(secret_sandbox: BackgroundServer) -> AsyncIterator[San
         yield control
 
 
-def envelope() -> bytes:
-    content = {
-        "timestamp": 1_767_225_600_000,
-        "conversation_id": "conv-logs",
-        "message_id": "msg-logs-1",
-        "from_user": {"id": "user-logs"},
-        "type": "text",
-        "text": {"body": "hi"},
-    }
-    return orjson.dumps(
-        {
-            "client_key": "ck",
-            "event": "im_receive_msg",
-            "create_time": 1_767_225_600,
-            "content": orjson.dumps(content).decode(),
-        }
+def envelope() -> Envelope:
+    return text_message(
+        "hi", message_id="msg-logs-1", user_id="user-logs", conversation_id="conv-logs"
     )
-
-
-def signed(body: bytes, secret: str) -> dict[str, str]:
-    return {"TikTok-Signature": signature_header(secret, body), "Content-Type": "application/json"}
 
 
 async def test_no_secret_reaches_the_logs(
@@ -188,13 +170,11 @@ async def test_no_secret_reaches_the_logs(
 
     await add_staff(committed_db, STAFF_EMAIL, STAFF_PASSWORD)
     async with running(settings) as client:
-        body = envelope()
-        good = await client.post(
-            "/webhook/tiktok", content=body, headers=signed(body, SECRETS["tiktok_client_secret"])
-        )
+        body, signature = signed(envelope(), SECRETS["tiktok_client_secret"])
+        good = await client.post("/webhook/tiktok", content=body, headers=signature)
         assert good.status_code == 200
         forged = await client.post(
-            "/webhook/tiktok", content=body, headers=signed(body, "not-the-secret")
+            "/webhook/tiktok", content=body, headers=signed(body, "not-the-secret").headers
         )
         assert forged.status_code == 401
         assert (await login(client, STAFF_EMAIL, WRONG_PASSWORD)).status_code == 401
@@ -250,10 +230,8 @@ async def test_no_secret_reaches_the_logs(
     )
     secrets.add(REDIS_PASSWORD)
     async with running(dead_broker) as client:
-        body = envelope()
-        refused = await client.post(
-            "/webhook/tiktok", content=body, headers=signed(body, SECRETS["tiktok_client_secret"])
-        )
+        body, signature = signed(envelope(), SECRETS["tiktok_client_secret"])
+        refused = await client.post("/webhook/tiktok", content=body, headers=signature)
         assert refused.status_code == 503
 
     captured = capfd.readouterr()

@@ -19,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core import redis_keys
 from app.core.config import Settings, get_settings
-from app.db.models import Conversation, Customer, Direction, Message, MessageStatus, StaffUser
+from app.db.models import Direction, Message, MessageStatus, StaffUser
 from app.main import create_app
 from app.services.staff.auth import Passwords, create_account
+from tests.factories import add_conversation_for, add_customer
 
 if TYPE_CHECKING:
     from tests.conftest import TestServices
@@ -149,22 +150,17 @@ async def add_conversation(
     ends = now + window_left if window_left is not None else now - timedelta(hours=2)
     user_id = f"user-{name}"
     async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
-        customer = Customer(tiktok_user_id=user_id, username=name)
-        session.add(customer)
-        await session.flush()
-        conversation = Conversation(
-            tiktok_conversation_id=f"conv-{name}",
-            customer_id=customer.id,
+        customer = await add_customer(session, user_id, username=name)
+        conversation = await add_conversation_for(
+            session,
+            customer,
+            conversation_id=f"conv-{name}",
             mode=mode,
             human_since=now - timedelta(minutes=30) if mode == "human" else None,
             last_customer_message_at=ends - timedelta(hours=48),
             window_expires_at=ends,
             replies_in_window=replies_used,
-            last_inbound_sequence=0,
-            context={},
         )
-        session.add(conversation)
-        await session.flush()
         rows = [
             Message(
                 conversation_id=conversation.id,

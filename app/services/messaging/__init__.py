@@ -1,0 +1,13 @@
+"""The pipeline of a DM, from the queued webhook to the reply at TikTok.
+
+Others may import:
+- `inbound.InboundPipeline`: records an event and answers the conversation's turns in order
+  (the worker's event task);
+- `delivery.DeliveryService`, `delivery.Delivery`: sends one outbox row, at most once
+  (the worker's send task and sweeper);
+- `media.CachedMediaResolver`, `media.MediaUnavailable`: item photos to TikTok media ids;
+- `outbound.queue_replies`: a reply into the outbox, committed with what caused it (the
+  shop's waitlist notices, the staff inbox);
+- `window.WindowService`, `window.WindowState`: the 48 h window and the reply quota;
+- `transitions`: every change of a conversation's mode and of a reply's delivery state.
+"""

@@ -43,6 +43,7 @@ from app.db.repositories.conversations import (
 from app.db.repositories.orders import CustomerRepository
 from app.db.session import SessionFactory, transaction
 from app.services.messaging import transitions
+from app.services.messaging.media import MediaUnavailable
 from app.services.messaging.window import WindowService
 from app.services.tiktok.errors import TikTokPermanentError, TikTokTransientError, backoff_delay
 
@@ -61,10 +62,6 @@ class TikTokSender(Protocol):
 
 class MediaResolver(Protocol):
     async def media_id_for(self, image_url: str) -> str: ...
-
-
-class MediaUnavailable(Exception):
-    """The picture cannot be fetched or uploaded; the text reply stands on its own."""
 
 
 class Delivery(StrEnum):
@@ -168,9 +165,8 @@ class DeliveryService:
                 transitions.mark_not_delivered(entry, message, OutboxStatus.NOT_SENT, refusal.value)
                 log.info("reply_not_sent", reason=refusal.name.lower())
                 return DeliveryResult(Delivery.NOT_SENT)
-            entry.status = OutboxStatus.SENDING
-            entry.attempts += 1
-            entry.claimed_at = claimed_at = utc_now()
+            claimed_at = utc_now()
+            transitions.claim(entry, claimed_at)
             return _Claim(
                 message_id=message.id,
                 conversation_tiktok_id=conversation.tiktok_conversation_id,

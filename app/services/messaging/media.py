@@ -37,7 +37,6 @@ from app.core.clock import utc_now
 from app.core.logging import get_logger
 from app.db.repositories.items import ItemRepository
 from app.db.session import SessionFactory, transaction
-from app.services.messaging.delivery import MediaUnavailable
 from app.services.tiktok.errors import TikTokPermanentError
 
 log = get_logger(__name__)
@@ -51,6 +50,10 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class MediaUnavailable(Exception):
+    """The picture cannot be fetched or uploaded; the text reply stands on its own."""
 
 
 class MediaUrlRefused(MediaUnavailable):

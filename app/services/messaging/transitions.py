@@ -47,6 +47,21 @@ def handoff_lapsed(conversation: Conversation, now: datetime, idle: timedelta) -
     )
 
 
+def claim(entry: OutboxEntry, now: datetime) -> None:
+    """A worker is about to call TikTok: from here until its result is recorded the outcome
+    is uncertain (the sweeper settles it from evidence if the worker dies)."""
+    entry.status = OutboxStatus.SENDING
+    entry.attempts += 1
+    entry.claimed_at = now
+
+
+def requeue_by_hand(entry: OutboxEntry) -> None:
+    """A person sends a parked reply again: a fresh start, attempts included."""
+    entry.status = OutboxStatus.PENDING
+    entry.attempts = 0
+    entry.next_attempt_at = None
+
+
 async def mark_sent(
     session: AsyncSession,
     outbox_id: int,

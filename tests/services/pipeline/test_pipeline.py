@@ -23,8 +23,9 @@ from app.services import replies
 from app.services.messaging.delivery import Delivery, _Claim, _sent_marker
 from app.services.messaging.inbound import Outcome
 from app.services.turns import Reply, TurnResult
+from tests.factories import echo, image_message, read_receipt, text_message
 from tests.fakes import bad_parameters, server_error, too_fast
-from tests.services.pipeline.conftest import Harness, customer_message, echo
+from tests.services.pipeline.conftest import Harness
 
 MakeHarness = Callable[..., Harness]
 
@@ -43,7 +44,7 @@ async def test_one_message_gets_one_reply(
     make_harness: MakeHarness, committed_db: AsyncEngine
 ) -> None:
     harness = make_harness()
-    assert await harness.pipeline.handle(customer_message("hi")) is Outcome.HANDLED
+    assert await harness.receive(text_message("hi")) is Outcome.HANDLED
     results = await harness.deliver_queued()
     assert [result.outcome for result in results] == [Delivery.SENT]
     assert [sent.text for sent in harness.sender.sent] == [replies.MENU]
@@ -55,25 +56,25 @@ async def test_same_event_ten_times_at_once_is_answered_once(
     make_harness: MakeHarness, committed_db: AsyncEngine
 ) -> None:
     harness = make_harness()
-    body = customer_message("hi", message_id="dup-1")
-    outcomes = await asyncio.gather(*(harness.pipeline.handle(body) for _ in range(10)))
+    body = text_message("hi", message_id="dup-1")
+    outcomes = await asyncio.gather(*(harness.receive(body) for _ in range(10)))
     assert outcomes.count(Outcome.HANDLED) == 1
     assert outcomes.count(Outcome.DUPLICATE) == 9
     await harness.deliver_queued()
     assert len(harness.sender.sent) == 1
     assert await count(committed_db, OutboxEntry) == 1
     # hours later (TikTok retries for 72 h) it is still a duplicate
-    assert await harness.pipeline.handle(body) is Outcome.DUPLICATE
+    assert await harness.receive(body) is Outcome.DUPLICATE
 
 
 async def test_duplicate_is_caught_by_the_database_when_redis_forgot(
     make_harness: MakeHarness, redis_client: aioredis.Redis
 ) -> None:
     harness = make_harness()
-    body = customer_message("hi", message_id="dup-2")
-    await harness.pipeline.handle(body)
+    body = text_message("hi", message_id="dup-2")
+    await harness.receive(body)
     await redis_client.flushdb()
-    assert await harness.pipeline.handle(body) is Outcome.DUPLICATE
+    assert await harness.receive(body) is Outcome.DUPLICATE
     await harness.deliver_queued()
     assert len(harness.sender.sent) == 1
 
@@ -147,7 +148,7 @@ async def test_a_new_message_answers_earlier_recorded_ones_first(
                 "sent_at": datetime.fromtimestamp((now - 5000) / 1000, UTC),
             },
         )
-    await harness.pipeline.handle(customer_message("late", message_id="late", timestamp_ms=now))
+    await harness.receive(text_message("late", message_id="late", timestamp_ms=now))
     assert brain.turns == [["early"], ["late"]]
 
 
@@ -156,9 +157,7 @@ async def test_late_delivery_outside_the_window_is_recorded_and_not_answered(
 ) -> None:
     harness = make_harness()
     old = int((time.time() - 49 * 3600) * 1000)
-    assert (
-        await harness.pipeline.handle(customer_message("hi", timestamp_ms=old)) is Outcome.HANDLED
-    )
+    assert await harness.receive(text_message("hi", timestamp_ms=old)) is Outcome.HANDLED
     assert harness.queued == []
     (message,) = await rows(committed_db, Message)
     assert message.status == "processed"  # type: ignore[attr-defined]
@@ -169,7 +168,7 @@ async def test_reply_after_window_closed_is_recorded_not_sent(
     make_harness: MakeHarness, redis_client: aioredis.Redis, committed_db: AsyncEngine
 ) -> None:
     harness = make_harness()
-    await harness.pipeline.handle(customer_message("hi"))
+    await harness.receive(text_message("hi"))
     await redis_client.delete(redis_keys.window("cust-1"))
     async with AsyncSession(committed_db) as session:
         conversation = await session.scalar(select(Conversation))
@@ -186,7 +185,7 @@ async def test_window_survives_redis_losing_its_keys(
     make_harness: MakeHarness, redis_client: aioredis.Redis
 ) -> None:
     harness = make_harness()
-    await harness.pipeline.handle(customer_message("hi"))
+    await harness.receive(text_message("hi"))
     await redis_client.flushdb()
     assert [r.outcome for r in await harness.deliver_queued()] == [Delivery.SENT]
 
@@ -195,7 +194,7 @@ async def test_eleventh_reply_in_a_window_is_not_sent(
     make_harness: MakeHarness, redis_client: aioredis.Redis, committed_db: AsyncEngine
 ) -> None:
     harness = make_harness()
-    await harness.pipeline.handle(customer_message("hi"))
+    await harness.receive(text_message("hi"))
     await redis_client.set(redis_keys.quota("cust-1"), 10, keepttl=True)
     assert [r.outcome for r in await harness.deliver_queued()] == [Delivery.NOT_SENT]
     (reply,) = await rows(committed_db, Message, Message.direction == "outbound")
@@ -207,10 +206,10 @@ async def test_a_new_customer_message_resets_the_quota(
     make_harness: MakeHarness, redis_client: aioredis.Redis
 ) -> None:
     harness = make_harness()
-    await harness.pipeline.handle(customer_message("hi", message_id="q1"))
+    await harness.receive(text_message("hi", message_id="q1"))
     await harness.deliver_queued()
     await redis_client.set(redis_keys.quota("cust-1"), 10, keepttl=True)
-    await harness.pipeline.handle(customer_message("hello again", message_id="q2"))
+    await harness.receive(text_message("hello again", message_id="q2"))
     assert [r.outcome for r in await harness.deliver_queued()] == [Delivery.SENT]
 
 
@@ -225,7 +224,7 @@ async def test_last_quota_slot_is_kept_for_the_handoff_notice(
             return TurnResult("availability", "local", replies=card)
 
     harness = make_harness(brain=CardBrain())
-    await harness.pipeline.handle(customer_message("is PT-0001 available"))
+    await harness.receive(text_message("is PT-0001 available"))
     await harness.deliver_queued()
     assert [sent.text for sent in harness.sender.sent] == [replies.QUOTA_HANDOFF]
     assert harness.handoffs == ["reply quota nearly spent"]
@@ -235,7 +234,7 @@ async def test_last_quota_slot_is_kept_for_the_handoff_notice(
 
 async def test_transient_failures_back_off_then_deliver(make_harness: MakeHarness) -> None:
     harness = make_harness()
-    await harness.pipeline.handle(customer_message("hi"))
+    await harness.receive(text_message("hi"))
     harness.sender.fail_next(server_error(), server_error(), server_error())
     (outbox_id,) = harness.queued
     outcomes = [await harness.delivery.deliver(outbox_id) for _ in range(4)]
@@ -246,7 +245,7 @@ async def test_transient_failures_back_off_then_deliver(make_harness: MakeHarnes
 
 async def test_too_fast_backs_off_longer(make_harness: MakeHarness) -> None:
     harness = make_harness(retry_backoff_base_seconds=0.01, too_fast_backoff_seconds=30)
-    await harness.pipeline.handle(customer_message("hi"))
+    await harness.receive(text_message("hi"))
     retry_ins = []
     for _ in range(5):  # one less than max_send_attempts
         harness.sender.fail_next(too_fast())
@@ -260,7 +259,7 @@ async def test_permanent_failure_is_dead_lettered(
     make_harness: MakeHarness, committed_db: AsyncEngine
 ) -> None:
     harness = make_harness()
-    await harness.pipeline.handle(customer_message("hi"))
+    await harness.receive(text_message("hi"))
     harness.sender.fail_next(bad_parameters())
     assert [r.outcome for r in await harness.deliver_queued()] == [Delivery.FAILED]
     (letter,) = await rows(committed_db, DeadLetter)
@@ -269,7 +268,7 @@ async def test_permanent_failure_is_dead_lettered(
 
 async def test_attempts_are_bounded(make_harness: MakeHarness, committed_db: AsyncEngine) -> None:
     harness = make_harness(max_send_attempts=3)
-    await harness.pipeline.handle(customer_message("hi"))
+    await harness.receive(text_message("hi"))
     harness.sender.fail_next(*(server_error() for _ in range(5)))
     outcomes = [(await harness.delivery.deliver(harness.queued[0])).outcome for _ in range(4)]
     assert outcomes == [Delivery.RETRY, Delivery.RETRY, Delivery.FAILED, Delivery.SKIPPED]
@@ -280,11 +279,11 @@ async def test_handoff_silences_the_bot_and_notifies_staff(
     make_harness: MakeHarness, committed_db: AsyncEngine
 ) -> None:
     harness = make_harness()
-    await harness.pipeline.handle(customer_message("3", message_id="h1"))
+    await harness.receive(text_message("3", message_id="h1"))
     await harness.deliver_queued()
     assert [sent.text for sent in harness.sender.sent] == [replies.HANDOFF_CONFIRM]
     assert harness.handoffs == ["customer asked for a person"]
-    await harness.pipeline.handle(customer_message("hello? anyone?", message_id="h2"))
+    await harness.receive(text_message("hello? anyone?", message_id="h2"))
     assert harness.queued == []
 
 
@@ -292,19 +291,17 @@ async def test_staff_echo_from_the_app_takes_over(
     make_harness: MakeHarness, committed_db: AsyncEngine
 ) -> None:
     harness = make_harness()
-    await harness.pipeline.handle(customer_message("hi", message_id="e1"))
+    await harness.receive(text_message("hi", message_id="e1"))
     await harness.deliver_queued()
     # the echo of our own reply changes nothing
-    assert await harness.pipeline.handle(echo(replies.MENU, message_id="tt-1")) is Outcome.ECHO
+    assert await harness.receive(echo(replies.MENU, message_id="tt-1")) is Outcome.ECHO
     (conversation,) = await rows(committed_db, Conversation)
     assert conversation.mode == "bot"  # type: ignore[attr-defined]
     # staff typed in the TikTok app
-    assert (
-        await harness.pipeline.handle(echo("hey it's Mia!", message_id="staff-1")) is Outcome.ECHO
-    )
+    assert await harness.receive(echo("hey it's Mia!", message_id="staff-1")) is Outcome.ECHO
     (conversation,) = await rows(committed_db, Conversation)
     assert conversation.mode == "human"  # type: ignore[attr-defined]
-    await harness.pipeline.handle(customer_message("oh hi Mia", message_id="e2"))
+    await harness.receive(text_message("oh hi Mia", message_id="e2"))
     assert harness.queued == []
     staff = await rows(committed_db, Message, Message.sent_by == "staff_app")
     assert [m.text for m in staff] == ["hey it's Mia!"]  # type: ignore[attr-defined]
@@ -314,7 +311,7 @@ async def test_with_resend_off_an_interrupted_send_is_parked_and_its_echo_confir
     make_harness: MakeHarness, committed_db: AsyncEngine
 ) -> None:
     harness = make_harness(resend_unconfirmed_after_seconds=None)
-    await harness.pipeline.handle(customer_message("hi"))
+    await harness.receive(text_message("hi"))
     (outbox_id,) = harness.queued
     claim = await harness.delivery._claim(outbox_id)  # the worker dies after this point
     assert not isinstance(claim, type(None))
@@ -325,7 +322,7 @@ async def test_with_resend_off_an_interrupted_send_is_parked_and_its_echo_confir
     assert harness.sender.sent == []
     (letter,) = await rows(committed_db, DeadLetter)
     assert letter.kind == "send_unknown"  # type: ignore[attr-defined]
-    await harness.pipeline.handle(echo(replies.MENU, message_id="tt-late"))
+    await harness.receive(echo(replies.MENU, message_id="tt-late"))
     (entry,) = await rows(committed_db, OutboxEntry)
     assert entry.status == "sent"  # type: ignore[attr-defined]
 
@@ -334,7 +331,7 @@ async def test_send_that_never_reached_tiktok_goes_out_once_after_the_echo_wait(
     make_harness: MakeHarness, committed_db: AsyncEngine
 ) -> None:
     harness = make_harness(resend_unconfirmed_after_seconds=30)
-    await harness.pipeline.handle(customer_message("hi"))
+    await harness.receive(text_message("hi"))
     (outbox_id,) = harness.queued
     await harness.delivery._claim(outbox_id)  # the worker dies before the call
     early = await harness.delivery.settle_stuck_sends(timedelta(seconds=0))
@@ -360,7 +357,7 @@ async def test_send_tiktok_accepted_but_never_recorded_is_settled_as_sent(
     make_harness: MakeHarness, committed_db: AsyncEngine, redis_client: aioredis.Redis
 ) -> None:
     harness = make_harness(resend_unconfirmed_after_seconds=0)
-    await harness.pipeline.handle(customer_message("hi"))
+    await harness.receive(text_message("hi"))
     (outbox_id,) = harness.queued
     claim = await harness.delivery._claim(outbox_id)
     assert isinstance(claim, _Claim)
@@ -388,15 +385,15 @@ async def test_send_tiktok_accepted_but_never_recorded_is_settled_as_sent(
 
 async def test_customer_photo_gets_a_kind_answer(make_harness: MakeHarness) -> None:
     harness = make_harness()
-    await harness.pipeline.handle(customer_message(type_="image"))
+    await harness.receive(image_message())
     await harness.deliver_queued()
     assert [sent.text for sent in harness.sender.sent] == [replies.CANNOT_READ_MEDIA]
 
 
 async def test_unknown_events_and_read_receipts_are_ignored(make_harness: MakeHarness) -> None:
     harness = make_harness()
-    body = customer_message("hi").replace("im_receive_msg", "im_mark_read_msg")
-    assert await harness.pipeline.handle(body) is Outcome.IGNORED
+    body = read_receipt()
+    assert await harness.receive(body) is Outcome.IGNORED
     assert harness.queued == []
 
 
@@ -408,7 +405,7 @@ async def test_long_replies_are_split_under_the_limit(
             return TurnResult("other", "local", replies=[Reply("This is a sentence. " * 700)])
 
     harness = make_harness(brain=Verbose())
-    await harness.pipeline.handle(customer_message("tell me everything"))
+    await harness.receive(text_message("tell me everything"))
     await harness.deliver_queued()
     assert len(harness.sender.sent) == 3
     assert all(len(sent.text or "") <= 6000 for sent in harness.sender.sent)

@@ -21,6 +21,7 @@ from app.services.router.local import get_local_router
 from app.services.shop import ShopBrain, load_default_faq
 from app.services.shop.catalog_io import import_catalog, import_orders
 from app.services.turns import TurnResult
+from tests.factories import add_conversation_for, add_customer, username_of
 
 _ids = itertools.count(1)
 
@@ -118,19 +119,10 @@ def make_chat(
         settings = shop_settings.model_copy(update=overrides) if overrides else shop_settings
         customer = await shop.scalar(select(Customer).where(Customer.tiktok_user_id == user_id))
         if customer is None:
-            customer = Customer(tiktok_user_id=user_id, username=f"{user_id}-name")
-            shop.add(customer)
-            await shop.flush()
-        conversation = Conversation(
-            tiktok_conversation_id=f"conv-{user_id}-{next(_ids)}",
-            customer_id=customer.id,
-            mode="bot",
-            replies_in_window=0,
-            last_inbound_sequence=0,
-            context={},
+            customer = await add_customer(shop, user_id, username=username_of(user_id))
+        conversation = await add_conversation_for(
+            shop, customer, conversation_id=f"conv-{user_id}-{next(_ids)}"
         )
-        shop.add(conversation)
-        await shop.flush()
         brain = ShopBrain(settings, offline_router, redis=redis_client)
         return Chat(shop, brain, conversation, customer)
 

@@ -28,6 +28,7 @@ from app.services.router import HybridRouter
 from app.services.shop import ShopBrain, expire_lapsed_holds, run_hold_expiry
 from app.services.shop.context import load_context
 from app.worker.celery_app import celery_app
+from tests.factories import add_conversation_for, add_customer
 from tests.services.shop.conftest import Chat, MakeChat, load_reference_shop, reply_text
 
 if TYPE_CHECKING:
@@ -154,19 +155,10 @@ async def make_conversations(engine: AsyncEngine, count: int) -> list[int]:
     ids: list[int] = []
     async with AsyncSession(engine) as session, session.begin():
         for index in range(count):
-            customer = Customer(tiktok_user_id=f"racer-{index}")
-            session.add(customer)
-            await session.flush()
-            conversation = Conversation(
-                tiktok_conversation_id=f"race-{index}",
-                customer_id=customer.id,
-                mode="bot",
-                replies_in_window=0,
-                last_inbound_sequence=0,
-                context={},
+            customer = await add_customer(session, f"racer-{index}")
+            conversation = await add_conversation_for(
+                session, customer, conversation_id=f"race-{index}"
             )
-            session.add(conversation)
-            await session.flush()
             ids.append(conversation.id)
     return ids
 

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import itertools
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import redis.asyncio as aioredis
 import yaml
@@ -29,6 +27,7 @@ from app.services.messaging.inbound import InboundPipeline
 from app.services.router import HybridRouter
 from app.services.shop import ShopBrain, run_hold_expiry
 from tests.conftest import SHARED_DIR
+from tests.factories import Envelope, as_queued, image_message, share_post, text_message
 from tests.fakes import CollectingSender, FixedMedia
 from tests.services.shop.conftest import load_reference_shop
 
@@ -66,27 +65,21 @@ class Scenario(BaseModel):
     turns: list[Turn]
 
 
-def webhook(user_id: str, message_type: str, body: dict[str, Any], message_id: str) -> str:
-    content: dict[str, Any] = {
-        "timestamp": int(time.time() * 1000),
-        "conversation_id": f"conv-{user_id}",
+def conversation_of(user_id: str) -> str:
+    return f"conv-{user_id}"
+
+
+def message_of(turn: Turn, user_id: str, message_id: str) -> Envelope:
+    where: dict[str, Any] = {
         "message_id": message_id,
-        "from": f"{user_id}-name",
-        "to": "shop",
-        "from_user": {"id": user_id, "role": "personal_account"},
-        "to_user": {"id": "shop", "role": "business_account"},
-        "type": message_type,
-        **body,
+        "user_id": user_id,
+        "conversation_id": conversation_of(user_id),
     }
-    return orjson.dumps(
-        {
-            "client_key": "ck",
-            "event": "im_receive_msg",
-            "create_time": int(time.time()),
-            "user_openid": "shop",
-            "content": orjson.dumps(content).decode(),
-        }
-    ).decode()
+    if turn.send is not None:
+        return text_message(turn.send, **where)
+    if turn.share_post is not None:
+        return share_post(turn.share_post, **where)
+    return image_message(**where)
 
 
 @dataclass
@@ -101,12 +94,13 @@ class Shop:
         while self.queued:
             await self.delivery.deliver(self.queued.pop(0))
 
-    async def play(
-        self, user_id: str, message_type: str, body: dict[str, Any]
-    ) -> tuple[str, list[Any]]:
+    async def play(self, user_id: str, text: str) -> tuple[str, list[Any]]:
         message_id = f"m-{next(_ids)}"
         seen = len(self.sender.sent)
-        await self.pipeline.handle(webhook(user_id, message_type, body, message_id))
+        body = text_message(
+            text, message_id=message_id, user_id=user_id, conversation_id=conversation_of(user_id)
+        )
+        await self.pipeline.handle(as_queued(body))
         await self.deliver()
         return message_id, self.sender.sent[seen:]
 
@@ -156,16 +150,11 @@ async def test_public_scenario(shop: Shop, scenario: Scenario) -> None:
     failures: list[str] = []
     for number, turn in enumerate(scenario.turns, start=1):
         user_id = turn.customer or scenario.customer
-        if turn.send is not None:
-            kind, body = "text", {"text": {"body": turn.send}}
-        elif turn.share_post is not None:
-            kind, body = "share_post", {"share_post": {"video_id": turn.share_post}}
-        else:
-            kind, body = "image", {"image": {"media_id": "img-1"}}
         message_id = f"m-{next(_ids)}"
+        body = as_queued(message_of(turn, user_id, message_id))
         seen = len(shop.sender.sent)
         for _ in range(turn.duplicate):
-            await shop.pipeline.handle(webhook(user_id, kind, body, message_id))
+            await shop.pipeline.handle(body)
         await shop.deliver()
         sent = shop.sender.sent[seen:]
         text = "\n".join(message.text for message in sent if message.text)
@@ -202,10 +191,10 @@ async def test_public_scenario(shop: Shop, scenario: Scenario) -> None:
 
 
 async def test_waitlist_notice_reaches_the_customer_through_the_outbox(shop: Shop) -> None:
-    _, held = await shop.play("cust-holder", "text", {"text": {"body": "can you hold PT-0009?"}})
+    _, held = await shop.play("cust-holder", "can you hold PT-0009?")
     assert "on hold for you" in (held[0].text or "")
-    await shop.play("cust-waiter", "text", {"text": {"body": "is PT-0009 still available?"}})
-    _, joined = await shop.play("cust-waiter", "text", {"text": {"body": "waitlist"}})
+    await shop.play("cust-waiter", "is PT-0009 still available?")
+    _, joined = await shop.play("cust-waiter", "waitlist")
     assert "#1 in line" in (joined[0].text or "")
     seen = len(shop.sender.sent)
 
@@ -223,5 +212,5 @@ async def test_waitlist_notice_reaches_the_customer_through_the_outbox(shop: Sho
     (notice,) = shop.sender.sent[seen:]
     assert notice.conversation_id == "conv-cust-waiter"
     assert notice.text is not None and "PT-0009" in notice.text and "available again" in notice.text
-    _, taken = await shop.play("cust-waiter", "text", {"text": {"body": "yes!"}})
+    _, taken = await shop.play("cust-waiter", "yes!")
     assert "on hold for you" in (taken[0].text or "")

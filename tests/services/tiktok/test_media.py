@@ -13,8 +13,7 @@ from app.db.session import SessionFactory, transaction
 from app.sandbox.control import SandboxControl
 from app.sandbox.media import placeholder_png
 from app.sandbox.server import BackgroundServer
-from app.services.messaging.delivery import MediaUnavailable
-from app.services.messaging.media import CachedMediaResolver, mirror_url
+from app.services.messaging.media import CachedMediaResolver, MediaUnavailable, mirror_url
 from app.services.shop.catalog_io import import_catalog
 from tests.services.tiktok.conftest import ClientFactory
 

@@ -29,8 +29,8 @@ from app.services.tiktok.tokens import (
     TokensUnreadable,
     token_box,
 )
+from tests.factories import as_queued, text_message
 from tests.fakes import FixedMedia, MenuBrain
-from tests.services.pipeline.conftest import customer_message
 from tests.services.tiktok.conftest import ClientFactory
 
 ACCESS = "act.PLAIN-ACCESS-7f3a9c"
@@ -266,7 +266,7 @@ async def test_send_with_unreadable_tokens_is_parked_not_crashed(
         FixedMedia(),
     )
 
-    assert await pipeline.handle(customer_message("hi")) is Outcome.HANDLED
+    assert await pipeline.handle(as_queued(text_message("hi"))) is Outcome.HANDLED
     assert len(queued) == 1
     result = await delivery.deliver(queued[0])
 
