@@ -59,6 +59,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def webhook_body(user: str, text: str = "hi", timestamp_ms: int | None = None) -> bytes:
+    # The bot's own app and account: events of any other are ignored by the worker.
+    settings = get_settings()
     content = {
         "timestamp": timestamp_ms or int(time.time() * 1000),
         "conversation_id": f"bench-conv-{user}",
@@ -66,16 +68,16 @@ def webhook_body(user: str, text: str = "hi", timestamp_ms: int | None = None) -
         "from": user,
         "to": "philiathrifts",
         "from_user": {"id": user, "role": "personal_account"},
-        "to_user": {"id": "shop", "role": "business_account"},
+        "to_user": {"id": settings.tiktok_business_id, "role": "business_account"},
         "type": "text",
         "text": {"body": text},
     }
     return orjson.dumps(
         {
-            "client_key": "bench",
+            "client_key": settings.tiktok_client_key,
             "event": "im_receive_msg",
             "create_time": int(time.time()),
-            "user_openid": "shop",
+            "user_openid": settings.tiktok_business_id,
             "content": orjson.dumps(content).decode(),
         }
     )

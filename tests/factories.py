@@ -22,6 +22,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import unix_now
+from app.core.config import Settings
 from app.db.models import Conversation, ConversationMode, Customer
 from app.services.tiktok.signature import signature_header
 from app.services.tiktok.webhook import EventType
@@ -29,8 +30,12 @@ from app.services.tiktok.webhook import EventType
 Envelope = dict[str, Any]
 Content = dict[str, Any]
 
-CLIENT_KEY = "ck"
-SHOP_ID = "shop-1"  # the business account's open_id: `user_openid`, `to_user.id`
+# The app and the account the tests' settings configure (TIKTOK_CLIENT_KEY and
+# TIKTOK_BUSINESS_ID, unset under test): the bot ignores any other account's events.
+CLIENT_KEY: str = Settings.model_fields["tiktok_client_key"].default
+SHOP_ID: str = Settings.model_fields["tiktok_business_id"].default  # `user_openid`, `to_user.id`
+OTHER_CLIENT_KEY = "another-app"
+OTHER_SHOP_ID = "another-shop"  # a second account that authorised the app
 SHOP_USERNAME = "shop"
 CUSTOMER_ID = "cust-1"
 CONVERSATION_ID = "conv-1"
@@ -161,7 +166,7 @@ def image_message(
 
 
 def share_post(
-    video_id: str | None = "7300000000000000001",
+    video_id: str | int | None = "7300000000000000001",
     *,
     embed_url: str | None = None,
     message_id: str | None = None,
@@ -171,7 +176,7 @@ def share_post(
     **fields: Any,
 ) -> Envelope:
     """`im_receive_msg`: the customer shared one of the shop's videos. TikTok may send
-    either field alone: None leaves it out."""
+    either field alone (None leaves it out), and the id as a JSON number."""
     post = {"video_id": video_id, "embed_url": embed_url}
     return envelope(
         message_content(
@@ -184,6 +189,99 @@ def share_post(
             **fields,
         )
     )
+
+
+def media_message(
+    type_: str,
+    body: Mapping[str, Any] | None = None,
+    *,
+    message_id: str | None = None,
+    user_id: str = CUSTOMER_ID,
+    conversation_id: str = CONVERSATION_ID,
+    timestamp_ms: int | None = None,
+    **fields: Any,
+) -> Envelope:
+    """`im_receive_msg` of a type the bot cannot see: `video` (`{"media_id": ...}`),
+    `sticker` and `emoji` (`{"url": ...}`), or one TikTok adds later. `body` goes under
+    the field named after the type; None leaves it out."""
+    if body is not None:
+        fields[type_] = dict(body)
+    return envelope(
+        message_content(
+            type_,
+            message_id=message_id,
+            user_id=user_id,
+            conversation_id=conversation_id,
+            timestamp_ms=timestamp_ms,
+            **fields,
+        )
+    )
+
+
+def video_message(media_id: str = "vid-1", **options: Any) -> Envelope:
+    return media_message("video", {"media_id": media_id}, **options)
+
+
+def sticker_message(url: str = "https://p16.tiktokcdn.com/sticker.png", **options: Any) -> Envelope:
+    return media_message("sticker", {"url": url}, **options)
+
+
+def emoji_message(url: str = "https://p16.tiktokcdn.com/emoji.png", **options: Any) -> Envelope:
+    return media_message("emoji", {"url": url}, **options)
+
+
+def image_by_url(
+    media_url: str = "https://p16.tiktokcdn.com/photo.jpg",
+    *,
+    top_level: bool = False,
+    **options: Any,
+) -> Envelope:
+    """`im_receive_msg`: a photo named by its link, as one source reads it: in
+    `image.media_url`, or (`top_level`) in a `media_url` beside an empty `image`."""
+    if top_level:
+        return media_message("image", {}, media_url=media_url, **options)
+    return media_message("image", {"media_url": media_url}, **options)
+
+
+def reaction_message(
+    emoji: str = "\N{THUMBS UP SIGN}",
+    *,
+    original_msg_id: str = "tt-1",
+    operation: str = "ADD",
+    **options: Any,
+) -> Envelope:
+    """`im_receive_msg`: the customer reacted to a message (`original_msg_id`)."""
+    reaction = {
+        "operation": operation,
+        "type": "EMOJI",
+        "emoji": emoji,
+        "original_msg_id": original_msg_id,
+        "unique_identifier": f"react-{original_msg_id}",
+        "timestamp": now_ms(),
+    }
+    return media_message("reaction", None, reaction=[reaction], **options)
+
+
+def template_message(
+    *buttons: str,
+    title: str = "Questions we get a lot",
+    **options: Any,
+) -> Envelope:
+    """`im_receive_msg`: the customer tapped a suggested-question button; `buttons` are
+    the texts of the card's REPLY buttons."""
+    card = {
+        "type": "qa_button_card",
+        "elements": [
+            {
+                "title": title,
+                "buttons": [
+                    {"text": text, "type": "REPLY", "id": f"q{number}"}
+                    for number, text in enumerate(buttons, 1)
+                ],
+            }
+        ],
+    }
+    return media_message("template", card, **options)
 
 
 def echo(
@@ -215,6 +313,40 @@ def echo(
     if auto_message_type is not None:
         content["auto_message_type"] = auto_message_type
     return envelope(content, event=EventType.SEND)
+
+
+def reaction_echo(
+    emoji: str = "\N{HEAVY BLACK HEART}",
+    *,
+    original_msg_id: str = "msg-1",
+    user_id: str = CUSTOMER_ID,
+    conversation_id: str = CONVERSATION_ID,
+    source: str | None = "APP",
+) -> Envelope:
+    """`im_send_msg` of the shop's own reaction to a customer's message."""
+    content = content_of(echo("", user_id=user_id, conversation_id=conversation_id, source=source))
+    del content["text"]
+    content["type"] = "reaction"
+    content["reaction"] = [
+        {"operation": "ADD", "type": "EMOJI", "emoji": emoji, "original_msg_id": original_msg_id}
+    ]
+    return envelope(content, event=EventType.SEND)
+
+
+def event_of(event: str, content: Mapping[str, Any] | None = None) -> Envelope:
+    """Any other event (`tiktok.ping`, `authorization.removed`, ...) with its content."""
+    return envelope({} if content is None else content, event=event)
+
+
+def for_account(
+    body: Envelope, *, client_key: str = CLIENT_KEY, user_openid: str | None = OTHER_SHOP_ID
+) -> Envelope:
+    """The same event, as TikTok sends it for another account or app that shares the
+    callback URL (None: without `user_openid`, as older payloads)."""
+    moved = {**body, "client_key": client_key, "user_openid": user_openid}
+    if user_openid is None:
+        del moved["user_openid"]
+    return moved
 
 
 def read_receipt(

@@ -94,7 +94,8 @@ async def _worker_families(redis: Any) -> list[Metric]:
         pipe.hgetall(redis_keys.METRICS_SENDS)
         pipe.hgetall(redis_keys.METRICS_LLM_CALLS)
         pipe.hgetall(redis_keys.METRICS_LLM_LATENCY)
-        messages, sends, llm_calls, latency = await pipe.execute()
+        pipe.hgetall(redis_keys.METRICS_OTHER_ACCOUNT_EVENTS)
+        messages, sends, llm_calls, latency, other_accounts = await pipe.execute()
     out: list[Metric] = []
 
     turns = CounterMetricFamily(
@@ -111,6 +112,15 @@ async def _worker_families(redis: Any) -> list[Metric]:
     for field, count in sends.items():
         sent.add_metric([_text(field)], int(count))
     out.append(sent)
+
+    foreign = CounterMetricFamily(
+        "philia_other_account_events",
+        "Webhook events for another app or account, ignored (by what differed).",
+        labels=["mismatch"],
+    )
+    for field, count in other_accounts.items():
+        foreign.add_metric([_text(field)], int(count))
+    out.append(foreign)
 
     calls = CounterMetricFamily(
         "philia_llm_calls", "LLM router calls, by outcome (ok or failed).", labels=["outcome"]

@@ -67,6 +67,10 @@ def converse(
 
     Prints one line per failed turn, then `N passed, M failed`; a bad file is one failure.
 
+    The bot runs as the app and account TIKTOK_CLIENT_KEY and TIKTOK_BUSINESS_ID name in
+    the environment (default philia-dev-client and philia-dev-business, whatever .env
+    says): the ids a `raw` turn's body uses for "ours".
+
     Exit status: 0 if every turn passed, 1 if any failed, 2 if the pipeline could not run.
     """
     settings = get_settings()
@@ -205,6 +209,14 @@ def _echo_details(report: TurnReport) -> None:
         f"    intent {seen.intent or 'none'}, {count} repl{'y' if count == 1 else 'ies'}"
         f" in {report.seconds:.2f} s"
     )
+    statuses = ", ".join("no answer" if s is None else str(s) for s in seen.statuses)
+    letters = len(seen.dead_letters)
+    typer.echo(
+        f"    webhook {statuses or 'not posted'}, mode {seen.mode or 'none'},"
+        f" {letters} dead letter{'' if letters == 1 else 's'}"
+    )
+    for letter in seen.dead_letters:
+        typer.echo(f"    ! {quote(letter, limit=300)}")
     for message in seen.replies:
         shown = quote(message.text or "", limit=1000) if message.message_type == "TEXT" else ""
         typer.echo(f"    < {message.message_type} {shown}".rstrip())

@@ -156,6 +156,10 @@ class Settings(BaseSettings):
     retry_backoff_cap_seconds: float = 60.0
     # 40064 is TikTok's "too fast" restriction: back off from a larger base.
     too_fast_backoff_seconds: float = 15.0
+    # 40064 also means "the customer's DM settings block the shop", which no wait cures: a
+    # reply refused with it on this attempt (attempts of any failure count) is parked in the
+    # dead letters instead of retried, so it never loops. MAX_SEND_ATTEMPTS still caps it.
+    too_fast_max_attempts: int = Field(default=3, ge=1)
 
     # OpenAI (any compatible server)
     openai_api_key: SecretStr | None = None

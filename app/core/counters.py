@@ -46,6 +46,11 @@ class WorkerMetrics:
     async def send_result(self, outcome: str) -> None:
         await self._count(redis_keys.METRICS_SENDS, outcome)
 
+    async def event_for_other_account(self, mismatch: str) -> None:
+        """A webhook event of another app or account, ignored; `mismatch` names the field
+        that differed (`client_key` or `user_openid`), so the count stays bounded."""
+        await self._count(redis_keys.METRICS_OTHER_ACCOUNT_EVENTS, mismatch)
+
     async def llm_call(self, ok: bool, seconds: float) -> None:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:

@@ -166,7 +166,13 @@ class EmbeddedPostgres:
         # As root, pgserver runs PostgreSQL as its own system user (pg_ctl refuses root).
         user = self._server.system_user
         log = self._server.log
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=30)
+        try:
+            # -t: the shutdown checkpoint of a busy server on a loaded machine can outlast
+            # pg_ctl's default minute.
+            pg_ctl(["-w", "-t", "90", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=100)
+        except subprocess.CalledProcessError:
+            # Still not down: stop it the way a crash would (recovery runs at the next start).
+            pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=pgdata, user=user, timeout=30)
         self._restarted = True
         time.sleep(downtime_seconds)
         pg_ctl(

@@ -51,6 +51,10 @@ def tiktok_image_capability(conversation_id: str) -> str:
     return f"{PREFIX}:tiktok:image-capability:{conversation_id}"
 
 
+# The last `user_openid` of a webhook event for an account other than TIKTOK_BUSINESS_ID.
+TIKTOK_OTHER_ACCOUNT = f"{PREFIX}:tiktok:other-account"
+
+
 # Staff: sessions and the login lock (see SECURITY.md).
 def staff_session(token: str) -> str:
     return f"{PREFIX}:staff:session:{_digest(token)}"
@@ -82,3 +86,4 @@ METRICS_MESSAGES = f"{PREFIX}:metrics:messages"
 METRICS_SENDS = f"{PREFIX}:metrics:sends"
 METRICS_LLM_CALLS = f"{PREFIX}:metrics:llm_calls"
 METRICS_LLM_LATENCY = f"{PREFIX}:metrics:llm_latency"
+METRICS_OTHER_ACCOUNT_EVENTS = f"{PREFIX}:metrics:other_account_events"

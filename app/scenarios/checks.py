@@ -22,6 +22,12 @@ class SentMessage:
 class Observation:
     intent: str | None
     replies: list[SentMessage] = field(default_factory=list)
+    # The webhook's status for each copy posted; None for a copy that got no answer.
+    statuses: list[int | None] = field(default_factory=list)
+    # The conversation's mode after the turn; None when the turn names no conversation.
+    mode: Literal["bot", "human"] | None = None
+    # The dead letters the turn created, each as "kind: error".
+    dead_letters: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -72,6 +78,18 @@ def differences(expect: Expect, seen: Observation) -> list[str]:
     if unmatched:
         patterns = ", ".join(f"/{pattern}/" for pattern in unmatched)
         found.append(f"no match for {patterns} in: {quote(text)}")
+    if expect.status is not None and any(status != expect.status for status in seen.statuses):
+        got = ", ".join("no answer" if status is None else str(status) for status in seen.statuses)
+        found.append(f"expected status {expect.status}, got {got or 'nothing posted'}")
+    if expect.mode is not None and seen.mode != expect.mode:
+        got = seen.mode or "no conversation (the body names none)"
+        found.append(f"expected mode {expect.mode}, got {got}")
+    letters = len(seen.dead_letters)
+    if expect.dead_letters is not None and letters != expect.dead_letters:
+        first = f": {quote(seen.dead_letters[0])}" if seen.dead_letters else ""
+        found.append(
+            f"expected {_plural(expect.dead_letters, 'dead letter')}, got {letters}{first}"
+        )
     return found
 
 

@@ -8,10 +8,12 @@ would otherwise make a turn pass without checking anything.
 from __future__ import annotations
 
 import difflib
+import json
+import math
 import re
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -25,8 +27,11 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from app.scenarios.raw import read_webhook
+
 DEFAULT_CUSTOMER = "customer-1"
 MAX_DUPLICATES = 100
+MESSAGE_KEYS = ("send", "share_post", "image", "raw")
 
 
 class ScenarioError(Exception):
@@ -46,8 +51,55 @@ def _list_from_scalar(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+def _lower_case(value: Any) -> Any:
+    # `mode: Human` means the same as `mode: human`.
+    return value.lower() if isinstance(value, str) else value
+
+
 Text = Annotated[str, BeforeValidator(_text_from_scalar)]
 Needles = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_list_from_scalar)]
+Mode = Annotated[Literal["bot", "human"], BeforeValidator(_lower_case)]
+
+
+def _json_problem(value: Any, path: str = "") -> str | None:
+    """Why `value` (read from YAML) is not a JSON value, naming where; None if it is.
+
+    YAML reads more than JSON holds: an unquoted `2026-11-30` is a date, `on:` is the key
+    True. Serialising those would either fail or send something the author did not write."""
+    where = f"at {path}: " if path else ""
+    if value is None or isinstance(value, bool | int | str):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{where}{value} is not a JSON number"
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = _json_problem(item, f"{path}[{index}]")
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{where}the key {key!r} is not a string in YAML (quote it)"
+            problem = _json_problem(item, f"{path}.{key}" if path else key)
+            if problem is not None:
+                return problem
+        return None
+    return f"{where}{value!r} is not a JSON value in YAML (quote it)"
+
+
+def _raw_body(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value  # the JSON text, posted as it is: even malformed, if that is the test
+    if not isinstance(value, dict):
+        raise ValueError("must be the webhook body as a mapping, or its JSON text as a string")
+    problem = _json_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+RawBody = Annotated[dict[str, Any] | str, BeforeValidator(_raw_body)]
 
 
 class Expect(BaseModel):
@@ -61,6 +113,13 @@ class Expect(BaseModel):
     images: int | None = Field(default=None, ge=0)
     # True: nothing may be sent. False: at least one message must be sent.
     no_reply: bool | None = None
+    # The webhook's HTTP status (every copy of a duplicated delivery).
+    status: int | None = Field(default=None, ge=100, le=599)
+    # The conversation's mode once the turn is over; a conversation the bot never recorded
+    # is in bot mode (it would answer the next message).
+    mode: Mode | None = None
+    # Dead letters created while the turn ran (parked events and parked replies).
+    dead_letters: int | None = Field(default=None, ge=0)
 
     @field_validator("reply_matches")
     @classmethod
@@ -93,6 +152,9 @@ class Turn(BaseModel):
     send: Text | None = Field(default=None, min_length=1)
     share_post: Text | None = Field(default=None, min_length=1)
     image: bool | None = None
+    # One webhook body as TikTok would send it, posted unchanged (see raw_body). `customer`
+    # does not apply: the body's `content.from_user` says who wrote.
+    raw: RawBody | None = None
     customer: Text | None = Field(default=None, min_length=1)
     duplicate: int = Field(default=1, ge=1, le=MAX_DUPLICATES)
     expect: Expect = Field(default_factory=Expect)
@@ -101,19 +163,34 @@ class Turn(BaseModel):
     def _exactly_one_message(self) -> Turn:
         if self.image is False:
             raise ValueError("image must be true (leave it out for a text or share_post turn)")
-        given = [
-            name for name in ("send", "share_post", "image") if getattr(self, name) is not None
-        ]
+        given = [name for name in MESSAGE_KEYS if getattr(self, name) is not None]
         if len(given) != 1:
             found = f"found {', '.join(given)}" if given else "found none"
-            raise ValueError(f"a turn needs exactly one of send, share_post, image ({found})")
+            raise ValueError(f"a turn needs exactly one of {', '.join(MESSAGE_KEYS)} ({found})")
         return self
+
+    def raw_body(self) -> bytes:
+        """The bytes a raw turn posts: its string as UTF-8, or its mapping as compact JSON
+        with keys in the order written (non-ASCII text as UTF-8, as TikTok sends it).
+
+        A body that is not valid UTF-8 can be written too, in Python's convention: `\\udcXX`
+        in a double-quoted YAML string posts the byte XX."""
+        assert self.raw is not None, "not a raw turn"
+        text = self.raw
+        if not isinstance(text, str):
+            text = json.dumps(text, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        try:
+            return text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # another lone surrogate: its UTF-8-like bytes
+            return text.encode("utf-8", "surrogatepass")
 
     def describe(self) -> str:
         if self.send is not None:
             return f"sends {self.send!r}"
         if self.share_post is not None:
             return f"shares video {self.share_post}"
+        if self.raw is not None:
+            return read_webhook(self.raw_body()).describe()
         return "sends a photo"
 
 

@@ -18,35 +18,49 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import httpx
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from app.core import redis_keys
+from app.core.clock import utc_now
 from app.core.config import Settings, normalize_database_url
 from app.db.migrate import create_scratch_database, drop_database, truncate_all_tables
-from app.db.models import MessageStatus, OutboxStatus
+from app.db.models import Conversation, ConversationMode, MessageStatus, OutboxStatus
 from app.db.repositories.conversations import (
+    ConversationRepository,
     DeadLetterRepository,
     MessageRepository,
     OutboxRepository,
 )
+from app.db.repositories.inbox import InboxRepository
 from app.sandbox.control import SandboxControl
 from app.sandbox.stack import Stack, free_port
 from app.sandbox.tiktok import RecordedMessage
 from app.services.shop import load_default_faq
 from app.services.shop.catalog_io import ImportFailed, import_catalog, import_orders
+from app.services.tiktok.signature import signature_header
 from app.worker.celery_app import EVENTS_QUEUE, MAINTENANCE_QUEUE, SENDS_QUEUE
 
 POLL_SECONDS = 0.05
 # The whole condition must hold on this many polls in a row: a task that a worker has just
 # popped from a queue list is, for an instant, neither in the list nor in `unacked`.
 STABLE_POLLS = 2
+# An event the worker ignores leaves no trace to wait for (no message row, no marker, no
+# dead letter): only the empty queues say it is done, so they must stay empty longer.
+QUIET_POLLS = 6
+# Conversations a scenario file creates: a handful; the lookup reads them all.
+MAX_CONVERSATIONS = 10_000
+MAX_DEAD_LETTERS = 1_000
+WEBHOOK_PATH = "/webhook/tiktok"
 QUIESCE_SECONDS = 10.0
 REDIS_CLAIM_KEY = "philia:converse:claim"
 REDIS_CLAIM_TTL_SECONDS = 6 * 3600
@@ -59,6 +73,12 @@ SCENARIO_ENV = {
     "TIKTOK_REFRESH_TOKEN": "dev",
     "TIKTOK_CLIENT_SECRET": "converse-client-secret",
     "STAFF_WEBHOOK_URL": "",
+}
+# Which app and account the bot is: the environment's, so a scenario's raw bodies can name
+# them; otherwise the defaults, whatever `.env` says, so the project's scenarios hold.
+IDENTITY_ENV: dict[str, str] = {
+    "TIKTOK_CLIENT_KEY": Settings.model_fields["tiktok_client_key"].default,
+    "TIKTOK_BUSINESS_ID": Settings.model_fields["tiktok_business_id"].default,
 }
 # kombu's Redis transport: one list per queue and priority step, and the `unacked` hash
 # holding every message a worker has taken and not acknowledged yet (acks are late, so
@@ -79,6 +99,12 @@ _KOMBU_PREFIX = "_kombu."
 _OPEN_SENDS = (OutboxStatus.PENDING, OutboxStatus.SENDING)
 
 
+def bot_identity(environ: Mapping[str, str]) -> dict[str, str]:
+    """TIKTOK_CLIENT_KEY and TIKTOK_BUSINESS_ID for the children: the environment's when
+    set (and not empty), else the defaults."""
+    return {name: environ.get(name) or default for name, default in IDENTITY_ENV.items()}
+
+
 class PipelineError(Exception):
     """The pipeline cannot go on (did not start, a process died, the shop did not load)."""
 
@@ -96,9 +122,54 @@ class ShopData:
 
 
 @dataclass(frozen=True)
+class Posted:
+    """How the bot answered one copy of a webhook: its status, or why there was none."""
+
+    status: int | None
+    error: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
+class PlayedEvent:
+    """The webhook a turn posted (every copy the same body), as the worker will see it."""
+
+    event_id: str
+    body: str
+    conversation_id: str | None  # TikTok's; None when the body names none
+    # Some copy was answered 2xx, so the event is in the queue. A refused body left
+    # nothing behind: there is nothing to wait for.
+    accepted: bool
+
+
+@dataclass(frozen=True)
+class DeadLetterSeen:
+    kind: str
+    error: str
+    own: bool  # the turn's own event, parked
+
+
+@dataclass(frozen=True)
 class Settled:
     intent: str | None
     replies: list[RecordedMessage]
+    # None when the turn's body names no conversation.
+    mode: Literal["bot", "human"] | None = None
+    dead_letters: list[DeadLetterSeen] = field(default_factory=list)
+
+    @property
+    def parked(self) -> DeadLetterSeen | None:
+        return next((letter for letter in self.dead_letters if letter.own), None)
+
+
+@dataclass(frozen=True)
+class _Probe:
+    settled: Settled | None
+    waiting_for: str
+    traced: bool = False  # the worker left a trace of the event: no need for QUIET_POLLS
 
 
 @dataclass
@@ -156,6 +227,7 @@ class ScenarioPipeline:
     _engine: AsyncEngine | None = None
     _redis: aioredis.Redis | None = None
     _sandbox: SandboxControl | None = None
+    _http: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> ScenarioPipeline:
         try:
@@ -203,8 +275,12 @@ class ScenarioPipeline:
         assert self._sandbox is not None, "the pipeline is not running"
         return self._sandbox
 
+    @property
+    def client_secret(self) -> str:
+        return SCENARIO_ENV["TIKTOK_CLIENT_SECRET"]
+
     async def _start(self) -> None:
-        env = dict(SCENARIO_ENV)
+        env = {**SCENARIO_ENV, **bot_identity(os.environ)}
         server_db = os.environ.get("DATABASE_URL")
         if server_db:
             try:
@@ -249,6 +325,7 @@ class ScenarioPipeline:
         self._engine = create_async_engine(self.stack.env["DATABASE_URL"], pool_size=2)
         self._redis = aioredis.Redis.from_url(self.stack.env["REDIS_URL"])
         self._sandbox = SandboxControl(self.stack.sandbox_url)
+        self._http = httpx.AsyncClient(timeout=30.0)
 
     @staticmethod
     def _start_stack(stack: Stack) -> None:
@@ -265,6 +342,8 @@ class ScenarioPipeline:
         stack.stop()  # closes the logs and stops embedded PostgreSQL/Redis
 
     async def _stop(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
         if self._sandbox is not None:
             await self._sandbox.aclose()
         if self._redis is not None:
@@ -282,7 +361,7 @@ class ScenarioPipeline:
                 await drop_database(self._scratch_database)
         if self._work_dir is not None:
             shutil.rmtree(self._work_dir, ignore_errors=True)
-        self._sandbox = self._redis = self._engine = None
+        self._sandbox = self._redis = self._engine = self._http = None
         self._scratch_redis = self._scratch_database = self._work_dir = None
 
     def check_processes(self) -> None:
@@ -347,6 +426,27 @@ class ScenarioPipeline:
                 f"cannot import the shop ({self.shop.catalog}, {self.shop.orders}): {error}"
             ) from error
 
+    # -- raw webhooks -------------------------------------------------------------------
+
+    async def post_raw(self, body: bytes, copies: int = 1) -> list[Posted]:
+        """POST `body` to the bot's webhook `copies` times at once, unchanged, each copy
+        signed with the configured client secret when it is sent, as TikTok does."""
+        assert self.stack is not None and self._http is not None, "the pipeline is not running"
+        http, url = self._http, f"{self.stack.api_url}{WEBHOOK_PATH}"
+
+        async def post() -> Posted:
+            headers = {
+                "Content-Type": "application/json",
+                "TikTok-Signature": signature_header(self.client_secret, body),
+            }
+            try:
+                response = await http.post(url, content=body, headers=headers)
+            except httpx.HTTPError as error:
+                return Posted(status=None, error=repr(error))
+            return Posted(status=response.status_code)
+
+        return list(await asyncio.gather(*(post() for _ in range(copies))))
+
     # -- when is a turn over ---------------------------------------------------------------
 
     async def broker_backlog(self) -> int:
@@ -363,56 +463,111 @@ class ScenarioPipeline:
         messages = await self.sandbox.messages()
         return max((message.seq for message in messages), default=0)
 
+    async def last_dead_letter(self) -> int:
+        """The newest dead letter's id: the ones a turn creates come after it."""
+        async with AsyncSession(self.engine) as session:
+            newest = await DeadLetterRepository(session).list(include_retried=True, limit=1)
+        return newest[0].id if newest else 0
+
     async def wait_settled(
-        self, event_id: str, conversation_id: str, after_seq: int, limit_seconds: float
+        self, played: PlayedEvent, after_seq: int, after_dead_letter: int, limit_seconds: float
     ) -> Settled:
-        """Poll until the turn is over: the worker handled the customer's message, no reply
-        of the conversation is still pending or being sent (a retry waiting for its time
-        counts as pending), every copy of the webhook and every echo of a reply has been
-        handled, and the queues are empty. Returns the router's intent and the replies."""
+        """Poll until the turn is over: the worker has finished with the event (handled,
+        ignored or parked it), no reply of the conversation is still pending or being sent
+        (a retry waiting for its time counts as pending), every copy of the webhook and
+        every echo of a reply has been handled, and the queues are empty. A webhook the
+        bot refused left nothing to wait for. Returns what the turn did."""
         deadline = time.monotonic() + limit_seconds
         stable = 0
-        waiting_for = "the worker to pick up the message"
         while True:
             self.check_processes()
-            settled, waiting_for = await self._probe(event_id, conversation_id, after_seq)
-            stable = stable + 1 if settled is not None else 0
-            if settled is not None and stable >= STABLE_POLLS:
-                return settled
+            probe = await self._probe(played, after_seq, after_dead_letter)
+            if not played.accepted and probe.settled is not None:
+                return probe.settled
+            stable = stable + 1 if probe.settled is not None else 0
+            needed = STABLE_POLLS if probe.traced else QUIET_POLLS
+            if probe.settled is not None and stable >= needed:
+                return probe.settled
             if time.monotonic() >= deadline:
                 raise TurnNotSettled(
-                    f"timed out after {limit_seconds:g} s waiting for {waiting_for}"
+                    f"timed out after {limit_seconds:g} s waiting for {probe.waiting_for}"
                 )
             await asyncio.sleep(POLL_SECONDS)
 
-    async def _probe(
-        self, event_id: str, conversation_id: str, after_seq: int
-    ) -> tuple[Settled | None, str]:
+    async def _probe(self, played: PlayedEvent, after_seq: int, after_dead_letter: int) -> _Probe:
+        if played.accepted and await self.broker_backlog():
+            return _Probe(None, "the worker to finish the event (queues not empty)")
         async with AsyncSession(self.engine) as session:
-            row = await MessageRepository(session).by_event_id(event_id)
-            if row is None or row.status == MessageStatus.RECEIVED:
-                given_up = await DeadLetterRepository(session).last_error_of_event(event_id)
-                if given_up is not None:
-                    raise TurnNotSettled(f"the worker gave up on the message: {given_up}")
-                if row is None:
-                    return None, "the worker to pick up the message"
-                return None, "the worker to finish the message (still received)"
-            open_sends = await OutboxRepository(session).count_in(
-                _OPEN_SENDS, conversation_id=row.conversation_id
+            row = await MessageRepository(session).by_event_id(played.event_id)
+            letters = [
+                DeadLetterSeen(
+                    letter.kind,
+                    letter.error,
+                    own=letter.kind == "event"
+                    and (
+                        letter.event_id == played.event_id
+                        or letter.payload.get("body") == played.body
+                    ),
+                )
+                for letter in await DeadLetterRepository(session).list(
+                    include_retried=True, limit=MAX_DEAD_LETTERS
+                )
+                if letter.id > after_dead_letter
+            ]
+            parked = any(letter.own for letter in letters)
+            if (
+                played.accepted
+                and not parked
+                and row is not None
+                and row.status == MessageStatus.RECEIVED
+            ):
+                return _Probe(None, "the worker to finish the message (still received)")
+            conversation: Conversation | None = None
+            if row is not None:
+                conversation = await ConversationRepository(session).get(row.conversation_id)
+            elif played.conversation_id is not None:
+                conversation = await _conversation_by_tiktok_id(session, played.conversation_id)
+            open_sends = 0
+            if conversation is not None:
+                open_sends = await OutboxRepository(session).count_in(
+                    _OPEN_SENDS, conversation_id=conversation.id
+                )
+        if played.accepted and open_sends:
+            return _Probe(
+                None, f"{open_sends} repl{'y' if open_sends == 1 else 'ies'} still to send"
             )
-        if open_sends:
-            return None, f"{open_sends} repl{'y' if open_sends == 1 else 'ies'} still to send"
         replies = [
             message
-            for message in await self.sandbox.messages(conversation_id=conversation_id)
+            for message in await self.sandbox.messages(conversation_id=played.conversation_id)
             if message.seq > after_seq and message.source == "api"
         ]
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(redis_keys.event_handled(played.event_id))
             for message in replies:
                 pipe.exists(redis_keys.event_handled(message.message_id))
-            echoes_handled: list[int] = await pipe.execute() if replies else []
-        if not all(echoes_handled):
-            return None, "the echoes of the replies to be handled"
-        if await self.broker_backlog():
-            return None, "the queues to empty"
-        return Settled(intent=row.intent, replies=replies), "nothing"
+            marked, *echoes_handled = await pipe.execute()
+        if played.accepted:
+            if not all(echoes_handled):
+                return _Probe(None, "the echoes of the replies to be handled")
+            if await self.broker_backlog():
+                return _Probe(None, "the queues to empty")
+        mode: Literal["bot", "human"] | None = None
+        if played.conversation_id is not None:
+            human = conversation is not None and conversation.mode is ConversationMode.HUMAN
+            mode = "human" if human else "bot"
+        settled = Settled(
+            intent=row.intent if row is not None else None,
+            replies=replies,
+            mode=mode,
+            dead_letters=letters,
+        )
+        traced = parked or bool(marked) or (row is not None)
+        return _Probe(settled, "the worker to finish the event", traced=traced)
+
+
+async def _conversation_by_tiktok_id(
+    session: AsyncSession, tiktok_conversation_id: str
+) -> Conversation | None:
+    # Read through the staff inbox's read model: the runner adds no query of its own.
+    rows = await InboxRepository(session).conversations(utc_now(), limit=MAX_CONVERSATIONS)
+    return next((c for c, _ in rows if c.tiktok_conversation_id == tiktok_conversation_id), None)

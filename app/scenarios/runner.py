@@ -10,9 +10,16 @@ import httpx
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.scenarios.checks import Observation, SentMessage, differences
+from app.scenarios.checks import Observation, SentMessage, differences, quote
 from app.scenarios.model import Scenario, Turn
-from app.scenarios.pipeline import PipelineError, ScenarioPipeline, TurnNotSettled
+from app.scenarios.pipeline import (
+    PipelineError,
+    PlayedEvent,
+    Posted,
+    ScenarioPipeline,
+    TurnNotSettled,
+)
+from app.scenarios.raw import read_webhook
 
 DEFAULT_TURN_SECONDS = 30.0
 
@@ -64,26 +71,49 @@ class ScenarioRunner:
 
         pipeline = self.pipeline
         after_seq = await pipeline.last_seq()
-        # copies=N posts the same signed body N times at once: one message_id, as TikTok
-        # does when it redelivers a webhook.
-        sent = await pipeline.sandbox.play_customer(
-            customer,
-            text=turn.send,
-            share_post_video_id=turn.share_post,
-            image=bool(turn.image),
-            copies=turn.duplicate,
-        )
-        if not any(d.status is not None and 200 <= d.status < 300 for d in sent.deliveries):
-            statuses = ", ".join(str(d.status or d.error) for d in sent.deliveries)
+        after_dead_letter = await pipeline.last_dead_letter()
+        if turn.raw is not None:
+            body = turn.raw_body()
+            facts = read_webhook(body)
+            customer = facts.sender or "(raw)"
+            posted = await pipeline.post_raw(body, turn.duplicate)
+            # As the API queues it: the worker parks it under this text.
+            text = body.decode("utf-8", "surrogateescape")
+            event_id, conversation_id = facts.event_id, facts.conversation_id
+        else:
+            # copies=N posts the same signed body N times at once: one message_id, as
+            # TikTok does when it redelivers a webhook.
+            sent = await pipeline.sandbox.play_customer(
+                customer,
+                text=turn.send,
+                share_post_video_id=turn.share_post,
+                image=bool(turn.image),
+                copies=turn.duplicate,
+            )
+            posted = [Posted(d.status, d.error) for d in sent.deliveries]
+            text, event_id, conversation_id = sent.body, sent.message_id, sent.conversation_id
+        accepted = any(p.accepted for p in posted)
+        if not accepted and turn.expect.status is None:
+            statuses = ", ".join(str(p.status or p.error) for p in posted)
             return report(None, [f"the webhook was refused ({statuses})"])
+        played = PlayedEvent(event_id, text, conversation_id, accepted)
         try:
             settled = await pipeline.wait_settled(
-                sent.message_id, sent.conversation_id, after_seq, self.turn_seconds
+                played, after_seq, after_dead_letter, self.turn_seconds
             )
         except TurnNotSettled as error:
             return report(None, [str(error)])
         observation = Observation(
             intent=settled.intent,
             replies=[SentMessage(m.message_type, m.text) for m in settled.replies],
+            statuses=[p.status for p in posted],
+            mode=settled.mode,
+            dead_letters=[f"{letter.kind}: {letter.error}" for letter in settled.dead_letters],
         )
-        return report(observation, differences(turn.expect, observation))
+        problems = differences(turn.expect, observation)
+        parked = settled.parked
+        if parked is not None and turn.expect.dead_letters is None:
+            # Parking is an outcome a scenario may expect (`dead_letters`); unannounced, it
+            # means the worker gave up, whatever else the turn shows.
+            problems.insert(0, f"the worker gave up on the event: {quote(parked.error)}")
+        return report(observation, problems)

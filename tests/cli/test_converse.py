@@ -223,7 +223,7 @@ def test_failures_are_reported_per_turn_and_malformed_files_do_not_stop_the_run(
         at + r"5: expected no reply, got \d+ messages?: " + reply,
         re.escape(
             f"{malformed}: invalid scenario file: turn 1: a turn needs exactly one of send, "
-            "share_post, image (found send, image)"
+            "share_post, image, raw (found send, image)"
         ),
         "2 passed, 6 failed",
     ]

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from app.sandbox.control import SandboxControl
+from app.sandbox.server import BackgroundServer
+from app.sandbox.tiktok import SandboxConfig, create_sandbox_app
 from tests.sandbox.conftest import (
     ACCESS_TOKEN,
     BUSINESS_ID,
@@ -182,6 +185,7 @@ async def test_capabilities_per_conversation(
             params={
                 "business_id": BUSINESS_ID,
                 "conversation_id": conversation_id,
+                "conversation_type": "SINGLE",
                 "capability_types": json.dumps(["IMAGE_SEND", "VIDEO_SEND"]),
             },
             headers=AUTH,
@@ -210,11 +214,75 @@ async def test_capabilities_validate_the_query(api: httpx.AsyncClient) -> None:
         params={
             "business_id": BUSINESS_ID,
             "conversation_id": "c",
+            "conversation_type": "SINGLE",
             "capability_types": "IMAGE_SEND",
         },
         headers=AUTH,
     )
     assert response.json()["code"] == 40002
+
+
+@pytest.mark.parametrize(
+    ("conversation_type", "code"),
+    [(None, 40002), ("GROUP", 40002), ("single", 40002), ("SINGLE", 0)],
+)
+async def test_capabilities_need_a_single_conversation(
+    api: httpx.AsyncClient, control: SandboxControl, conversation_type: str | None, code: int
+) -> None:
+    params = {
+        "business_id": BUSINESS_ID,
+        "conversation_id": CONVERSATION,
+        "capability_types": json.dumps(["IMAGE_SEND"]),
+    }
+    if conversation_type is not None:
+        params["conversation_type"] = conversation_type
+    response = await api.get("/business/message/capabilities/get/", params=params, headers=AUTH)
+
+    assert response.status_code == 200
+    assert response.json()["code"] == code
+    assert [call.code for call in await control.calls()] == [code]
+
+
+@pytest.fixture(scope="module")
+def flat_answer_sandbox() -> Iterator[BackgroundServer]:
+    config = SandboxConfig(
+        client_key=CLIENT_KEY,
+        client_secret=CLIENT_SECRET,
+        business_id=BUSINESS_ID,
+        access_token=ACCESS_TOKEN,
+        refresh_token=REFRESH_TOKEN,
+        flat_send_answer=True,
+    )
+    with BackgroundServer(create_sandbox_app(config)) as server:
+        yield server
+
+
+async def test_send_can_answer_with_a_top_level_message_id(
+    flat_answer_sandbox: BackgroundServer,
+) -> None:
+    async with (
+        httpx.AsyncClient(base_url=flat_answer_sandbox.url + "/open_api/v1.3") as api,
+        SandboxControl(flat_answer_sandbox.url) as control,
+    ):
+        answer = await _send(api, _text("Still available!"))
+        [recorded] = await control.messages()
+
+    assert answer["code"] == 0
+    assert answer["data"] == {"message_id": recorded.message_id}
+
+
+async def test_system_error_is_answered_in_tiktoks_words(
+    api: httpx.AsyncClient, control: SandboxControl
+) -> None:
+    await control.fail_next(1, "code_51065", endpoints=["send"])
+
+    answer = await _send(api, _text())
+
+    assert (answer["code"], answer["message"]) == (51065, "System error, please retry later")
+    [call] = await control.calls()
+    assert (call.code, call.injected) == (51065, "code_51065")
+    assert await control.messages() == []
+    assert (await _send(api, _text()))["code"] == 0
 
 
 async def test_refresh_rotates_both_tokens(api: httpx.AsyncClient, control: SandboxControl) -> None:

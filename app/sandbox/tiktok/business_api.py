@@ -36,6 +36,8 @@ from app.sandbox.tiktok.state import RecordedCall, SandboxState, Upload
 from app.sandbox.tiktok.webhooks import WebhookSender
 
 MAX_TEXT_CHARS = 6000
+# Direct messages are one-to-one: the only conversation type the capabilities query takes.
+CONVERSATION_TYPE_SINGLE = "SINGLE"
 MAX_IMAGE_BYTES = 3 * 1024 * 1024
 IMAGE_SIGNATURES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
 
@@ -156,6 +158,8 @@ def business_api_router(state: SandboxState, webhooks: WebhookSender) -> APIRout
             if state.settings.echo_sends:
                 # In the background, so the send's answer does not wait on the bot's webhook.
                 webhooks.spawn(webhooks.echo_send(message))
+            if config.flat_send_answer:
+                return _Outcome(CODE_OK, data={"message_id": message.message_id})
             return _Outcome(CODE_OK, data={"message": {"message_id": message.message_id}})
 
         return await _api_call(state, request, "send", action)
@@ -213,6 +217,10 @@ def business_api_router(state: SandboxState, webhooks: WebhookSender) -> APIRout
             conversation_id = query.get("conversation_id")
             if not conversation_id:
                 return _Outcome(CODE_BAD_PARAMETERS, message="conversation_id is required")
+            # TikTok takes it and a production client always sends it; the stand-in insists,
+            # so a client that forgets it finds out here.
+            if query.get("conversation_type") != CONVERSATION_TYPE_SINGLE:
+                return _Outcome(CODE_BAD_PARAMETERS, message="conversation_type must be SINGLE")
             try:
                 requested = orjson.loads(query.get("capability_types", ""))
             except orjson.JSONDecodeError:

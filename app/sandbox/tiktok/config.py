@@ -24,6 +24,9 @@ class SandboxConfig(BaseModel):
     refresh_token_ttl_seconds: int = 365 * 24 * 3600
     # Post an `im_send_msg` echo for every message sent through the API, as TikTok does.
     echo_sends: bool = False
+    # Answer a send with the message id at `data.message_id` instead of the documented
+    # `data.message.message_id`, as one production source saw TikTok do.
+    flat_send_answer: bool = False
     # Answer 40100 beyond this many API calls in any one second; None: no limit.
     rate_limit_per_second: int | None = None
     webhook_timeout_seconds: float = 10.0

@@ -24,6 +24,7 @@ CODE_TOO_FAST = 40064
 CODE_RATE_LIMITED = 40100
 CODE_INVALID_TOKEN = 40105
 CODE_UNSUPPORTED_FILE = 40908
+CODE_SYSTEM_ERROR = 51065  # seen by production integrations: "retry later"
 
 MESSAGES = {
     CODE_OK: "OK",
@@ -34,6 +35,7 @@ MESSAGES = {
     CODE_RATE_LIMITED: "Request too frequent; rate limit exceeded",
     CODE_INVALID_TOKEN: "Access token is missing, invalid or expired",
     CODE_UNSUPPORTED_FILE: "Unsupported file format",
+    CODE_SYSTEM_ERROR: "System error, please retry later",
 }
 
 

@@ -2,7 +2,8 @@
 
 Others may import:
 - `inbound.InboundPipeline`: records an event and answers the conversation's turns in order
-  (the worker's event task);
+  (the worker's event task); `inbound.other_account_seen`: the account id of events that
+  reached this app for another account (a misconfigured TIKTOK_BUSINESS_ID);
 - `delivery.DeliveryService`, `delivery.Delivery`: sends one outbox row, at most once
   (the worker's send task and sweeper);
 - `media.CachedMediaResolver`, `media.MediaUnavailable`: item photos to TikTok media ids;

@@ -51,6 +51,12 @@ log = get_logger(__name__)
 
 _MARKER_TTL_SECONDS = 7 * 24 * 3600
 
+# Why a reply TikTok kept refusing with 40064 was parked: both readings, for a person.
+TOO_FAST_GAVE_UP = (
+    "TikTok refused repeatedly (40064): sending too fast, "
+    "or the customer's DM settings block the shop"
+)
+
 
 class TikTokSender(Protocol):
     async def send_text(self, conversation_id: str, text: str) -> str: ...
@@ -229,13 +235,31 @@ class DeliveryService:
         assert customer is not None
         await self.window.release_reply(customer.tiktok_user_id, conversation)
 
+    def _retry_budget(self, error: TikTokTransientError) -> tuple[int, str]:
+        """How many attempts a reply gets when this error is TikTok's latest answer, and what
+        the dead letter says when they are spent. The one place that decides when a
+        transient failure stops being retried."""
+        if error.refused_by_restriction:
+            # 40064 may be a limit that lifts or the customer's DM rules, which never lift:
+            # a few slow retries, then a person decides (tiktok-api.md, "Send: details").
+            attempts = min(self.settings.too_fast_max_attempts, self.settings.max_send_attempts)
+            return attempts, f"{TOO_FAST_GAVE_UP} (last answer: {error})"
+        return self.settings.max_send_attempts, str(error)
+
     async def _transient(
         self, outbox_id: int, claim: _Claim, error: TikTokTransientError
     ) -> DeliveryResult:
-        if claim.attempts >= self.settings.max_send_attempts:
-            log.error("reply_failed", error=str(error), attempts=claim.attempts, transient=True)
+        allowed, reason = self._retry_budget(error)
+        if claim.attempts >= allowed:
+            log.error(
+                "reply_failed",
+                error=str(error),
+                attempts=claim.attempts,
+                transient=True,
+                kind=error.kind.value,
+            )
             await self._settle(
-                outbox_id, status=OutboxStatus.FAILED, error=str(error), release_slot=True
+                outbox_id, status=OutboxStatus.FAILED, error=reason, release_slot=True
             )
             return DeliveryResult(Delivery.FAILED)
         base = self.settings.retry_backoff_base_seconds

@@ -42,6 +42,8 @@ from app.services.messaging import transitions
 from app.services.messaging.outbound import expand_replies, queue_replies
 from app.services.messaging.window import WindowService
 from app.services.tiktok.webhook import (
+    ContentType,
+    EchoAuthor,
     EventType,
     MessageContent,
     WebhookEnvelope,
@@ -62,10 +64,59 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     IGNORED = "ignored"
     ECHO = "echo"
+    OTHER_ACCOUNT = "other_account"
+
+
+# What the bot answers, by `content.type`: words (a text, a tapped suggested question), a
+# shared video, and media it cannot see (answered kindly that it cannot). A reaction is
+# not a question; a type TikTok adds later may not be a message at all (nor count for the
+# window): both are recorded for staff and never answered.
+ANSWERED_TYPES = frozenset(
+    {
+        ContentType.TEXT,
+        ContentType.TEMPLATE,
+        ContentType.SHARE_POST,
+        ContentType.IMAGE,
+        ContentType.VIDEO,
+        ContentType.STICKER,
+        ContentType.EMOJI,
+    }
+)
+# The events that carry a message. Every other one (a read receipt, a ping, a change of the
+# shop's automations, ...) is accepted, logged and ignored: never a dead letter.
+MESSAGE_EVENTS = frozenset({EventType.RECEIVE, EventType.SEND})
+# messages.message_type is String(32): a longer unknown type is recorded cut short.
+MESSAGE_TYPE_CHARS = 32
+# How long an event of another account is remembered for the readiness check.
+OTHER_ACCOUNT_MEMORY_SECONDS = 7 * 24 * 3600
 
 
 def _utc_from_ms(timestamp_ms: int) -> datetime:
     return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+
+
+def _read_as(content: MessageContent) -> tuple[str, str | None]:
+    """The type and the words a customer's message is answered as."""
+    said = content.said
+    if content.type == ContentType.TEMPLATE and said is not None:
+        # A tapped suggested-question button is the customer saying its text: recorded as
+        # text, so it is answered (and joins a burst) as typed words are; the payload keeps
+        # the card. A card whose button cannot be read stays a template: answered as media.
+        return ContentType.TEXT, said
+    return content.type[:MESSAGE_TYPE_CHARS], said
+
+
+async def other_account_seen(redis: aioredis.Redis, settings: Settings) -> str | None:
+    """The `user_openid` of the last webhook event (in the past week) that belonged to
+    another account than TIKTOK_BUSINESS_ID, for a readiness or inbox check to report:
+    when it is the only account seen, TIKTOK_BUSINESS_ID is likely not the account's
+    OAuth `open_id` and every message is being ignored. None when there was none, or when
+    it is the configured account now (the setting was fixed since)."""
+    raw = await redis.get(redis_keys.TIKTOK_OTHER_ACCOUNT)
+    if raw is None:
+        return None
+    seen = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return None if seen == settings.tiktok_business_id else seen
 
 
 @dataclass
@@ -90,8 +141,10 @@ class InboundPipeline:
     async def handle(self, body: str) -> Outcome:
         raw = body.encode("utf-8", errors="surrogateescape")
         envelope = parse_envelope(raw)
-        if envelope.event not in (EventType.RECEIVE, EventType.SEND):
-            log.info("event_ignored", tiktok_event=envelope.event)
+        if await self._for_other_account(envelope):
+            return Outcome.OTHER_ACCOUNT
+        if envelope.event not in MESSAGE_EVENTS:
+            self._log_other_event(envelope)
             return Outcome.IGNORED
         content = parse_content(envelope)
         event_id = event_id_for(raw, content)
@@ -104,6 +157,8 @@ class InboundPipeline:
             return Outcome.DUPLICATE
         if envelope.event == EventType.SEND:
             outcome = await self._handle_echo(event_id, content)
+        elif content.type not in ANSWERED_TYPES:
+            outcome = await self._record_unanswered(event_id, content)
         else:
             outcome = await self._handle_customer_message(event_id, envelope, content)
         # Set only once everything is committed: a worker that dies earlier leaves no
@@ -112,9 +167,86 @@ class InboundPipeline:
         await self.redis.set(marker, outcome.value, ex=ttl, nx=True)
         return outcome
 
+    async def _for_other_account(self, envelope: WebhookEnvelope) -> bool:
+        """Whether the event belongs to another app or account than the configured ones.
+
+        One callback URL receives the events of every account that authorised the app (a
+        test account, a second shop): only the configured account's are the shop's. An
+        event without `user_openid` (older payloads) is taken as the configured account's."""
+        other_app = envelope.client_key != self.settings.tiktok_client_key
+        other_account = (
+            envelope.user_openid is not None
+            and envelope.user_openid != self.settings.tiktok_business_id
+        )
+        if not (other_app or other_account):
+            return False
+        log.warning(
+            "event_for_other_account",
+            tiktok_event=envelope.event,
+            client_key=envelope.client_key,
+            expected_client_key=self.settings.tiktok_client_key,
+            user_openid=envelope.user_openid,
+            expected_user_openid=self.settings.tiktok_business_id,
+        )
+        await WorkerMetrics(self.redis).event_for_other_account(
+            "user_openid" if other_account else "client_key"
+        )
+        if other_account:
+            await self.redis.set(
+                redis_keys.TIKTOK_OTHER_ACCOUNT,
+                envelope.user_openid or "",
+                ex=OTHER_ACCOUNT_MEMORY_SECONDS,
+            )
+        return True
+
+    @staticmethod
+    def _log_other_event(envelope: WebhookEnvelope) -> None:
+        if envelope.event == EventType.AUTHORIZATION_REMOVED:
+            # Every send fails from now on; telling staff is built elsewhere.
+            log.error("tiktok_authorization_removed", user_openid=envelope.user_openid)
+            return
+        known = envelope.event in set(EventType)
+        log.info("event_ignored", tiktok_event=envelope.event, known=known)
+
+    async def _record_unanswered(self, event_id: str, content: MessageContent) -> Outcome:
+        """A reaction, or a type the bot does not know: recorded for staff, never answered,
+        and the window and quota are left alone. Whether TikTok counts a reaction as a
+        customer message is undocumented: refreshing the window for one could let the bot
+        reply into a window TikTok has closed."""
+        known = content.type == ContentType.REACTION
+        reason = (
+            "a reaction: never answered"
+            if known
+            else "a message type the bot does not know: recorded, not answered"
+        )
+        async with transaction(self.session_factory) as session:
+            conversation, _ = await ConversationRepository(session).ensure_locked(
+                content.conversation_id, content.from_user.id, content.sender
+            )
+            message_id = await MessageRepository(session).record_event(
+                Direction.INBOUND,
+                {
+                    "conversation_id": conversation.id,
+                    "event_id": event_id,
+                    "message_type": content.type[:MESSAGE_TYPE_CHARS],
+                    "text": content.said,
+                    "payload": content.model_dump(mode="json", by_alias=True),
+                    "entities": {},
+                    "status": MessageStatus.IGNORED,
+                    "status_reason": reason,
+                    "sent_at": _utc_from_ms(content.timestamp),
+                },
+            )
+        if message_id is None:
+            log.info("event_duplicate", source="database")
+            return Outcome.DUPLICATE
+        log.info("message_not_answered", message_type=content.type, known_type=known)
+        return Outcome.IGNORED
+
     async def _handle_customer_message(
         self, event_id: str, envelope: WebhookEnvelope, content: MessageContent
     ) -> Outcome:
+        message_type, text = _read_as(content)
         # Recording the message and answering the oldest pending turn share one
         # transaction: the conversation lock is taken before the insert, so whoever
         # holds it sees every earlier message that is already recorded.
@@ -127,8 +259,8 @@ class InboundPipeline:
                 {
                     "conversation_id": conversation.id,
                     "event_id": event_id,
-                    "message_type": content.type,
-                    "text": content.text.body if content.text is not None else None,
+                    "message_type": message_type,
+                    "text": text,
                     "payload": content.model_dump(mode="json", by_alias=True),
                     "entities": {},
                     "status": MessageStatus.RECEIVED,
@@ -263,7 +395,10 @@ class InboundPipeline:
         return handoff_reason
 
     async def _handle_echo(self, event_id: str, content: MessageContent) -> Outcome:
-        """Our own sends come back as echoes; anything else was typed by staff in the app."""
+        """A message sent from the shop's side, echoed. Our own sends are settled from our
+        records; every other one is recorded, and only a person's typing (tiktok-api.md,
+        "Who sent a message") takes the conversation over: TikTok's automations (a welcome
+        message starts every new chat) and another tool on the account do not."""
         tiktok_message_id = content.message_id or event_id
         if await self.redis.get(redis_keys.sent_by_tiktok_id(tiktok_message_id)) is not None:
             return Outcome.ECHO
@@ -272,6 +407,10 @@ class InboundPipeline:
         if customer_id is None:
             log.warning("echo_without_recipient")
             return Outcome.IGNORED
+        author = content.echo_author()
+        # A reaction is no message: it neither speaks for the shop nor spends the quota.
+        spends_quota = content.type != ContentType.REACTION
+        takes_over = spends_quota and author is EchoAuthor.STAFF_APP
         async with transaction(self.session_factory) as session:
             messages = MessageRepository(session)
             conversation, customer = await ConversationRepository(session).ensure_locked(
@@ -284,41 +423,60 @@ class InboundPipeline:
                 await self.redis.get(redis_keys.sent_by_tiktok_id(tiktok_message_id)) is not None
             ):
                 return Outcome.ECHO
-            for entry in in_flight:
-                message = await messages.get(entry.message_id)
-                if (
-                    message is not None
-                    and message.text == body
-                    and message.message_type == content.type
-                ):
+            # Text alone is weak evidence: only an echo the bot may have sent (through the
+            # API, or of unknown source) confirms an in-flight row, never a person's typing
+            # or an automation that happens to say the same.
+            for entry in in_flight if content.could_be_ours else ():
+                sent = await messages.get(entry.message_id)
+                if sent is not None and sent.text == body and sent.message_type == content.type:
                     # A send whose result we never recorded (worker died mid-call) is
                     # confirmed by its echo.
                     await transitions.mark_sent(
                         session,
                         entry.id,
-                        message.id,
+                        sent.id,
                         tiktok_message_id=tiktok_message_id,
                         sent_at=_utc_from_ms(content.timestamp),
                     )
                     log.info("send_confirmed_by_echo", outbox_id=entry.id)
                     return Outcome.ECHO
-            await messages.record_event(
+            recorded = await messages.record_event(
                 Direction.OUTBOUND,
                 {
                     "conversation_id": conversation.id,
                     "event_id": event_id,
-                    "message_type": content.type,
+                    "message_type": content.type[:MESSAGE_TYPE_CHARS],
                     "text": body,
                     "payload": content.model_dump(mode="json", by_alias=True),
                     "entities": {},
                     "status": MessageStatus.SENT,
                     "sent_at": _utc_from_ms(content.timestamp),
-                    "sent_by": "staff_app",
+                    "sent_by": author,
                     "tiktok_message_id": tiktok_message_id,
                 },
             )
-            transitions.take_over(conversation, utc_now())
-            conversation.replies_in_window += 1
-        await self.redis.incr(redis_keys.quota(customer.tiktok_user_id))
-        log.info("staff_took_over", via="tiktok_app")
+            if recorded is None:
+                # Its event is recorded already: counted and acted on then, not twice.
+                log.info("event_duplicate", source="database")
+                return Outcome.DUPLICATE
+            if takes_over:
+                transitions.take_over(conversation, utc_now())
+            if spends_quota:
+                # TikTok counts every message the business sends against the window's
+                # quota, whoever sent it: its automations and another tool spend it as staff
+                # do. Left uncounted, the bot would believe it has slots TikTok no longer
+                # grants, and the last one, kept for the hand-off notice, would be refused.
+                conversation.replies_in_window += 1
+        if spends_quota:
+            await self.redis.incr(redis_keys.quota(customer.tiktok_user_id))
+        if takes_over:
+            log.info("staff_took_over", via="tiktok_app", source=content.source)
+        else:
+            log.info(
+                "echo_recorded",
+                author=author,
+                source=content.source,
+                auto_message_type=content.auto_message_type,
+                message_type=content.type,
+            )
         return Outcome.ECHO

@@ -10,9 +10,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 IMAGE_SEND = "IMAGE_SEND"
+CONVERSATION_TYPE_SINGLE = "SINGLE"
 
 
 class _Response(BaseModel):
@@ -31,11 +32,26 @@ class Envelope(_Response):
 
 
 class SentMessage(_Response):
-    message_id: str = Field(min_length=1)
+    message_id: str | None = None
 
 
 class SendData(_Response):
-    message: SentMessage
+    """A send's answer carries the new message's id as `message.message_id` (the docs) or
+    as a top-level `message_id` (one production source): either will do, the docs first."""
+
+    message: SentMessage | None = None
+    message_id: str | None = None
+
+    @model_validator(mode="after")
+    def _has_message_id(self) -> SendData:
+        if not self.sent_message_id:
+            raise ValueError("no message id in message.message_id or message_id")
+        return self
+
+    @property
+    def sent_message_id(self) -> str:
+        nested = self.message.message_id if self.message is not None else None
+        return nested or self.message_id or ""
 
 
 class MediaUploadData(_Response):

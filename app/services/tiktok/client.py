@@ -30,6 +30,7 @@ from app.core.config import Settings
 from app.core.logging import get_logger
 from app.db.session import SessionFactory
 from app.services.tiktok.api import (
+    CONVERSATION_TYPE_SINGLE,
     IMAGE_SEND,
     CapabilitiesData,
     Envelope,
@@ -300,6 +301,9 @@ class TikTokClient:
                 params={
                     "business_id": self._settings.tiktok_business_id,
                     "conversation_id": conversation_id,
+                    # Direct messages are one-to-one conversations; a production client
+                    # always says so (tiktok-api.md, "Send: details").
+                    "conversation_type": CONVERSATION_TYPE_SINGLE,
                     # TikTok's GET endpoints take lists as JSON-encoded strings.
                     "capability_types": json.dumps([IMAGE_SEND]),
                 },
@@ -439,13 +443,14 @@ class TikTokClient:
         data = await self._call(
             "POST", SEND_PATH, SendData, json=request.model_dump(mode="json", exclude_none=True)
         )
+        message_id = data.sent_message_id
         log.info(
             "tiktok_message_sent",
             conversation_id=request.recipient,
             message_type=request.message_type.value,
-            message_id=data.message.message_id,
+            message_id=message_id,
         )
-        return data.message.message_id
+        return message_id
 
     async def _call(
         self,
@@ -579,8 +584,9 @@ def _data_as(model: type[M], envelope: Envelope) -> M:
     except ValidationError as error:
         # code 0 with an unexpected body: the request may well have worked, so retrying
         # (possibly sending twice) is not safe.
+        first = error.errors()[0]
         raise TikTokPermanentError(
             envelope.code,
-            f"unexpected response data: {error.errors()[0]['loc']}",
+            f"unexpected response data: {first['loc']}: {first['msg']}",
             envelope.request_id,
         ) from error

@@ -2,9 +2,10 @@
 
 The client never retries for long: a Celery task owns the retry loop, so it needs to know
 whether an error is worth retrying (`TikTokTransientError`), how long to wait
-(`backoff_delay`, and `long_backoff` for TikTok's "too fast" restriction), and whether a
-failed send might still have reached the customer (`maybe_delivered`), which is what an
-at-most-once outbox must not retry blindly.
+(`backoff_delay`, and `long_backoff` for TikTok's "too fast" restriction), whether retrying
+may be hopeless after a few tries (`refused_by_restriction`), and whether a failed send might
+still have reached the customer (`maybe_delivered`), which is what an at-most-once outbox must
+not retry blindly.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from enum import IntEnum, StrEnum
 
 
 class TikTokCode(IntEnum):
-    """The non-zero `code` values tiktok-api.md lists; everything else is unknown."""
+    """The `code` values tiktok-api.md lists (documented, and seen by production
+    integrations); everything else is unknown."""
 
     OK = 0
     PERMISSION = 40001
@@ -24,6 +26,7 @@ class TikTokCode(IntEnum):
     RATE_LIMITED = 40100
     INVALID_TOKEN = 40105
     UNSUPPORTED_FILE = 40908
+    SYSTEM_ERROR = 51065  # "system error, retry later"
 
 
 class TransientKind(StrEnum):
@@ -31,7 +34,8 @@ class TransientKind(StrEnum):
     TIMEOUT = "timeout"
     CONNECTION = "connection"
     RATE_LIMITED = "rate_limited"  # code 40100 or HTTP 429
-    TOO_FAST = "too_fast"  # code 40064: also the daily new-conversation limit
+    TOO_FAST = "too_fast"  # code 40064: also the daily limit, or the customer's DM rules
+    SYSTEM_ERROR = "system_error"  # code 51065: TikTok's own failure, "retry later"
     INVALID_RESPONSE = "invalid_response"  # a 2xx whose body is not TikTok's envelope
     TOKEN_REFRESH_BUSY = "token_refresh_busy"  # another worker held the refresh lock too long
 
@@ -87,6 +91,12 @@ class TikTokTransientError(TikTokError):
         # retrying within seconds only extends it.
         return self.kind is TransientKind.TOO_FAST
 
+    @property
+    def refused_by_restriction(self) -> bool:
+        # 40064 also reads "blocked by the account's DM rules" (the customer's settings, a
+        # closed window), which no retry cures: the caller retries it only a few times.
+        return self.kind is TransientKind.TOO_FAST
+
 
 class TikTokPermanentError(TikTokError):
     """Retrying the same request will fail the same way."""
@@ -117,6 +127,12 @@ def error_for_code(
     if code == TikTokCode.TOO_FAST:
         return TikTokTransientError(
             code, message, request_id, kind=TransientKind.TOO_FAST, http_status=http_status
+        )
+    if code == TikTokCode.SYSTEM_ERROR:
+        # A short-lived fault on TikTok's side: an ordinary retry with backoff. Answered in
+        # TikTok's envelope, so like 40100 (and unlike a 5xx page) it says the call failed.
+        return TikTokTransientError(
+            code, message, request_id, kind=TransientKind.SYSTEM_ERROR, http_status=http_status
         )
     if code == TikTokCode.INVALID_TOKEN:
         return TikTokAuthError(code, message, request_id, http_status=http_status)

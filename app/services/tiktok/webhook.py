@@ -1,20 +1,101 @@
-"""The inbound webhook's shapes (tiktok-api.md), parsed twice: envelope, then `content`."""
+"""The inbound webhook's shapes (tiktok-api.md), parsed twice: envelope, then `content`.
+
+Strict where the bot depends on a field, lenient where TikTok varies (tiktok-api.md, "What
+production integrations show beyond the docs"). Checked: the envelope's event and account,
+and a message's conversation, sender, message id, timestamp and type, and the text of a
+text message. Any other field that is missing or oddly typed is read as absent (`Lenient`):
+it loses that field, never the message. Ids are strings whatever their JSON type.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from enum import StrEnum
 from itertools import accumulate
-from typing import Any
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+
+from app.core.logging import get_logger
+
+log = get_logger(__name__)
+
+_T = TypeVar("_T")
 
 
 class EventType(StrEnum):
     RECEIVE = "im_receive_msg"
     SEND = "im_send_msg"
     MARK_READ = "im_mark_read_msg"
+    # Seen in production, none of them a message the bot answers.
+    RECEIVE_EU = "im_receive_msg_eu"  # its content carries only `to`, `to_user`, `timestamp`
+    REFERRAL = "im_referral_msg"
+    AUTO_MESSAGE_CONFIG_UPDATE = "im_auto_message_config_update"
+    AUTO_MESSAGE_AUDIT_UPDATE = "im_auto_message_audit_update"
+    HIGH_INTENT_COMMENT = "im_receive_high_intent_comment"
+    PING = "tiktok.ping"
+    AUTHORIZATION_REMOVED = "authorization.removed"  # the shop disconnected the app
+
+
+class ContentType(StrEnum):
+    """`content.type` values the bot knows; more may come, and an unknown one is no error."""
+
+    TEXT = "text"
+    IMAGE = "image"
+    VIDEO = "video"
+    STICKER = "sticker"
+    EMOJI = "emoji"
+    SHARE_POST = "share_post"
+    TEMPLATE = "template"  # a tapped suggested-question button
+    REACTION = "reaction"
+
+
+class EchoAuthor(StrEnum):
+    """Who sent a message from the shop's side, as its echo tells: the `sent_by` it is
+    recorded with. Whether it was the bot itself is decided from our own records, not here."""
+
+    TIKTOK_AUTOMATION = "tiktok_automation"  # welcome message, suggested question, auto-reply
+    OTHER_API_TOOL = "other_api_tool"  # another tool that shares the account's API access
+    STAFF_APP = "staff_app"  # a person typing in the TikTok app or web inbox
+    OTHER_SOURCE = "other_source"  # `message_tag.source` OTHERS, or one TikTok adds later
+
+
+def _id_as_str(value: Any) -> Any:
+    # TikTok's ids are strings, but some payloads carry a numeric one as a JSON number.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+TikTokId = Annotated[str, BeforeValidator(_id_as_str)]
+
+
+def _absent_if_invalid(
+    value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+) -> Any:
+    try:
+        return handler(value)
+    except ValidationError:
+        log.info("webhook_field_unreadable", field=info.field_name)
+        return None
+
+
+# An optional field the bot can do without: a value of another shape reads as absent.
+Lenient = Annotated[_T | None, WrapValidator(_absent_if_invalid)]
 
 
 class WebhookEnvelope(BaseModel):
@@ -22,18 +103,18 @@ class WebhookEnvelope(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    client_key: str
+    client_key: TikTokId
     event: str = Field(min_length=1, max_length=64)
     create_time: int
-    user_openid: str | None = None
+    user_openid: TikTokId | None = None
     content: str
 
 
 class UserRef(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    id: str
-    role: str | None = None
+    id: TikTokId
+    role: Lenient[str] = None
 
 
 class TextBody(BaseModel):
@@ -43,36 +124,189 @@ class TextBody(BaseModel):
 
 class ImageBody(BaseModel):
     model_config = ConfigDict(extra="allow")
-    media_id: str | None = None
+    media_id: Lenient[TikTokId] = None
+    media_url: Lenient[str] = None
+
+
+class VideoBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    media_id: Lenient[TikTokId] = None
+
+
+class UrlBody(BaseModel):
+    """A sticker's or an emoji's picture."""
+
+    model_config = ConfigDict(extra="allow")
+    url: Lenient[str] = None
+
+
+# `https://www.tiktok.com/embed/<id>`, `…/embed/v2/<id>`, `…/@shop/video/<id>`.
+_VIDEO_PATH = re.compile(r"/(?:embed(?:/v2)?|video)/([0-9]+)(?:/|$)")
+
+
+def video_id_in(url: str) -> str | None:
+    """The id of the TikTok video a link points to, if it is a link to one."""
+    try:
+        path = urlsplit(url.strip()).path
+    except ValueError:
+        return None
+    found = _VIDEO_PATH.search(path)
+    return found.group(1) if found else None
 
 
 class SharePostBody(BaseModel):
     model_config = ConfigDict(extra="allow")
-    video_id: str | None = None
-    embed_url: str | None = None
+    video_id: Lenient[TikTokId] = None
+    embed_url: Lenient[str] = None
+
+    @model_validator(mode="after")
+    def _video_id_from_embed_url(self) -> SharePostBody:
+        # Some payloads carry only the link: the id in it is the one the shop's videos
+        # are filed under, so the bot can still tell which piece the customer means.
+        if not self.video_id and self.embed_url:
+            self.video_id = video_id_in(self.embed_url)
+        return self
+
+
+class TemplateButton(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    text: Lenient[str] = None
+    type: Lenient[str] = None
+    id: Lenient[TikTokId] = None
+
+
+class TemplateElement(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    title: Lenient[str] = None
+    buttons: Lenient[list[Lenient[TemplateButton]]] = None
+
+
+class TemplateBody(BaseModel):
+    """A suggested-question card (`qa_button_card`) the customer tapped."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Lenient[str] = None
+    elements: Lenient[list[Lenient[TemplateElement]]] = None
+
+    def tapped_text(self) -> str | None:
+        """What the customer said by tapping: the text of the card's REPLY button.
+
+        A tap sends one question, so the card carries the button tapped; should it carry
+        several, the first REPLY button is read (then the first button with a text at
+        all), never all of them joined: the router would read a mix of questions. The card's
+        title is the shop's question, not the customer's words."""
+        buttons = [
+            button
+            for element in self.elements or []
+            if element is not None
+            for button in element.buttons or []
+            if button is not None and button.text and button.text.strip()
+        ]
+        replies = [b for b in buttons if (b.type or "").upper() == "REPLY"]
+        chosen = (replies or buttons)[:1]
+        return chosen[0].text.strip() if chosen and chosen[0].text else None
+
+
+class ReactionBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    operation: Lenient[str] = None  # ADD | REMOVE
+    type: Lenient[str] = None
+    emoji: Lenient[str] = None
+    original_msg_id: Lenient[TikTokId] = None
+    unique_identifier: Lenient[TikTokId] = None
+    timestamp: Lenient[int] = None
 
 
 class ReferencedMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
-    referenced_message_id: str | None = None
+    referenced_message_id: Lenient[TikTokId] = None
+
+
+class MessageTag(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    source: Lenient[str] = None  # API | APP | WEB | OTHERS
 
 
 class MessageContent(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
+    # What the bot needs: checked.
     timestamp: int  # milliseconds
-    conversation_id: str
-    message_id: str | None = None
-    unique_identifier: str | None = None
-    sender: str | None = Field(default=None, alias="from")
-    recipient: str | None = Field(default=None, alias="to")
+    conversation_id: TikTokId
+    message_id: TikTokId | None = None
     from_user: UserRef
-    to_user: UserRef | None = None
     type: str
-    text: TextBody | None = None
-    image: ImageBody | None = None
-    share_post: SharePostBody | None = None
-    referenced_message_info: ReferencedMessage | None = None
+    # What it can do without: lost alone when unreadable.
+    unique_identifier: Lenient[TikTokId] = None
+    sender: Lenient[str] = Field(default=None, alias="from")
+    recipient: Lenient[str] = Field(default=None, alias="to")
+    to_user: Lenient[UserRef] = None
+    text: TextBody | None = None  # checked for a text message only, see below
+    image: Lenient[ImageBody] = None
+    media_url: Lenient[str] = None  # one source puts an image's link here
+    video: Lenient[VideoBody] = None
+    sticker: Lenient[UrlBody] = None
+    emoji: Lenient[UrlBody] = None
+    share_post: Lenient[SharePostBody] = None
+    template: Lenient[TemplateBody] = None
+    reaction: Lenient[list[Lenient[ReactionBody]]] = None
+    referenced_message_info: Lenient[ReferencedMessage] = None
+    message_tag: Lenient[MessageTag] = None
+    auto_message_type: Lenient[str] = None  # WELCOME_MESSAGE, SUGGESTED_QUESTION, AUTO_REPLY
+
+    @field_validator("text", mode="wrap")
+    @classmethod
+    def _text_checked_for_text_messages(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        # `type` is declared before `text`, so it is already read here.
+        if info.data.get("type") == ContentType.TEXT:
+            return handler(value)
+        return _absent_if_invalid(value, handler, info)
+
+    @model_validator(mode="after")
+    def _a_text_message_has_its_text(self) -> MessageContent:
+        if self.type == ContentType.TEXT and self.text is None:
+            raise ValueError("a text message without `text`")
+        return self
+
+    @property
+    def said(self) -> str | None:
+        """What the customer said in words: a text's body, or a tapped button's text."""
+        if self.type == ContentType.TEMPLATE:
+            return self.template.tapped_text() if self.template is not None else None
+        return self.text.body if self.text is not None else None
+
+    @property
+    def image_reference(self) -> str | None:
+        """The image's media id, or its link (sources disagree on where it is)."""
+        image = self.image or ImageBody()
+        return image.media_id or image.media_url or self.media_url
+
+    @property
+    def source(self) -> str | None:
+        source = self.message_tag.source if self.message_tag is not None else None
+        if source is None or not source.strip():
+            return None
+        return source.strip().upper()
+
+    @property
+    def could_be_ours(self) -> bool:
+        """An echo the bot may have sent: through the API (or of unknown source, as in older
+        payloads), and not one of TikTok's automations."""
+        return not self.auto_message_type and self.source in (None, "API")
+
+    def echo_author(self) -> EchoAuthor:
+        """Who sent this shop-side message, when it is not the bot's own (tiktok-api.md,
+        "Who sent a message"): a person only for APP or WEB, or no source at all."""
+        if self.auto_message_type:
+            return EchoAuthor.TIKTOK_AUTOMATION
+        source = self.source
+        if source == "API":
+            return EchoAuthor.OTHER_API_TOOL
+        if source in (None, "APP", "WEB"):
+            return EchoAuthor.STAFF_APP
+        return EchoAuthor.OTHER_SOURCE
 
 
 class InvalidEnvelope(ValueError):

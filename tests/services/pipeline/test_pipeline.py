@@ -244,7 +244,10 @@ async def test_transient_failures_back_off_then_deliver(make_harness: MakeHarnes
 
 
 async def test_too_fast_backs_off_longer(make_harness: MakeHarness) -> None:
-    harness = make_harness(retry_backoff_base_seconds=0.01, too_fast_backoff_seconds=30)
+    # Enough 40064 attempts allowed to watch the backoff grow (the cap is tested elsewhere).
+    harness = make_harness(
+        retry_backoff_base_seconds=0.01, too_fast_backoff_seconds=30, too_fast_max_attempts=6
+    )
     await harness.receive(text_message("hi"))
     retry_ins = []
     for _ in range(5):  # one less than max_send_attempts

@@ -124,6 +124,7 @@ async def test_send_text_refuses_empty_or_overlong_text(
         ("http_503", TransientKind.SERVER_ERROR, True),
         ("code_40100", TransientKind.RATE_LIMITED, False),
         ("code_40064", TransientKind.TOO_FAST, False),
+        ("code_51065", TransientKind.SYSTEM_ERROR, False),
     ],
 )
 async def test_transient_failures(

@@ -35,6 +35,21 @@ def test_other_codes_are_permanent(code: int) -> None:
     assert not isinstance(error, TikTokTransientError)
 
 
+def test_system_error_code_is_transient_with_an_ordinary_backoff() -> None:
+    error = error_for_code(51065, "system error, retry later", "req-2")
+    assert isinstance(error, TikTokTransientError)
+    assert error.kind is TransientKind.SYSTEM_ERROR
+    assert not error.long_backoff and not error.refused_by_restriction
+    assert not error.maybe_delivered
+
+
+@pytest.mark.parametrize("code", [40064, 40100, 51065])
+def test_only_too_fast_may_be_a_lasting_refusal(code: int) -> None:
+    error = error_for_code(code, "no")
+    assert isinstance(error, TikTokTransientError)
+    assert error.refused_by_restriction is (code == 40064)
+
+
 def test_invalid_token_code_is_an_auth_error() -> None:
     assert isinstance(error_for_code(40105, "expired"), TikTokAuthError)
 
