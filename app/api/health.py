@@ -6,7 +6,11 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from app.api.deps import EngineDep, RedisDep
+from app.api.deps import EngineDep, RedisDep, SettingsDep
+from app.core.logging import get_logger
+from app.services.messaging.alerts import tiktok_alerts
+
+log = get_logger(__name__)
 
 router = APIRouter(tags=["health"])
 
@@ -20,7 +24,11 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "a dependency is unreachable"}})
-async def readyz(engine: EngineDep, redis: RedisDep) -> JSONResponse:
+async def readyz(engine: EngineDep, redis: RedisDep, settings: SettingsDep) -> JSONResponse:
+    """503 when PostgreSQL or Redis is unreachable. What is wrong with TikTok (disconnected,
+    events for another account) is a warning in a 200: the API must stay in the load
+    balancer, since webhooks must still be accepted and replies wait in the outbox."""
+
     async def postgres_ok() -> bool:
         async with engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
@@ -37,4 +45,12 @@ async def readyz(engine: EngineDep, redis: RedisDep) -> JSONResponse:
     failing = [name for name, result in zip(checks, results, strict=True) if result is not True]
     if failing:
         return JSONResponse({"status": "unavailable", "failing": failing}, status_code=503)
-    return JSONResponse({"status": "ready", "failing": []})
+    try:
+        alerts = await asyncio.wait_for(tiktok_alerts(redis, settings), _CHECK_TIMEOUT_SECONDS)
+    except Exception as error:
+        # Redis answered the ping a moment ago; a warning that cannot be read is no outage.
+        log.warning("readiness_warnings_unreadable", error=repr(error))
+        alerts = []
+    return JSONResponse(
+        {"status": "ready", "failing": [], "warnings": [alert.as_json() for alert in alerts]}
+    )

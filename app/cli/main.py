@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from app.cli import catalog, db, deadletters, faq, orders, run, sandbox, serve, staff
+from app.cli import catalog, db, deadletters, faq, orders, run, sandbox, serve, staff, tiktok
 from app.cli import route as route_cli
 from app.cli.converse import converse
 
@@ -15,6 +15,7 @@ cli.add_typer(faq.app, name="faq")
 cli.add_typer(db.app, name="db")
 cli.add_typer(deadletters.app, name="deadletters")
 cli.add_typer(staff.app, name="staff")
+cli.add_typer(tiktok.app, name="tiktok")
 cli.command("run")(run.run)
 cli.command("serve")(serve.serve)
 cli.command("sandbox")(sandbox.sandbox)

@@ -53,6 +53,8 @@ def tiktok_image_capability(conversation_id: str) -> str:
 
 # The last `user_openid` of a webhook event for an account other than TIKTOK_BUSINESS_ID.
 TIKTOK_OTHER_ACCOUNT = f"{PREFIX}:tiktok:other-account"
+# When the shop removed the app's authorisation (no TTL: only a reconnect clears it).
+TIKTOK_DISCONNECTED = f"{PREFIX}:tiktok:disconnected"
 
 
 # Staff: sessions and the login lock (see SECURITY.md).

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from app.core.config import Settings
 from app.db.models import Message
+from app.services.messaging.alerts import tiktok_alerts
 from app.services.staff.auth import SignedIn
 from app.services.staff.inbox import (
     ConversationView,
@@ -87,7 +88,10 @@ class PollOut(BaseModel):
 @router.get("")
 async def inbox(request: Request, staff: StaffPage, inbox: InboxDep) -> Response:
     entries = await inbox.overview()
-    return templates.TemplateResponse(request, "inbox.html", {"staff": staff, "entries": entries})
+    alerts = await tiktok_alerts(request.app.state.redis, request.app.state.settings)
+    return templates.TemplateResponse(
+        request, "inbox.html", {"staff": staff, "entries": entries, "alerts": alerts}
+    )
 
 
 @router.get("/rows")

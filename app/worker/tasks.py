@@ -28,6 +28,7 @@ from app.services.router import get_router
 from app.services.shop import ShopBrain, run_hold_expiry
 from app.services.staff.notify import StaffNotifier
 from app.services.tiktok.client import TikTokClient
+from app.services.tiktok.connection import disconnected_since
 from app.services.tiktok.errors import backoff_delay
 from app.services.tiktok.webhook import InvalidEnvelope
 from app.worker import task_names
@@ -190,8 +191,15 @@ async def _sweep(runtime: WorkerRuntime) -> dict[str, int]:
         seconds=max(settings.send_unknown_grace_seconds, settings.tiktok_http_timeout_seconds)
     )
     stuck = await _delivery(runtime).settle_stuck_sends(grace)
+    # While TikTok is disconnected, replies wait in the outbox: queued now they would only
+    # come back `waiting`. The first sweep after a reconnect sends them.
+    disconnected = await disconnected_since(runtime.redis) is not None
     async with transaction(runtime.session_factory) as session:
-        due = await OutboxRepository(session).due(now, now - timedelta(seconds=10), 500)
+        due = (
+            []
+            if disconnected
+            else await OutboxRepository(session).due(now, now - timedelta(seconds=10), 500)
+        )
         stale = await ConversationRepository(session).with_stale_inbound(
             now - timedelta(seconds=30)
         )

@@ -12,9 +12,11 @@ import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
+from app.core import redis_keys
 from app.core.config import Settings, get_settings
 from app.core.embedded import EmbeddedRedis
 from app.main import create_app
+from app.services.tiktok.connection import mark_disconnected
 from tests.conftest import TestServices
 from tests.factories import encode, signed, text_message
 
@@ -175,4 +177,22 @@ async def test_health_endpoints(bot: httpx.AsyncClient) -> None:
     assert (await bot.get("/healthz")).json() == {"status": "ok"}
     ready = await bot.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "failing": []}
+    assert ready.json() == {"status": "ready", "failing": [], "warnings": []}
+
+
+async def test_readiness_warns_about_tiktok_but_stays_ready(
+    bot: httpx.AsyncClient, redis_client: aioredis.Redis
+) -> None:
+    # Webhooks must still be accepted: a TikTok problem never takes the API out of service.
+    await mark_disconnected(redis_client)
+    await redis_client.set(redis_keys.TIKTOK_OTHER_ACCOUNT, "open-id-of-another-account")
+    ready = await bot.get("/readyz")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert (body["status"], body["failing"]) == ("ready", [])
+    disconnected, mismatch = body["warnings"]
+    assert disconnected["code"] == "tiktok_disconnected"
+    assert "reconnect" in disconnected["message"] and disconnected["since"]
+    assert mismatch["code"] == "tiktok_account_mismatch"
+    assert mismatch["seen_open_id"] == "open-id-of-another-account"
+    assert mismatch["configured_business_id"] == get_settings().tiktok_business_id

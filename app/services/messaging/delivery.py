@@ -14,6 +14,11 @@ settles it from the evidence, never by guessing:
   send it accepts, so it never got this one: `pending` again, and it goes out once.
 - With that setting off: `unknown`, parked in the dead letters for a person to decide
   (`deadletters retry` resends it).
+
+While TikTok is disconnected (the shop removed the app's authorisation, `tiktok.connection`)
+a row is not claimed at all: no call, no attempt, no quota slot. It stays `pending` and is
+left to the sweeper, which starts sending again once someone reconnects; the window and
+quota are checked then, as for any reply.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from app.db.session import SessionFactory, transaction
 from app.services.messaging import transitions
 from app.services.messaging.media import MediaUnavailable
 from app.services.messaging.window import WindowService
+from app.services.tiktok.connection import disconnected_since
 from app.services.tiktok.errors import TikTokPermanentError, TikTokTransientError, backoff_delay
 
 log = get_logger(__name__)
@@ -77,6 +83,8 @@ class Delivery(StrEnum):
     RETRY = "retry"
     DEFERRED = "deferred"  # an earlier reply of the conversation has not gone out yet
     SKIPPED = "skipped"
+    # TikTok is disconnected: the row stays pending, not queued again (the sweeper's).
+    WAITING = "waiting"
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,13 @@ class DeliveryService:
             if claimed is None or claimed[0].status != OutboxStatus.PENDING:
                 # Someone else holds it, or it is already done: a duplicate task.
                 return DeliveryResult(Delivery.SKIPPED)
+            if await disconnected_since(self.redis) is not None:
+                # Every send would fail and spend an attempt towards the dead letters. A
+                # task that re-queued itself here would pile up beside the sweeper's, which
+                # requeues every pending row anyway: left pending, the sweeper sends it once
+                # TikTok is reconnected.
+                log.info("reply_waiting", reason="tiktok_disconnected")
+                return DeliveryResult(Delivery.WAITING)
             entry, message, conversation, customer = claimed
             waiting, due = await OutboxRepository(session).earlier_undelivered(
                 conversation.id, outbox_id

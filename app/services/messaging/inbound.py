@@ -41,6 +41,7 @@ from app.services import replies
 from app.services.messaging import transitions
 from app.services.messaging.outbound import expand_replies, queue_replies
 from app.services.messaging.window import WindowService
+from app.services.tiktok.connection import DISCONNECTED_NOTICE, mark_disconnected
 from app.services.tiktok.webhook import (
     ContentType,
     EchoAuthor,
@@ -56,7 +57,8 @@ from app.services.turns import Brain, Reply, TurnResult
 log = get_logger(__name__)
 
 EnqueueDeliveries = Callable[[Sequence[int]], Awaitable[None]]
-NotifyStaff = Callable[[Conversation, str], Awaitable[None]]
+# Tells staff why a conversation needs a person, or (None) why the whole shop does.
+NotifyStaff = Callable[[Conversation | None, str], Awaitable[None]]
 
 
 class Outcome(StrEnum):
@@ -143,6 +145,9 @@ class InboundPipeline:
         envelope = parse_envelope(raw)
         if await self._for_other_account(envelope):
             return Outcome.OTHER_ACCOUNT
+        if envelope.event == EventType.AUTHORIZATION_REMOVED:
+            await self._authorization_removed(envelope)
+            return Outcome.IGNORED
         if envelope.event not in MESSAGE_EVENTS:
             self._log_other_event(envelope)
             return Outcome.IGNORED
@@ -199,12 +204,20 @@ class InboundPipeline:
             )
         return True
 
+    async def _authorization_removed(self, envelope: WebhookEnvelope) -> None:
+        """The shop disconnected the app: every send fails from now on. Replies wait in the
+        outbox until someone reconnects (`tiktok.connection`); staff are told once."""
+        newly = await mark_disconnected(self.redis)
+        log.error(
+            "tiktok_authorization_removed",
+            user_openid=envelope.user_openid,
+            already_known=not newly,
+        )
+        if newly:
+            await self.notify_staff(None, DISCONNECTED_NOTICE)
+
     @staticmethod
     def _log_other_event(envelope: WebhookEnvelope) -> None:
-        if envelope.event == EventType.AUTHORIZATION_REMOVED:
-            # Every send fails from now on; telling staff is built elsewhere.
-            log.error("tiktok_authorization_removed", user_openid=envelope.user_openid)
-            return
         known = envelope.event in set(EventType)
         log.info("event_ignored", tiktok_event=envelope.event, known=known)
 

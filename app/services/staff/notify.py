@@ -1,5 +1,6 @@
-"""Telling the shop a conversation needs a person: a log event always, and a POST to a
-configurable URL (Slack/Discord/Zapier-style incoming webhook) when one is set."""
+"""Telling the shop a conversation needs a person, or that the whole shop does (TikTok was
+disconnected): a log event always, and a POST to a configurable URL (Slack/Discord/Zapier-
+style incoming webhook) when one is set."""
 
 from __future__ import annotations
 
@@ -19,21 +20,26 @@ class StaffNotifier:
     settings: Settings
     http: httpx.AsyncClient
 
-    async def __call__(self, conversation: Conversation, reason: str) -> None:
-        log.info(
-            "staff_notified",
-            conversation=conversation.tiktok_conversation_id,
-            reason=reason,
-        )
+    async def __call__(self, conversation: Conversation | None, reason: str) -> None:
+        """`conversation` is None for a notice about the shop as a whole."""
+        tiktok_id = conversation.tiktok_conversation_id if conversation is not None else None
+        log.info("staff_notified", conversation=tiktok_id, reason=reason)
         url = self.settings.staff_webhook_url
         if not url:
             return
+        inbox_url = f"{self.settings.public_base_url}/inbox"
         payload = {
-            "text": f"Philia: a customer needs a person ({reason}).",
-            "conversation_id": conversation.tiktok_conversation_id,
+            "text": f"Philia: {reason}.",
+            "conversation_id": None,
             "reason": reason,
-            "inbox_url": f"{self.settings.public_base_url}/inbox/{conversation.id}",
+            "inbox_url": inbox_url,
         }
+        if conversation is not None:
+            payload.update(
+                text=f"Philia: a customer needs a person ({reason}).",
+                conversation_id=tiktok_id,
+                inbox_url=f"{inbox_url}/{conversation.id}",
+            )
         try:
             response = await self.http.post(url, json=payload, timeout=5.0)
             response.raise_for_status()

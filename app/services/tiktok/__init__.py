@@ -8,5 +8,7 @@ Others may import:
 - `errors`: what a TikTok answer means (transient, permanent, auth) and the backoff;
 - `tokens`: where the OAuth pair lives (encrypted in PostgreSQL, cached in Redis);
 - `text`: TikTok's text rules (length, splitting);
-- `api`: the request and response models of the Business API.
+- `api`: the request and response models of the Business API;
+- `connection`: whether the shop's account is connected (`mark_disconnected`,
+  `mark_connected`, `disconnected_since`, and the notice staff get).
 """

@@ -49,7 +49,7 @@ def make_harness(committed_db: AsyncEngine, redis_client: aioredis.Redis) -> Cal
         async def enqueue(ids: Sequence[int]) -> None:
             queued.extend(ids)
 
-        async def notify(conversation: Conversation, reason: str) -> None:
+        async def notify(conversation: Conversation | None, reason: str) -> None:
             handoffs.append(reason)
 
         pipeline = InboundPipeline(
