@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,11 +14,28 @@ from app.api.error_handlers import install_error_handlers
 from app.core.config import Environment, Settings, get_settings
 from app.core.http_headers import SecurityHeaders
 from app.core.logging import configure_logging, get_logger
-from app.db.session import create_engine, create_session_factory
+from app.db.session import SessionFactory, create_engine, create_session_factory
+from app.services.messaging.alerts import tiktok_alerts
 from app.web import install_staff_web
 from app.worker.celery_app import create_celery
 
 log = get_logger(__name__)
+
+
+async def _report_tiktok_trouble(
+    settings: Settings, redis: aioredis.Redis, session_factory: SessionFactory
+) -> None:
+    """What /readyz would warn about, in the log at start-up too: a deployment that never
+    connected its account, or whose TIKTOK_BUSINESS_ID is not the account events come for,
+    says so before the first customer waits for an answer."""
+    try:
+        alerts = await asyncio.wait_for(tiktok_alerts(redis, settings, session_factory), 3.0)
+    except Exception as error:
+        # Start-up must not wait on this: /readyz asks again whenever it is called.
+        log.info("tiktok_alerts_unreadable_at_start", error=repr(error))
+        return
+    for alert in alerts:
+        log.warning("tiktok_alert", **alert.as_json())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -34,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.redis_url or "", socket_timeout=2.0, socket_connect_timeout=1.0
         )
         log.info("api_started", environment=settings.environment.value)
+        await _report_tiktok_trouble(settings, app.state.redis, app.state.session_factory)
         try:
             yield
         finally:

@@ -200,6 +200,16 @@ def transition_offences(path: str, tree: ast.Module) -> list[Offence]:
     return found
 
 
+def business_id_offences(path: str, tree: ast.Module) -> list[Offence]:
+    """Reading TIKTOK_BUSINESS_ID from the settings: the shop's account is the connected
+    one when there is one (app/services/tiktok/account.py)."""
+    return [
+        Offence(path, node.lineno, f"reads {ast.unparse(node)}")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr == "tiktok_business_id"
+    ]
+
+
 # --- the rules over app/ ----------------------------------------------------------------------
 
 
@@ -245,6 +255,18 @@ RULES = {
             ),
             "change a conversation's mode or a reply's state through "
             "app/services/messaging/transitions.py",
+        ),
+        Rule(
+            "business-id",
+            business_id_offences,
+            # The settings define it; the dev tools (the TikTok stand-in, the scenario
+            # runner, the simulator's view of the stand-in) play the configured account.
+            lambda path: (
+                path != "app/core/config.py"
+                and not path.startswith(("app/sandbox/", "app/scenarios/"))
+                and path != "app/web/simulator.py"
+            ),
+            "ask BusinessAccount (app/services/tiktok/account.py): a connected account wins",
         ),
     )
 }
@@ -442,6 +464,11 @@ def test_the_transition_rule_catches(source: str) -> None:
 )
 def test_the_transition_rule_leaves_alone(source: str) -> None:
     assert check(transition_offences, source) == []
+
+
+def test_the_business_id_rule_catches_a_read_of_the_setting() -> None:
+    assert check(business_id_offences, "business = settings.tiktok_business_id")
+    assert check(business_id_offences, "business = await account.business_id()") == []
 
 
 def test_each_rule_fails_on_an_app_that_breaks_it(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
+from app.db.session import SessionFactory
 
 
 def _settings(request: Request) -> Settings:
@@ -24,6 +25,12 @@ def _engine(request: Request) -> AsyncEngine:
     return engine
 
 
+def _session_factory(request: Request) -> SessionFactory:
+    factory: SessionFactory = request.app.state.session_factory
+    return factory
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RedisDep = Annotated[aioredis.Redis, Depends(_redis)]
 EngineDep = Annotated[AsyncEngine, Depends(_engine)]
+SessionFactoryDep = Annotated[SessionFactory, Depends(_session_factory)]

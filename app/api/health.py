@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from app.api.deps import EngineDep, RedisDep, SettingsDep
+from app.api.deps import EngineDep, RedisDep, SessionFactoryDep, SettingsDep
 from app.core.logging import get_logger
 from app.services.messaging.alerts import tiktok_alerts
 
@@ -24,7 +24,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "a dependency is unreachable"}})
-async def readyz(engine: EngineDep, redis: RedisDep, settings: SettingsDep) -> JSONResponse:
+async def readyz(
+    engine: EngineDep, redis: RedisDep, settings: SettingsDep, sessions: SessionFactoryDep
+) -> JSONResponse:
     """503 when PostgreSQL or Redis is unreachable. What is wrong with TikTok (disconnected,
     events for another account) is a warning in a 200: the API must stay in the load
     balancer, since webhooks must still be accepted and replies wait in the outbox."""
@@ -46,7 +48,9 @@ async def readyz(engine: EngineDep, redis: RedisDep, settings: SettingsDep) -> J
     if failing:
         return JSONResponse({"status": "unavailable", "failing": failing}, status_code=503)
     try:
-        alerts = await asyncio.wait_for(tiktok_alerts(redis, settings), _CHECK_TIMEOUT_SECONDS)
+        alerts = await asyncio.wait_for(
+            tiktok_alerts(redis, settings, sessions), _CHECK_TIMEOUT_SECONDS
+        )
     except Exception as error:
         # Redis answered the ping a moment ago; a warning that cannot be read is no outage.
         log.warning("readiness_warnings_unreadable", error=repr(error))

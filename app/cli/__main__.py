@@ -1,3 +1,3 @@
-from app.cli.main import cli
+from app.cli.main import main
 
-cli()
+main()

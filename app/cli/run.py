@@ -47,6 +47,8 @@ def run(
                     f"  webhook      {stack.api_url}/webhook/tiktok",
                     f"  API docs     {stack.api_url}/docs",
                     f"  staff inbox  {stack.api_url}/inbox   metrics {stack.api_url}/metrics",
+                    f"  connect      {stack.api_url}/connect/tiktok  (staff: python -m app.cli "
+                    "staff create EMAIL --name NAME, with the URLs below)",
                     f"  TikTok       {stack.sandbox_url or settings.tiktok_api_url}"
                     + ("  (local stand-in)" if stack.sandbox_url else ""),
                     f"  PostgreSQL   {stack.env['DATABASE_URL']}",

@@ -20,6 +20,9 @@ def sandbox(
     rate_limit: int | None = typer.Option(
         None, help="answer 40100 beyond this many calls per second"
     ),
+    welcome_message: str | None = typer.Option(
+        None, help="start every new chat with this TikTok welcome message (its echo)"
+    ),
 ) -> None:
     """Serve the TikTok sandbox with this environment's client key, secret and tokens.
 
@@ -27,7 +30,11 @@ def sandbox(
     """
     settings = get_settings()
     configure_logging(settings)
-    overrides: dict[str, object] = {"echo_sends": echo_sends, "rate_limit_per_second": rate_limit}
+    overrides: dict[str, object] = {
+        "echo_sends": echo_sends,
+        "rate_limit_per_second": rate_limit,
+        "welcome_message": welcome_message,
+    }
     if webhook_url is not None:
         overrides["webhook_url"] = webhook_url
     config = SandboxConfig.from_settings(settings, **overrides)

@@ -269,16 +269,32 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name} is missing; set it for production")
         if self.tiktok_client_key.startswith("philia-dev-") or not self.tiktok_client_key:
             raise ValueError("TIKTOK_CLIENT_KEY is missing or a placeholder; set it for production")
-        if self.tiktok_business_id.startswith("philia-dev-") or not self.tiktok_business_id:
+        # TIKTOK_BUSINESS_ID and the two tokens may be left unset: connecting the account
+        # (the "Connect TikTok" page or `app.cli tiktok connect`) records them. Set, they
+        # must be real.
+        given = self.model_fields_set
+        if "tiktok_business_id" in given and (
+            self.tiktok_business_id.startswith("philia-dev-") or not self.tiktok_business_id
+        ):
             raise ValueError(
-                "TIKTOK_BUSINESS_ID is missing or a placeholder; set it for production"
+                "TIKTOK_BUSINESS_ID is empty or a placeholder; set the account's open_id "
+                "or leave it unset and connect the account"
+            )
+        hand_tokens = {"tiktok_access_token", "tiktok_refresh_token"} & given
+        if len(hand_tokens) == 1:
+            raise ValueError(
+                "set both TIKTOK_ACCESS_TOKEN and TIKTOK_REFRESH_TOKEN, or neither "
+                "(and connect the account)"
             )
         secrets: list[tuple[str, SecretStr | None, int]] = [
             ("TIKTOK_CLIENT_SECRET", self.tiktok_client_secret, MIN_SECRET_CHARS),
-            ("TIKTOK_ACCESS_TOKEN", self.tiktok_access_token, MIN_SECRET_CHARS),
-            ("TIKTOK_REFRESH_TOKEN", self.tiktok_refresh_token, MIN_SECRET_CHARS),
             ("SECRET_KEY", self.secret_key, MIN_SECRET_KEY_CHARS),
         ]
+        if hand_tokens:
+            secrets += [
+                ("TIKTOK_ACCESS_TOKEN", self.tiktok_access_token, MIN_SECRET_CHARS),
+                ("TIKTOK_REFRESH_TOKEN", self.tiktok_refresh_token, MIN_SECRET_CHARS),
+            ]
         if self.metrics_token is not None:
             secrets.append(("METRICS_TOKEN", self.metrics_token, MIN_SECRET_KEY_CHARS))
         for name, secret, min_chars in secrets:
@@ -317,6 +333,35 @@ class Settings(BaseSettings):
     @property
     def tiktok_api_url(self) -> str:
         return f"{self.tiktok_api_base.rstrip('/')}/open_api/{self.tiktok_api_version}"
+
+    @property
+    def tiktok_authorize_url(self) -> str:
+        """Where the shop owner authorises the app (tiktok-api.md, "Connecting an account")."""
+        return f"{self.tiktok_api_base.rstrip('/')}/portal/auth"
+
+    @property
+    def tiktok_hand_tokens(self) -> tuple[str, str] | None:
+        """Tokens put in the environment by hand, which seed the stored pair on first use.
+        None in production when none were given: the shop connects through OAuth."""
+        if self.environment is Environment.PRODUCTION and not (
+            {"tiktok_access_token", "tiktok_refresh_token"} <= self.model_fields_set
+        ):
+            return None
+        return (
+            self.tiktok_access_token.get_secret_value(),
+            self.tiktok_refresh_token.get_secret_value(),
+        )
+
+    @property
+    def tiktok_configured_business_id(self) -> str | None:
+        """TIKTOK_BUSINESS_ID as configured; None in production when it was left unset (the
+        connected account's open_id is then the business id)."""
+        if (
+            self.environment is Environment.PRODUCTION
+            and "tiktok_business_id" not in self.model_fields_set
+        ):
+            return None
+        return self.tiktok_business_id
 
 
 def _first_error_line(error: ValidationError) -> str:

@@ -55,6 +55,13 @@ def tiktok_image_capability(conversation_id: str) -> str:
 TIKTOK_OTHER_ACCOUNT = f"{PREFIX}:tiktok:other-account"
 # When the shop removed the app's authorisation (no TTL: only a reconnect clears it).
 TIKTOK_DISCONNECTED = f"{PREFIX}:tiktok:disconnected"
+# A copy of the connected account's open_id (PostgreSQL has the truth); "" for none.
+TIKTOK_BUSINESS_ID = f"{PREFIX}:tiktok:business-id"
+
+
+def tiktok_oauth_state(state: str) -> str:
+    """An authorisation link handed out and not yet used: who asked for it."""
+    return f"{PREFIX}:tiktok:oauth-state:{_digest(state)}"
 
 
 # Staff: sessions and the login lock (see SECURITY.md).

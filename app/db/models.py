@@ -411,3 +411,9 @@ class TikTokCredential(TimestampMixin, Base):
     access_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     refresh_token: Mapped[str] = mapped_column(Text)
     refresh_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The account the tokens were granted for (its OAuth open_id, the business id of every
+    # send and the `user_openid` of its webhooks), the scopes it granted and when: set by
+    # connecting through OAuth; None for tokens put in the environment by hand.
+    open_id: Mapped[str | None] = mapped_column(String(255))
+    scope: Mapped[str | None] = mapped_column(Text)
+    connected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

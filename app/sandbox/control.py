@@ -10,16 +10,21 @@ from typing import Any
 import httpx
 
 from app.sandbox.tiktok import (
+    AutoMessageType,
     CallsView,
     CapabilitiesView,
     ConfigView,
     Endpoint,
+    EventResult,
     FailuresView,
+    MessageSource,
     MessagesView,
     RandomFaults,
     RandomFaultsView,
+    ReactionOperation,
     RecordedCall,
     RecordedMessage,
+    SharePostForm,
     TokensView,
     WebhookDeliveriesView,
     WebhookDeliveryRecord,
@@ -159,8 +164,10 @@ class SandboxControl:
         echo_sends: bool | None = None,
         rate_limit_per_second: int | None = _UNSET,
         webhook_redelivery_seconds: float | None = None,
+        welcome_message: str | None = _UNSET,
     ) -> ConfigView:
-        """Change only what is given; `None` clears webhook_url or the rate limit."""
+        """Change only what is given; `None` clears webhook_url, the rate limit or the
+        welcome message."""
         body: dict[str, Any] = {}
         if webhook_url is not _UNSET:
             body["webhook_url"] = webhook_url
@@ -170,6 +177,8 @@ class SandboxControl:
             body["rate_limit_per_second"] = rate_limit_per_second
         if webhook_redelivery_seconds is not None:
             body["webhook_redelivery_seconds"] = webhook_redelivery_seconds
+        if welcome_message is not _UNSET:
+            body["welcome_message"] = welcome_message
         return ConfigView.model_validate(await self._request("PATCH", "/config", json=body))
 
     async def play_customer(
@@ -178,8 +187,25 @@ class SandboxControl:
         *,
         text: str | None = None,
         share_post_video_id: str | None = None,
+        share_post_form: SharePostForm = "string",
         image: bool = False,
         image_media_id: str | None = None,
+        image_media_url: str | None = None,
+        image_url_top_level: bool = False,
+        video: bool = False,
+        video_media_id: str | None = None,
+        sticker_url: str | None = None,
+        emoji_url: str | None = None,
+        button_text: str | None = None,
+        button_id: str | None = None,
+        reaction_emoji: str | None = None,
+        reaction_operation: ReactionOperation = "ADD",
+        reaction_to: str | None = None,
+        unknown_type: str | None = None,
+        with_extras: bool = False,
+        omit_optional: bool = False,
+        client_key: str | None = None,
+        user_openid: str | None = None,
         conversation_id: str | None = None,
         username: str | None = None,
         message_id: str | None = None,
@@ -188,14 +214,38 @@ class SandboxControl:
         copies: int = 1,
     ) -> WebhookResult:
         """A customer writes a DM: the sandbox signs an `im_receive_msg` webhook and posts
-        it `copies` times concurrently to the bot, returning the bot's statuses."""
+        it `copies` times concurrently to the bot, returning the bot's statuses.
+
+        Give exactly one of `text`, `share_post_video_id` (`share_post_form` says how the
+        id is carried), an image (`image`, or its `image_media_id` or `image_media_url`),
+        a video (`video` or `video_media_id`), `sticker_url`, `emoji_url`, `button_text` (a
+        tapped suggested question), `reaction_emoji` (to `reaction_to`, default the shop's
+        last message) or `unknown_type`. `client_key`/`user_openid` make it another app's
+        or another account's event."""
         body = _present(
             {
                 "user_id": user_id,
                 "text": text,
                 "share_post_video_id": share_post_video_id,
-                "image": image or image_media_id is not None,
+                "share_post_form": share_post_form,
+                "image": image or image_media_id is not None or image_media_url is not None,
                 "image_media_id": image_media_id,
+                "image_media_url": image_media_url,
+                "image_url_top_level": image_url_top_level,
+                "video": video or video_media_id is not None,
+                "video_media_id": video_media_id,
+                "sticker_url": sticker_url,
+                "emoji_url": emoji_url,
+                "button_text": button_text,
+                "button_id": button_id,
+                "reaction_emoji": reaction_emoji,
+                "reaction_operation": reaction_operation,
+                "reaction_to": reaction_to,
+                "unknown_type": unknown_type,
+                "with_extras": with_extras,
+                "omit_optional": omit_optional,
+                "client_key": client_key,
+                "user_openid": user_openid,
                 "conversation_id": conversation_id,
                 "username": username,
                 "message_id": message_id,
@@ -209,13 +259,89 @@ class SandboxControl:
         )
 
     async def play_staff(
-        self, conversation_id: str, text: str, *, user_id: str | None = None
+        self,
+        conversation_id: str,
+        text: str | None = None,
+        *,
+        user_id: str | None = None,
+        source: MessageSource | None = "APP",
+        reaction_emoji: str | None = None,
+        reaction_operation: ReactionOperation = "ADD",
+        reaction_to: str | None = None,
     ) -> WebhookResult:
-        """Staff type in the TikTok app: the sandbox posts the `im_send_msg` echo."""
-        body = _present({"conversation_id": conversation_id, "text": text, "user_id": user_id})
+        """Staff type `text` (or react with `reaction_emoji`) in the TikTok app (`source`
+        APP), its web inbox (WEB), or a client too old to tag it (None): the sandbox posts
+        the `im_send_msg` echo."""
+        body = _present(
+            {
+                "conversation_id": conversation_id,
+                "text": text,
+                "user_id": user_id,
+                "reaction_emoji": reaction_emoji,
+                "reaction_operation": reaction_operation,
+                "reaction_to": reaction_to,
+            }
+        )
+        body["source"] = source  # None is meaningful: no message_tag at all
         return WebhookResult.model_validate(
             await self._request("POST", "/staff/messages", json=body)
         )
+
+    async def play_automation(
+        self,
+        conversation_id: str,
+        text: str,
+        *,
+        auto_message_type: AutoMessageType = "AUTO_REPLY",
+        buttons: Sequence[str] | None = None,
+        source: MessageSource | None = None,
+        user_id: str | None = None,
+    ) -> WebhookResult:
+        """One of TikTok's automations writes for the shop (with `buttons`: a card of
+        suggested questions titled `text`): the sandbox posts its `im_send_msg` echo."""
+        body = _present(
+            {
+                "conversation_id": conversation_id,
+                "text": text,
+                "auto_message_type": auto_message_type,
+                "buttons": list(buttons) if buttons is not None else None,
+                "source": source,
+                "user_id": user_id,
+            }
+        )
+        return WebhookResult.model_validate(
+            await self._request("POST", "/automation/messages", json=body)
+        )
+
+    async def play_other_tool(
+        self, conversation_id: str, text: str, *, user_id: str | None = None
+    ) -> WebhookResult:
+        """Another tool on the account sends `text` through the API: an echo tagged API
+        whose message the bot never sent."""
+        body = _present({"conversation_id": conversation_id, "text": text, "user_id": user_id})
+        return WebhookResult.model_validate(
+            await self._request("POST", "/other_tool/messages", json=body)
+        )
+
+    async def play_event(
+        self,
+        event: str,
+        *,
+        content: dict[str, Any] | None = None,
+        client_key: str | None = None,
+        user_openid: str | None = None,
+    ) -> EventResult:
+        """Post the event named `event` (`authorization.removed`, `tiktok.ping`,
+        `im_receive_msg_eu`, ...) with its usual content, or `content`."""
+        body = _present(
+            {
+                "event": event,
+                "content": content,
+                "client_key": client_key,
+                "user_openid": user_openid,
+            }
+        )
+        return EventResult.model_validate(await self._request("POST", "/events", json=body))
 
 
 def _present(values: dict[str, Any]) -> dict[str, Any]:

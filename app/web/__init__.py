@@ -1,4 +1,5 @@
-"""The staff web: login, the inbox (/inbox), the admin (/admin), and the public customer
+"""The staff web: login, the inbox (/inbox), the admin (/admin), Connect TikTok
+(/connect/tiktok), and the public customer
 simulator (/simulator, refused in production unless SIMULATOR_ENABLED)."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from app.services.staff.auth import Passwords
-from app.web import auth, inbox, simulator
+from app.web import auth, connect, inbox, simulator
 from app.web.admin import install_admin
 from app.web.deps import (
     CsrfRejected,
@@ -28,6 +29,7 @@ def install_staff_web(app: FastAPI) -> None:
     app.add_exception_handler(CsrfRejected, csrf_rejected_handler)
     app.include_router(auth.router)
     app.include_router(inbox.router)
+    app.include_router(connect.router)
     app.include_router(simulator.router)
     # Public on purpose: the login page needs its stylesheet; nothing here is private.
     app.mount("/static/staff", StaticFiles(directory=STATIC_DIR), name="staff-static")

@@ -94,7 +94,12 @@ def login_url(next_path: str) -> str:
 
 def safe_next(value: str | None) -> str:
     """Where to go after logging in: only our own staff pages (no open redirect)."""
-    if value and value.startswith(("/inbox", "/admin")) and "\\" not in value and "//" not in value:
+    if (
+        value
+        and value.startswith(("/inbox", "/admin", "/connect/"))
+        and "\\" not in value
+        and "//" not in value
+    ):
         return value
     return "/inbox"
 

@@ -88,7 +88,8 @@ class PollOut(BaseModel):
 @router.get("")
 async def inbox(request: Request, staff: StaffPage, inbox: InboxDep) -> Response:
     entries = await inbox.overview()
-    alerts = await tiktok_alerts(request.app.state.redis, request.app.state.settings)
+    state = request.app.state
+    alerts = await tiktok_alerts(state.redis, state.settings, state.session_factory)
     return templates.TemplateResponse(
         request, "inbox.html", {"staff": staff, "entries": entries, "alerts": alerts}
     )

@@ -85,26 +85,38 @@ async def simulator_page(request: Request, settings: SimulatorSettings) -> Respo
             "shop_name": settings.shop_name,
             "sandbox_url": settings.simulator_sandbox_url,
             "videos": videos,
+            "questions": SUGGESTED_QUESTIONS,
+            "reactions": REACTIONS,
         },
     )
 
 
+# The suggested questions a shop may set up in TikTok: the customer taps one instead of
+# typing, and TikTok sends the tap as a `qa_button_card` template.
+SUGGESTED_QUESTIONS = ("Show me the menu", "What's new this week?", "Can you hold a piece?")
+REACTIONS = ("❤️", "👍", "😂", "😮")
+
+
 class CustomerSays(BaseModel):
-    """One thing the customer does: writes text, shares a video, or sends a photo."""
+    """One thing the customer does: writes text, shares a video, sends a photo or a
+    sticker, taps a suggested question (`text`), or reacts to the shop's last message."""
 
     model_config = ConfigDict(extra="forbid")
 
     user_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    kind: Literal["text", "video", "photo"]
+    kind: Literal["text", "video", "photo", "sticker", "question", "reaction"]
     text: str | None = Field(default=None, max_length=6000)
     video_id: str | None = Field(default=None, max_length=64)
+    emoji: str | None = Field(default=None, max_length=16)
 
     @model_validator(mode="after")
     def _has_what_it_needs(self) -> CustomerSays:
-        if self.kind == "text" and not (self.text or "").strip():
-            raise ValueError("a text message needs text")
+        if self.kind in ("text", "question") and not (self.text or "").strip():
+            raise ValueError(f"a {self.kind} needs text")
         if self.kind == "video" and not self.video_id:
             raise ValueError("sharing a video needs video_id")
+        if self.kind == "reaction" and not self.emoji:
+            raise ValueError("a reaction needs emoji")
         return self
 
 
@@ -143,6 +155,15 @@ async def customer_sends(body: CustomerSays, settings: SimulatorSettings) -> Sen
                 text=body.text if body.kind == "text" else None,
                 share_post_video_id=body.video_id if body.kind == "video" else None,
                 image_media_id=media_id,
+                # A picture the sandbox serves, so the page can show what was sent.
+                sticker_url=(
+                    f"{sandbox.base_url}/_sandbox/media/sticker.png"
+                    if body.kind == "sticker"
+                    else None
+                ),
+                button_text=body.text if body.kind == "question" else None,
+                # The sandbox points the reaction at the shop's last message.
+                reaction_emoji=body.emoji if body.kind == "reaction" else None,
             )
     except httpx.HTTPError as error:
         log.warning("simulator_sandbox_unreachable", error=str(error)[:200])

@@ -37,6 +37,12 @@ def describe(message: Message) -> str:
         return f"[shared video {video}]" if video else "[shared video]"
     if message.message_type == "sticker":
         return "[sticker]"
+    if message.message_type == "reaction":
+        reactions = payload.get("reaction")
+        first = reactions[0] if isinstance(reactions, list) and reactions else {}
+        emoji = first.get("emoji") if isinstance(first, dict) else None
+        removed = isinstance(first, dict) and first.get("operation") == "REMOVE"
+        return f"[{'took back ' if removed else ''}reaction {emoji or ''}]".replace(" ]", "]")
     return f"[{message.message_type}]"
 
 

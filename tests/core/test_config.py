@@ -111,6 +111,45 @@ def test_production_refuses_weak_secrets(variable: str, value: str, problem: str
     assert len(lines) == 1 and variable in lines[0] and problem in lines[0]
 
 
+TO_BE_CONNECTED = {
+    k: v
+    for k, v in PRODUCTION.items()
+    if k not in ("TIKTOK_BUSINESS_ID", "TIKTOK_ACCESS_TOKEN", "TIKTOK_REFRESH_TOKEN")
+}
+
+
+def test_production_starts_without_an_account_to_connect_it_later() -> None:
+    # A new shop deploys with the app's key and secret only, then connects its account.
+    assert _start_with(TO_BE_CONNECTED).returncode == 0
+    settings = Settings(**{k.lower(): v for k, v in TO_BE_CONNECTED.items()})
+    assert settings.tiktok_hand_tokens is None
+    assert settings.tiktok_configured_business_id is None
+
+
+def test_hand_put_tokens_and_business_id_are_used_when_given() -> None:
+    settings = Settings(**{k.lower(): v for k, v in PRODUCTION.items()})
+    assert settings.tiktok_hand_tokens == (
+        PRODUCTION["TIKTOK_ACCESS_TOKEN"],
+        PRODUCTION["TIKTOK_REFRESH_TOKEN"],
+    )
+    assert settings.tiktok_configured_business_id == "biz-42"
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"TIKTOK_ACCESS_TOKEN": "act.9fK2mQ7xL4vN8pR3sT6wY1zB"}, "TIKTOK_REFRESH_TOKEN"),
+        ({"TIKTOK_BUSINESS_ID": "philia-dev-business"}, "TIKTOK_BUSINESS_ID"),
+        ({"TIKTOK_BUSINESS_ID": ""}, "TIKTOK_BUSINESS_ID"),
+    ],
+)
+def test_production_refuses_half_an_account(extra: dict[str, str], named: str) -> None:
+    result = _start_with({**TO_BE_CONNECTED, **extra})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0]
+
+
 def test_weak_secret_rules_pass_random_tokens() -> None:
     for _ in range(200):
         assert weak_secret_problem(secrets.token_urlsafe(32), MIN_SECRET_KEY_CHARS) is None

@@ -57,13 +57,25 @@ def running_stack(root: Path, extra_env: dict[str, str]) -> Iterator[Stack]:
             print(f"\n===== {log.name} (tail) =====\n{tail}")
 
 
-@pytest.fixture(scope="module")
-def stack(services: TestServices, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@contextlib.contextmanager
+def module_stack(
+    services: TestServices,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    env: dict[str, str],
+) -> Iterator[Stack]:
+    """A stack for one test module; the rows it wrote are gone when it stops."""
     try:
-        with running_stack(tmp_path_factory.mktemp("e2e"), E2E_ENV) as bot:
+        with running_stack(tmp_path_factory.mktemp(name), env) as bot:
             yield bot
     finally:
         asyncio.run(_truncate(services.database_url))
+
+
+@pytest.fixture(scope="module")
+def stack(services: TestServices, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with module_stack(services, tmp_path_factory, "e2e", E2E_ENV) as bot:
+        yield bot
 
 
 async def _truncate(database_url: str) -> None:

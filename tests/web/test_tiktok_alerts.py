@@ -7,12 +7,15 @@ import asyncio
 
 import httpx
 import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from app.cli.main import cli as cli_app
 from app.core import redis_keys
-from app.core.config import get_settings
+from app.core.config import Settings, get_settings
 from app.services.tiktok.connection import disconnected_since, mark_disconnected
+from tests.conftest import LoggedEvents, TestServices
+from tests.web.conftest import PRODUCTION, running
 
 BANNER = '<p class="error banner" role="alert" data-alert="{code}">'
 
@@ -42,3 +45,29 @@ async def test_tiktok_reconnected_clears_the_flag(redis_client: aioredis.Redis) 
     assert await disconnected_since(redis_client) is None
     again = await asyncio.to_thread(CliRunner().invoke, cli_app, ["tiktok", "reconnected"])
     assert again.exit_code == 0 and "nothing to do" in again.output
+
+
+async def test_a_deployment_never_connected_says_so_at_start_and_on_readyz(
+    services: TestServices,
+    committed_db: AsyncEngine,
+    redis_client: aioredis.Redis,
+    logged_events: LoggedEvents,
+) -> None:
+    unconnected = ("tiktok_business_id", "tiktok_access_token", "tiktok_refresh_token")
+    values = get_settings().model_dump(exclude=set(unconnected))
+    values.update({k: v for k, v in PRODUCTION.items() if k not in unconnected})
+    values.update(
+        database_url=services.database_url,
+        redis_url=services.redis_url,
+        log_json=True,
+        public_base_url="https://shop.philia.test",
+    )
+    settings = Settings(**values)
+    logged_events()
+    async with running(settings) as client:
+        ready = (await client.get("/readyz")).json()
+    codes = [warning["code"] for warning in ready["warnings"]]
+    assert codes == ["tiktok_not_connected"]
+    started = [e for e in logged_events() if e["event"] == "tiktok_alert"]
+    assert [e["code"] for e in started] == ["tiktok_not_connected"]
+    assert "Connect TikTok" in started[0]["message"]

@@ -46,18 +46,54 @@ class TikTokCredentialRepository:
         refresh_token: str,
         refresh_expires_at: datetime | None,
     ) -> None:
-        values = {
-            "access_token": access_token,
-            "access_expires_at": access_expires_at,
-            "refresh_token": refresh_token,
-            "refresh_expires_at": refresh_expires_at,
-        }
+        await self._upsert(
+            {
+                "access_token": access_token,
+                "access_expires_at": access_expires_at,
+                "refresh_token": refresh_token,
+                "refresh_expires_at": refresh_expires_at,
+            }
+        )
+
+    async def connect(
+        self,
+        *,
+        access_token: str,
+        access_expires_at: datetime,
+        refresh_token: str,
+        refresh_expires_at: datetime,
+        open_id: str,
+        scope: str | None,
+        connected_at: datetime,
+    ) -> None:
+        """The pair of a new authorisation, with the account it was granted for: replaces
+        whatever was stored (another account's tokens included)."""
+        await self._upsert(
+            {
+                "access_token": access_token,
+                "access_expires_at": access_expires_at,
+                "refresh_token": refresh_token,
+                "refresh_expires_at": refresh_expires_at,
+                "open_id": open_id,
+                "scope": scope,
+                "connected_at": connected_at,
+            }
+        )
+
+    async def _upsert(self, values: dict[str, object]) -> None:
+        """Write these columns of the one row, creating it if needed; others are kept."""
         statement = insert(TikTokCredential).values(id=CREDENTIAL_ROW_ID, **values)
         await self.session.execute(
             statement.on_conflict_do_update(
                 index_elements=[TikTokCredential.id],
                 set_={**values, "updated_at": func.now()},
             )
+        )
+
+    async def open_id(self) -> str | None:
+        """The connected account's open_id; None when not connected through OAuth."""
+        return await self.session.scalar(
+            select(TikTokCredential.open_id).where(TikTokCredential.id == CREDENTIAL_ROW_ID)
         )
 
     async def replace_tokens_if_unchanged(

@@ -12,9 +12,12 @@ The parts:
     state         the in-memory state and the records of what was sent and received
     faults        fault injection: scripted failures and RandomFaults
     multipart     the multipart/form-data reader the media upload needs
-    business_api  TikTok's send, media upload, capabilities and token refresh endpoints
+    business_api  TikTok's send, media upload, capabilities, token refresh and exchange,
+                  and webhook registration endpoints
+    portal        TikTok's authorisation page, where the shop owner grants the app
     webhooks      signing and posting webhooks to the bot, redelivery, send echoes
-    players       customers and staff writing, played as webhooks
+    players       customers, staff, TikTok's automations, another tool and other events,
+                  played as webhooks
     control_api   the other `/_sandbox` routes: records, faults, capabilities, tokens...
     app           create_sandbox_app, which puts them together
 
@@ -31,6 +34,7 @@ from app.sandbox.tiktok.control_api import (
     WebhookDeliveriesView,
 )
 from app.sandbox.tiktok.faults import FailuresView, RandomFaults, RandomFaultsView
+from app.sandbox.tiktok.players import AutoMessageType, ReactionOperation, SharePostForm
 from app.sandbox.tiktok.protocol import CODE_RATE_LIMITED, Endpoint, conversation_id_for
 from app.sandbox.tiktok.state import (
     RecordedCall,
@@ -39,22 +43,27 @@ from app.sandbox.tiktok.state import (
     TokensView,
     WebhookDeliveryRecord,
 )
-from app.sandbox.tiktok.webhooks import WebhookResult
+from app.sandbox.tiktok.webhooks import EventResult, MessageSource, WebhookResult
 
 __all__ = [
     "CODE_RATE_LIMITED",
+    "AutoMessageType",
     "CallsView",
     "CapabilitiesView",
     "ConfigView",
     "Endpoint",
+    "EventResult",
     "FailuresView",
+    "MessageSource",
     "MessagesView",
     "RandomFaults",
     "RandomFaultsView",
+    "ReactionOperation",
     "RecordedCall",
     "RecordedMessage",
     "SandboxConfig",
     "SandboxState",
+    "SharePostForm",
     "TokensView",
     "WebhookDeliveriesView",
     "WebhookDeliveryRecord",

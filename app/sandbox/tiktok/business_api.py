@@ -36,6 +36,7 @@ from app.sandbox.tiktok.state import RecordedCall, SandboxState, Upload
 from app.sandbox.tiktok.webhooks import WebhookSender
 
 MAX_TEXT_CHARS = 6000
+WEBHOOK_EVENT_TYPE = "DIRECT_MESSAGE"
 # Direct messages are one-to-one: the only conversation type the capabilities query takes.
 CONVERSATION_TYPE_SINGLE = "SINGLE"
 MAX_IMAGE_BYTES = 3 * 1024 * 1024
@@ -73,6 +74,25 @@ class _RefreshBody(BaseModel):
     client_secret: str
     grant_type: str
     refresh_token: str
+
+
+class _AuthCodeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str
+    client_secret: str
+    grant_type: str
+    auth_code: str
+    redirect_uri: str
+
+
+class _WebhookUpdateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    app_id: str
+    secret: str
+    event_type: str
+    callback_url: str = Field(min_length=1)
 
 
 @dataclass
@@ -279,5 +299,83 @@ def business_api_router(state: SandboxState, webhooks: WebhookSender) -> APIRout
 
         # The refresh call carries the client secret, not an access token.
         return await _api_call(state, request, "refresh_token", action, needs_token=False)
+
+    def app_credentials_wrong(app_id: str, secret: str) -> bool:
+        return app_id != config.client_key or not secrets.compare_digest(
+            secret, config.client_secret
+        )
+
+    def tokens_data(scopes: tuple[str, ...]) -> dict[str, Any]:
+        return {
+            "access_token": state.access_token,
+            "expires_in": config.access_token_ttl_seconds,
+            "refresh_token": state.refresh_token,
+            "refresh_token_expires_in": config.refresh_token_ttl_seconds,
+            "open_id": config.business_id,
+            "scope": ",".join(scopes),
+            "token_type": "Bearer",
+        }
+
+    @router.post("/open_api/{version}/tt_user/oauth2/token/")
+    async def exchange_auth_code(version: str, request: Request) -> Response:
+        async def action() -> _Outcome:
+            try:
+                payload = _AuthCodeBody.model_validate_json(await request.body())
+            except ValidationError as error:
+                return _Outcome(CODE_BAD_PARAMETERS, message=validation_message(error))
+            if app_credentials_wrong(payload.client_id, payload.client_secret):
+                return _Outcome(CODE_PERMISSION, message="client_id or client_secret is wrong")
+            if payload.grant_type != "authorization_code":
+                return _Outcome(
+                    CODE_BAD_PARAMETERS, message="grant_type must be authorization_code"
+                )
+            granted = state.redeem(payload.auth_code, payload.redirect_uri)
+            if granted is None:
+                return _Outcome(
+                    CODE_BAD_PARAMETERS,
+                    message="auth_code is invalid, expired, used or for another redirect_uri",
+                )
+            # A new authorisation: a new pair, the old one no longer honoured.
+            state.rotate_tokens()
+            return _Outcome(CODE_OK, data=tokens_data(granted.scopes))
+
+        return await _api_call(state, request, "oauth_token", action, needs_token=False)
+
+    @router.post("/open_api/{version}/business/webhook/update/")
+    async def update_webhook(version: str, request: Request) -> Response:
+        async def action() -> _Outcome:
+            try:
+                payload = _WebhookUpdateBody.model_validate_json(await request.body())
+            except ValidationError as error:
+                return _Outcome(CODE_BAD_PARAMETERS, message=validation_message(error))
+            if app_credentials_wrong(payload.app_id, payload.secret):
+                return _Outcome(CODE_PERMISSION, message="app_id or secret is wrong")
+            if payload.event_type != WEBHOOK_EVENT_TYPE:
+                return _Outcome(CODE_BAD_PARAMETERS, message="event_type must be DIRECT_MESSAGE")
+            if not payload.callback_url.startswith(("https://", "http://")):
+                return _Outcome(CODE_BAD_PARAMETERS, message="callback_url must be a URL")
+            # From now on the webhooks go there, as TikTok's would.
+            state.settings.webhook_url = payload.callback_url
+            return _Outcome(CODE_OK, data=webhook_data())
+
+        return await _api_call(state, request, "webhook_update", action, needs_token=False)
+
+    @router.get("/open_api/{version}/business/webhook/list/")
+    async def list_webhook(version: str, request: Request) -> Response:
+        async def action() -> _Outcome:
+            query = request.query_params
+            if app_credentials_wrong(query.get("app_id", ""), query.get("secret", "")):
+                return _Outcome(CODE_PERMISSION, message="app_id or secret is wrong")
+            if query.get("event_type") != WEBHOOK_EVENT_TYPE:
+                return _Outcome(CODE_BAD_PARAMETERS, message="event_type must be DIRECT_MESSAGE")
+            return _Outcome(CODE_OK, data=webhook_data())
+
+        return await _api_call(state, request, "webhook_list", action, needs_token=False)
+
+    def webhook_data() -> dict[str, Any]:
+        data: dict[str, Any] = {"app_id": config.client_key, "event_type": WEBHOOK_EVENT_TYPE}
+        if state.settings.webhook_url:
+            data["callback_url"] = state.settings.webhook_url
+        return data
 
     return router

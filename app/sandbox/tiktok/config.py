@@ -33,6 +33,9 @@ class SandboxConfig(BaseModel):
     # TikTok delivers a webhook again when the bot does not answer 2xx (for up to 72 h);
     # the sandbox keeps trying for this long. 0: one attempt only.
     webhook_redelivery_seconds: float = 0.0
+    # A shop with TikTok's welcome message switched on: every new chat starts with its
+    # WELCOME_MESSAGE automation echo, which must not read as a person taking over.
+    welcome_message: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> SandboxConfig:
@@ -54,6 +57,7 @@ class ConfigUpdate(BaseModel):
     echo_sends: bool | None = None
     rate_limit_per_second: int | None = Field(default=None, ge=1)
     webhook_redelivery_seconds: float | None = Field(default=None, ge=0, le=3600)
+    welcome_message: str | None = Field(default=None, min_length=1, max_length=6000)
 
 
 class ConfigView(BaseModel):
@@ -61,3 +65,4 @@ class ConfigView(BaseModel):
     echo_sends: bool
     rate_limit_per_second: int | None
     webhook_redelivery_seconds: float = 0.0
+    welcome_message: str | None = None

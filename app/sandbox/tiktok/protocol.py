@@ -14,7 +14,26 @@ from typing import Any, Literal
 import orjson
 from pydantic import ValidationError
 
-Endpoint = Literal["send", "media_upload", "capabilities", "refresh_token"]
+Endpoint = Literal[
+    "send",
+    "media_upload",
+    "capabilities",
+    "refresh_token",
+    "oauth_token",
+    "webhook_update",
+    "webhook_list",
+]
+# Calls made with the app's secret rather than an access token: not under the send rate.
+APP_LEVEL_ENDPOINTS: frozenset[str] = frozenset(
+    {"refresh_token", "oauth_token", "webhook_update", "webhook_list"}
+)
+# The scopes a business messaging app asks for (tiktok-api.md, "Connecting an account").
+MESSAGING_SCOPES = (
+    "user.info.basic",
+    "message.list.read",
+    "message.list.send",
+    "message.list.manage",
+)
 
 CODE_OK = 0
 CODE_PERMISSION = 40001

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from app.sandbox.tiktok.config import ConfigView, SandboxConfig
 from app.sandbox.tiktok.faults import FaultInjector
-from app.sandbox.tiktok.protocol import Endpoint, tiktok_id
+from app.sandbox.tiktok.protocol import APP_LEVEL_ENDPOINTS, Endpoint, tiktok_id
 
 # TikTok lets a business answer for 48 h after the customer's last message.
 WINDOW_SECONDS = 48 * 3600
@@ -79,6 +79,19 @@ class Upload:
 
 
 @dataclass
+class AuthCode:
+    """An authorisation the shop owner granted on the portal page, not yet exchanged."""
+
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    issued_at: float
+
+
+# TikTok's authorisation codes are short-lived and single-use.
+AUTH_CODE_TTL_SECONDS = 600
+
+
+@dataclass
 class Conversation:
     user_id: str
     username: str
@@ -104,6 +117,7 @@ class SandboxState:
     image_send_overrides: dict[str, bool] = field(default_factory=dict)
     conversations: dict[str, Conversation] = field(default_factory=dict)
     webhook_log: list[WebhookDeliveryRecord] = field(default_factory=list)
+    auth_codes: dict[str, AuthCode] = field(default_factory=dict)
     settings: ConfigView = field(init=False)
 
     def __post_init__(self) -> None:
@@ -125,11 +139,13 @@ class SandboxState:
         self.image_send_overrides.clear()
         self.conversations.clear()
         self.webhook_log.clear()
+        self.auth_codes.clear()
         self.settings = ConfigView(
             webhook_url=self.config.webhook_url,
             echo_sends=self.config.echo_sends,
             rate_limit_per_second=self.config.rate_limit_per_second,
             webhook_redelivery_seconds=self.config.webhook_redelivery_seconds,
+            welcome_message=self.config.welcome_message,
         )
 
     # calls
@@ -153,7 +169,7 @@ class SandboxState:
         for other in reversed(self.calls):  # newest first: stop at the first older than 1 s
             if call.received_at - other.received_at >= 1.0:
                 break
-            recent += other.endpoint != "refresh_token"
+            recent += other.endpoint not in APP_LEVEL_ENDPOINTS
         return recent > limit
 
     # tokens
@@ -179,6 +195,21 @@ class SandboxState:
         self.refresh_token = "rft." + secrets.token_urlsafe(24)
         self.refresh_expires_at = now + self.config.refresh_token_ttl_seconds
         self.refresh_count += 1
+
+    def grant(self, redirect_uri: str, scopes: tuple[str, ...]) -> str:
+        code = "ac." + secrets.token_urlsafe(24)
+        self.auth_codes[code] = AuthCode(redirect_uri, scopes, time.time())
+        return code
+
+    def redeem(self, code: str, redirect_uri: str) -> AuthCode | None:
+        """The grant behind a code, used up; None for an unknown, used or expired code, or
+        one issued for another redirect URI (which OAuth must refuse)."""
+        granted = self.auth_codes.pop(code, None)
+        if granted is None or time.time() - granted.issued_at > AUTH_CODE_TTL_SECONDS:
+            return None
+        if granted.redirect_uri != redirect_uri:
+            return None
+        return granted
 
     def tokens_view(self) -> TokensView:
         return TokensView(

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import orjson
@@ -52,27 +52,76 @@ def acknowledged(status: int | None) -> bool:
     return status is not None and 200 <= status < 300
 
 
+class EventResult(BaseModel):
+    """A webhook posted for an event that carries no message (`POST /_sandbox/events`)."""
+
+    event: str
+    create_time: int
+    body: str
+    deliveries: list[Delivery]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def bot_status(self) -> int | None:
+        return self.deliveries[0].status if self.deliveries else None
+
+
+# `content.message_tag.source`: who sent a shop-side message (tiktok-api.md, "Who sent a
+# message"). API for the Business API, whoever called it.
+MessageSource = Literal["API", "APP", "WEB", "OTHERS"]
+
+
 def business_content(
-    config: SandboxConfig, message: RecordedMessage, *, user_id: str, username: str
+    config: SandboxConfig,
+    message: RecordedMessage,
+    *,
+    user_id: str,
+    username: str,
+    source: MessageSource | None = None,
 ) -> dict[str, Any]:
     """`content` of an `im_send_msg` echo: the customer message shape, sender and recipient
-    swapped."""
-    content: dict[str, Any] = {
-        "timestamp": int(message.received_at * 1000),
-        "unique_identifier": str(uuid.uuid4()),
-        "conversation_id": message.conversation_id,
-        "message_id": message.message_id,
-        "from": config.shop_username,
-        "to": username,
-        "from_user": {"id": config.business_id, "role": "business_account"},
-        "to_user": {"id": user_id, "role": "personal_account"},
-    }
+    swapped, tagged with who sent it (`source` None: no tag, as in older payloads)."""
+    content = shop_side_content(
+        config,
+        conversation_id=message.conversation_id,
+        message_id=message.message_id,
+        timestamp_ms=int(message.received_at * 1000),
+        user_id=user_id,
+        username=username,
+        source=source,
+    )
     if message.message_type == "TEXT":
         content["type"] = "text"
         content["text"] = {"body": message.text or ""}
     else:
         content["type"] = "image"
         content["image"] = {"media_id": message.media_id}
+    return content
+
+
+def shop_side_content(
+    config: SandboxConfig,
+    *,
+    conversation_id: str,
+    message_id: str,
+    timestamp_ms: int,
+    user_id: str,
+    username: str,
+    source: MessageSource | None,
+) -> dict[str, Any]:
+    """The envelope part of a shop-side message's `content`, without its type and body."""
+    content: dict[str, Any] = {
+        "timestamp": timestamp_ms,
+        "unique_identifier": str(uuid.uuid4()),
+        "conversation_id": conversation_id,
+        "message_id": message_id,
+        "from": config.shop_username,
+        "to": username,
+        "from_user": {"id": config.business_id, "role": "business_account"},
+        "to_user": {"id": user_id, "role": "personal_account"},
+    }
+    if source is not None:
+        content["message_tag"] = {"source": source}
     return content
 
 
@@ -97,13 +146,23 @@ class WebhookSender:
                 task.cancel()
             await self._http.aclose()
 
-    def envelope(self, event: str, content: dict[str, Any], create_time: int) -> bytes:
+    def envelope(
+        self,
+        event: str,
+        content: dict[str, Any],
+        create_time: int,
+        *,
+        client_key: str | None = None,
+        user_openid: str | None = None,
+    ) -> bytes:
+        """The webhook body; `client_key` and `user_openid` default to this sandbox's app
+        and account (another app's or account's events reach the same callback URL)."""
         return orjson.dumps(
             {
-                "client_key": self._config.client_key,
+                "client_key": client_key or self._config.client_key,
                 "event": event,
                 "create_time": create_time,
-                "user_openid": self._config.business_id,
+                "user_openid": user_openid or self._config.business_id,
                 # TikTok nests the message as a JSON document inside a string.
                 "content": orjson.dumps(content).decode("utf-8"),
             }
@@ -183,6 +242,7 @@ class WebhookSender:
             message,
             user_id=conversation.user_id if conversation else "unknown",
             username=conversation.username if conversation else "unknown",
+            source="API",
         )
         body = self.envelope("im_send_msg", content, int(message.received_at))
         try:

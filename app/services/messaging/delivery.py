@@ -3,17 +3,23 @@
 1. Claim (one transaction): the row must be `pending`; the window and quota are checked
    and a slot reserved; the row becomes `sending` and is committed.
 2. Call TikTok outside any transaction.
-3. Record the result (one transaction): `sent` with TikTok's message id, or back to
-   `pending` with a backoff for a transient error, or `failed` (dead-lettered).
+3. Record the result (one transaction): `sent` with TikTok's message id; back to `pending`
+   with a backoff for a transient error TikTok answered (it did not deliver: a connection
+   never made, 40100, 51065, 40064); `failed` (dead-lettered) for a permanent one.
+   A transient error after the request went out (a read timeout, a 5xx, a connection
+   dropped mid-answer, a 2xx that is not TikTok's envelope) leaves the outcome unknown:
+   TikTok may have delivered the reply and will echo it. Sending it again now could put
+   it in the customer's inbox twice, so the row stays `sending` (its quota slot kept),
+   marked as waiting for its echo, and is settled like the interrupted send below.
 
-A worker (or the database) that dies between 2 and 3 leaves the row `sending`. The sweeper
-settles it from the evidence, never by guessing:
+A worker (or the database) that dies between 2 and 3 leaves the row `sending` too. The
+sweeper settles such rows from the evidence, never by guessing:
 - TikTok's answer was seen (a Redis marker written right after the call): `sent`.
 - TikTok's `im_send_msg` echo arrived: `sent` (see InboundPipeline._handle_echo).
 - Neither, long after the call (RESEND_UNCONFIRMED_AFTER_SECONDS): TikTok echoes every
   send it accepts, so it never got this one: `pending` again, and it goes out once.
-- With that setting off: `unknown`, parked in the dead letters for a person to decide
-  (`deadletters retry` resends it).
+- With that setting off, or its attempts spent (MAX_SEND_ATTEMPTS): `unknown`, parked in
+  the dead letters for a person to decide (`deadletters retry` resends it).
 
 While TikTok is disconnected (the shop removed the app's authorisation, `tiktok.connection`)
 a row is not claimed at all: no call, no attempt, no quota slot. It stays `pending` and is
@@ -85,6 +91,8 @@ class Delivery(StrEnum):
     SKIPPED = "skipped"
     # TikTok is disconnected: the row stays pending, not queued again (the sweeper's).
     WAITING = "waiting"
+    # TikTok may have taken it: the row stays `sending` until its echo or the sweeper.
+    AWAITING_ECHO = "awaiting_echo"
 
 
 @dataclass(frozen=True)
@@ -126,9 +134,16 @@ class DeliveryService:
         if isinstance(claim, DeliveryResult):
             return claim
         structlog.contextvars.bind_contextvars(conversation_id=claim.conversation_tiktok_id)
+        # Only a failed send call can hide a delivered reply: an image upload that timed out
+        # put nothing in the customer's inbox.
+        message_requested = False
         try:
-            tiktok_message_id = await self._call(claim)
+            media_id = await self._media_id(claim)
+            message_requested = True
+            tiktok_message_id = await self._send(claim, media_id)
         except TikTokTransientError as error:
+            if message_requested and error.maybe_delivered:
+                return await self._await_echo(outbox_id, claim, error)
             return await self._transient(outbox_id, claim, error)
         except (TikTokPermanentError, MediaUnavailable) as error:
             return await self._permanent(outbox_id, claim, error)
@@ -180,6 +195,10 @@ class DeliveryService:
             if waiting:
                 now = utc_now()
                 delay = max(0.3, (due - now).total_seconds()) if due and due > now else 0.3
+                # An earlier reply waiting for its echo is due only when the resend window
+                # ends, minutes away, though the echo usually settles it within seconds:
+                # look again no later than the longest ordinary backoff.
+                delay = min(delay, max(0.3, self.settings.retry_backoff_cap_seconds))
                 return DeliveryResult(Delivery.DEFERRED, retry_in=delay)
             refusal = await self.window.reserve_reply(customer.tiktok_user_id, conversation)
             if refusal is not None:
@@ -198,13 +217,18 @@ class DeliveryService:
                 claimed_at=claimed_at,
             )
 
-    async def _call(self, claim: _Claim) -> str:
-        if claim.message_type == "image":
-            if claim.image_url is None:
-                raise MediaUnavailable("image message without an image")
-            if not await self.tiktok.can_send_images(claim.conversation_tiktok_id):
-                raise MediaUnavailable("images cannot be sent in this conversation")
-            media_id = await self.media.media_id_for(claim.image_url)
+    async def _media_id(self, claim: _Claim) -> str | None:
+        """TikTok's media id for an image reply, uploaded if need be; None for text."""
+        if claim.message_type != "image":
+            return None
+        if claim.image_url is None:
+            raise MediaUnavailable("image message without an image")
+        if not await self.tiktok.can_send_images(claim.conversation_tiktok_id):
+            raise MediaUnavailable("images cannot be sent in this conversation")
+        return await self.media.media_id_for(claim.image_url)
+
+    async def _send(self, claim: _Claim, media_id: str | None) -> str:
+        if media_id is not None:
             return await self.tiktok.send_image(claim.conversation_tiktok_id, media_id)
         return await self.tiktok.send_text(claim.conversation_tiktok_id, claim.text or "")
 
@@ -295,6 +319,37 @@ class DeliveryService:
         log.warning("reply_retry", error=str(error), attempts=claim.attempts, retry_in=delay)
         return DeliveryResult(Delivery.RETRY, retry_in=delay)
 
+    async def _await_echo(
+        self, outbox_id: int, claim: _Claim, error: TikTokTransientError
+    ) -> DeliveryResult:
+        """The send may have reached the customer: no retry, whatever the attempts left. Its
+        echo settles it as `sent`; without one the sweeper sends it again once the resend
+        window has passed, or parks it as unknown (module doc)."""
+        wait = self.settings.resend_unconfirmed_after_seconds
+        if wait is None:
+            wait = self.settings.send_unknown_grace_seconds
+        settle_by = claim.claimed_at + timedelta(seconds=wait)
+        async with transaction(self.session_factory) as session:
+            entry = await OutboxRepository(session).get_for_update(outbox_id)
+            assert entry is not None
+            if entry.status is not OutboxStatus.SENDING or entry.claimed_at != claim.claimed_at:
+                # The echo (or the sweeper) settled it while the call was failing: it stands.
+                log.info("reply_settled_during_call", status=entry.status, error=str(error))
+                if entry.status is OutboxStatus.SENT:
+                    return DeliveryResult(Delivery.SENT)
+                return DeliveryResult(Delivery.SKIPPED)
+            transitions.await_echo(
+                entry, settle_by, f"TikTok may have taken it ({error}): waiting for its echo"
+            )
+        log.warning(
+            "reply_awaiting_echo",
+            error=str(error),
+            attempts=claim.attempts,
+            kind=error.kind.value,
+            settle_by=settle_by.isoformat(),
+        )
+        return DeliveryResult(Delivery.AWAITING_ECHO)
+
     async def _permanent(self, outbox_id: int, claim: _Claim, error: Exception) -> DeliveryResult:
         if isinstance(error, MediaUnavailable):
             log.info("image_not_sent", reason=str(error))
@@ -309,7 +364,8 @@ class DeliveryService:
         return DeliveryResult(Delivery.FAILED)
 
     async def settle_stuck_sends(self, grace: timedelta) -> StuckSends:
-        """Rows left `sending` by a dead worker, settled from the evidence (module doc)."""
+        """Rows left `sending` by a dead worker or waiting for their echo, settled from the
+        evidence (module doc)."""
         now = utc_now()
         resend_after = self.settings.resend_unconfirmed_after_seconds
         counts = StuckSends()
@@ -346,7 +402,11 @@ class DeliveryService:
                     counts.resent += 1
                     log.warning("reply_resent_unconfirmed", outbox_id=entry.id)
                     continue
-                reason = "worker stopped during the TikTok call; outcome unknown"
+                reason = (
+                    f"{entry.last_error}; none came, outcome unknown"
+                    if transitions.awaiting_echo(entry)
+                    else "worker stopped during the TikTok call; outcome unknown"
+                )
                 transitions.mark_outcome_unknown(entry, reason)
                 await letters.park(
                     "send_unknown",

@@ -41,6 +41,7 @@ from app.services import replies
 from app.services.messaging import transitions
 from app.services.messaging.outbound import expand_replies, queue_replies
 from app.services.messaging.window import WindowService
+from app.services.tiktok.account import AccountIdentity, BusinessAccount
 from app.services.tiktok.connection import DISCONNECTED_NOTICE, mark_disconnected
 from app.services.tiktok.webhook import (
     ContentType,
@@ -108,17 +109,17 @@ def _read_as(content: MessageContent) -> tuple[str, str | None]:
     return content.type[:MESSAGE_TYPE_CHARS], said
 
 
-async def other_account_seen(redis: aioredis.Redis, settings: Settings) -> str | None:
+async def other_account_seen(redis: aioredis.Redis, account: AccountIdentity) -> str | None:
     """The `user_openid` of the last webhook event (in the past week) that belonged to
-    another account than TIKTOK_BUSINESS_ID, for a readiness or inbox check to report:
-    when it is the only account seen, TIKTOK_BUSINESS_ID is likely not the account's
-    OAuth `open_id` and every message is being ignored. None when there was none, or when
-    it is the configured account now (the setting was fixed since)."""
+    another account than the shop's, for a readiness or inbox check to report: when it is
+    the only account seen, TIKTOK_BUSINESS_ID is likely not the account's OAuth `open_id`
+    and every message is being ignored. None when there was none, or when it is the shop's
+    account now (the setting was fixed, or the account connected, since)."""
     raw = await redis.get(redis_keys.TIKTOK_OTHER_ACCOUNT)
     if raw is None:
         return None
     seen = raw.decode() if isinstance(raw, bytes) else str(raw)
-    return None if seen == settings.tiktok_business_id else seen
+    return None if seen == await account.business_id() else seen
 
 
 @dataclass
@@ -139,6 +140,7 @@ class InboundPipeline:
 
     def __post_init__(self) -> None:
         self.window = WindowService(self.redis, self.settings)
+        self.account = BusinessAccount(self.settings, self.redis, self.session_factory)
 
     async def handle(self, body: str) -> Outcome:
         raw = body.encode("utf-8", errors="surrogateescape")
@@ -179,10 +181,8 @@ class InboundPipeline:
         test account, a second shop): only the configured account's are the shop's. An
         event without `user_openid` (older payloads) is taken as the configured account's."""
         other_app = envelope.client_key != self.settings.tiktok_client_key
-        other_account = (
-            envelope.user_openid is not None
-            and envelope.user_openid != self.settings.tiktok_business_id
-        )
+        shop_account = await self.account.business_id() if envelope.user_openid else None
+        other_account = envelope.user_openid is not None and envelope.user_openid != shop_account
         if not (other_app or other_account):
             return False
         log.warning(
@@ -191,7 +191,7 @@ class InboundPipeline:
             client_key=envelope.client_key,
             expected_client_key=self.settings.tiktok_client_key,
             user_openid=envelope.user_openid,
-            expected_user_openid=self.settings.tiktok_business_id,
+            expected_user_openid=shop_account,
         )
         await WorkerMetrics(self.redis).event_for_other_account(
             "user_openid" if other_account else "client_key"
@@ -481,7 +481,7 @@ class InboundPipeline:
                 # grants, and the last one, kept for the hand-off notice, would be refused.
                 conversation.replies_in_window += 1
         if spends_quota:
-            await self.redis.incr(redis_keys.quota(customer.tiktok_user_id))
+            await self.window.count_sent_elsewhere(customer.tiktok_user_id, conversation)
         if takes_over:
             log.info("staff_took_over", via="tiktok_app", source=content.source)
         else:

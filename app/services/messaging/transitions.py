@@ -1,10 +1,10 @@
 """Every change of a conversation's mode and of a reply's delivery state, in one place.
 
 Who decides differs (the customer asks for a person, staff reply or hand back, the quota
-runs low, an idle hand-off lapses, a worker dies mid-send); what each state means must not:
-"human" always carries the moment the person took over (the inactivity timeout counts from
-it), "sent" always carries TikTok's message id and when TikTok took it, and a reply that did
-not go out always says why.
+runs low, an idle hand-off lapses, a worker dies mid-send, TikTok's answer to a send is
+lost); what each state means must not: "human" always carries the moment the person took
+over (the inactivity timeout counts from it), "sent" always carries TikTok's message id and
+when TikTok took it, and a reply that did not go out always says why.
 """
 
 from __future__ import annotations
@@ -53,6 +53,9 @@ def claim(entry: OutboxEntry, now: datetime) -> None:
     entry.status = OutboxStatus.SENDING
     entry.attempts += 1
     entry.claimed_at = now
+    # On a `sending` row a time here means "waiting for TikTok's echo" (`await_echo`): the
+    # previous attempt's "not before" must not read as that.
+    entry.next_attempt_at = None
 
 
 def requeue_by_hand(entry: OutboxEntry) -> None:
@@ -93,6 +96,22 @@ def retry_later(entry: OutboxEntry, at: datetime, reason: str) -> None:
     entry.status = OutboxStatus.PENDING
     entry.next_attempt_at = at
     entry.last_error = reason[:MAX_REASON_CHARS]
+
+
+def await_echo(entry: OutboxEntry, settle_by: datetime, reason: str) -> None:
+    """The call failed after the request went out (a timeout, a 5xx): TikTok may have
+    delivered it. The row stays `sending`, its quota slot kept, until TikTok's echo confirms
+    it or, with none by `settle_by`, the sweeper sends it again (or parks it as unknown)."""
+    if entry.status is not OutboxStatus.SENDING:
+        raise ValueError(f"only a reply being sent can wait for its echo, not a {entry.status} one")
+    entry.next_attempt_at = settle_by
+    entry.last_error = reason[:MAX_REASON_CHARS]
+
+
+def awaiting_echo(entry: OutboxEntry) -> bool:
+    """Whether a `sending` row's call is over and only its echo is awaited (`await_echo`),
+    rather than a worker being, or having died, in the middle of the call."""
+    return entry.status is OutboxStatus.SENDING and entry.next_attempt_at is not None
 
 
 def mark_outcome_unknown(entry: OutboxEntry, reason: str) -> None:

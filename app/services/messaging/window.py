@@ -44,6 +44,16 @@ end
 return used
 """
 
+# Count a message the shop sent without the bot (it was not reserved): no cap, since it
+# went out already, and nothing when there is no window to count it in.
+_COUNT = """
+local window_end = redis.call('GET', KEYS[1])
+if not window_end then return -1 end
+local used = redis.call('INCR', KEYS[2])
+if used == 1 then redis.call('PEXPIREAT', KEYS[2], window_end) end
+return used
+"""
+
 _RELEASE = """
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 if used > 0 then return redis.call('DECR', KEYS[1]) end
@@ -71,6 +81,7 @@ class WindowService:
         self._refresh = redis.register_script(_REFRESH)
         self._reserve = redis.register_script(_RESERVE)
         self._release = redis.register_script(_RELEASE)
+        self._count = redis.register_script(_COUNT)
 
     def window_end_for(self, customer_timestamp_ms: int) -> float:
         """Unix seconds at which the window opened by this message closes."""
@@ -119,6 +130,15 @@ class WindowService:
             return Refusal.QUOTA_SPENT
         conversation.replies_in_window = used
         return None
+
+    async def count_sent_elsewhere(self, user_id: str, conversation: Conversation) -> None:
+        """A message the shop sent outside the bot (staff in the TikTok app, TikTok's
+        automations, another tool) spends quota as the bot's replies do. `conversation`
+        already counts it: a window Redis lost is restored from that mirror, not counted
+        twice; without an open window nothing is counted, and no key is left behind."""
+        keys = [redis_keys.window(user_id), redis_keys.quota(user_id)]
+        if int(await self._count(keys=keys)) == -1:
+            await self._restore_from_mirror(user_id, conversation)
 
     async def release_reply(self, user_id: str, conversation: Conversation) -> None:
         """Give a slot back when a reserved reply was not delivered after all."""

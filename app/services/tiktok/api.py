@@ -110,3 +110,51 @@ class RefreshTokenRequest(BaseModel):
     client_secret: str = Field(repr=False)
     grant_type: Literal["refresh_token"] = "refresh_token"
     refresh_token: str = Field(repr=False)
+
+
+# -- connecting an account (tiktok-api.md, "Connecting an account") ----------------------
+
+
+class AuthorizationCodeRequest(BaseModel):
+    client_id: str
+    client_secret: str = Field(repr=False)
+    grant_type: Literal["authorization_code"] = "authorization_code"
+    auth_code: str = Field(repr=False)
+    redirect_uri: str
+
+
+class AuthorizedTokenData(TokenData):
+    """The token exchange's answer: a refresh's fields, the account (`open_id`) and the
+    scopes the owner granted, which may be fewer than asked for."""
+
+    open_id: str = Field(min_length=1)
+    scope: str | list[str] | None = None
+
+    @property
+    def scopes(self) -> frozenset[str] | None:
+        """The granted scopes; None when TikTok did not say (not an empty grant)."""
+        if self.scope is None:
+            return None
+        parts = self.scope if isinstance(self.scope, list) else self.scope.replace(" ", ",")
+        if isinstance(parts, str):
+            parts = parts.split(",")
+        return frozenset(part.strip() for part in parts if part.strip())
+
+
+WEBHOOK_EVENT_DIRECT_MESSAGE = "DIRECT_MESSAGE"
+
+
+class WebhookUpdateRequest(BaseModel):
+    app_id: str
+    secret: str = Field(repr=False)
+    event_type: Literal["DIRECT_MESSAGE"] = "DIRECT_MESSAGE"
+    callback_url: str
+
+
+class WebhookConfigData(_Response):
+    """What TikTok has on file for the app's direct-message webhook (update and list answer
+    alike); no `callback_url`: none registered."""
+
+    app_id: str | None = None
+    event_type: str | None = None
+    callback_url: str | None = None

@@ -15,13 +15,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 import httpx
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from redis.exceptions import LockError, RedisError
 
 from app.core import redis_keys
@@ -29,11 +28,11 @@ from app.core.clock import utc_now
 from app.core.config import Settings
 from app.core.logging import get_logger
 from app.db.session import SessionFactory
+from app.services.tiktok.account import AccountIdentity, BusinessAccount, ConfiguredAccount
 from app.services.tiktok.api import (
     CONVERSATION_TYPE_SINGLE,
     IMAGE_SEND,
     CapabilitiesData,
-    Envelope,
     ImagePayload,
     MediaUploadData,
     MessageType,
@@ -54,7 +53,14 @@ from app.services.tiktok.errors import (
     error_for_code,
 )
 from app.services.tiktok.text import text_length
-from app.services.tiktok.tokens import AccessTokenCache, DbTokenStore, TokenPair, TokenStore
+from app.services.tiktok.tokens import (
+    AccessTokenCache,
+    DbTokenStore,
+    TikTokNotConnected,
+    TokenPair,
+    TokenStore,
+)
+from app.services.tiktok.transport import TikTokTransport, data_as
 
 log = get_logger(__name__)
 
@@ -202,8 +208,15 @@ class TikTokClient:
         redis: aioredis.Redis,
         session_factory: SessionFactory,
     ) -> TikTokClient:
-        """The production client: the OAuth pair kept (encrypted) in PostgreSQL."""
-        return cls(settings, http, redis, DbTokenStore.from_settings(session_factory, settings))
+        """The production client: the OAuth pair kept (encrypted) in PostgreSQL, the
+        business id of the connected account."""
+        return cls(
+            settings,
+            http,
+            redis,
+            DbTokenStore.from_settings(session_factory, settings),
+            account=BusinessAccount(settings, redis, session_factory),
+        )
 
     def __init__(
         self,
@@ -212,6 +225,7 @@ class TikTokClient:
         redis: aioredis.Redis,
         token_store: TokenStore,
         *,
+        account: AccountIdentity | None = None,
         rate_limiter: SendRateLimiter | None = None,
         capability_ttl: timedelta = timedelta(hours=6),
         refresh_ahead: timedelta = timedelta(minutes=10),
@@ -220,13 +234,10 @@ class TikTokClient:
         self._http = http
         self._redis = redis
         self._store = token_store
+        self._account = account or ConfiguredAccount(settings)
         self._token_cache = AccessTokenCache(redis)
         self._limiter = rate_limiter or SendRateLimiter(redis, settings.send_rate_per_second)
-        self._api_url = settings.tiktok_api_url
-        self._timeout = httpx.Timeout(
-            settings.tiktok_http_timeout_seconds,
-            connect=min(settings.tiktok_http_timeout_seconds, 5.0),
-        )
+        self._transport = TikTokTransport(settings, http)
         self._capability_ttl = capability_ttl
         self._refresh_ahead = refresh_ahead
         # The lock outlives one refresh call even when TikTok is slow, and expires by itself
@@ -246,7 +257,7 @@ class TikTokClient:
             )
         return await self._send(
             SendMessageRequest(
-                business_id=self._settings.tiktok_business_id,
+                business_id=await self.business_id(),
                 recipient=conversation_id,
                 message_type=MessageType.TEXT,
                 text=TextPayload(body=text),
@@ -259,7 +270,7 @@ class TikTokClient:
             raise TikTokRequestInvalid("media id is empty")
         return await self._send(
             SendMessageRequest(
-                business_id=self._settings.tiktok_business_id,
+                business_id=await self.business_id(),
                 recipient=conversation_id,
                 message_type=MessageType.IMAGE,
                 image=ImagePayload(media_id=media_id),
@@ -279,7 +290,7 @@ class TikTokClient:
             "POST",
             MEDIA_UPLOAD_PATH,
             MediaUploadData,
-            data={"business_id": self._settings.tiktok_business_id, "media_type": "IMAGE"},
+            data={"business_id": await self.business_id(), "media_type": "IMAGE"},
             files={"file": (filename, content, content_type.lower())},
         )
         return data.media_id
@@ -299,7 +310,7 @@ class TikTokClient:
                 CAPABILITIES_PATH,
                 CapabilitiesData,
                 params={
-                    "business_id": self._settings.tiktok_business_id,
+                    "business_id": await self.business_id(),
                     "conversation_id": conversation_id,
                     # Direct messages are one-to-one conversations; a production client
                     # always says so (tiktok-api.md, "Send: details").
@@ -319,6 +330,12 @@ class TikTokClient:
         allowed = data.allows(IMAGE_SEND)
         await self._redis.set(key, "1" if allowed else "0", ex=self._capability_ttl)
         return allowed
+
+    async def business_id(self) -> str:
+        business_id = await self._account.business_id()
+        if business_id is None:
+            raise TikTokNotConnected()
+        return business_id
 
     # -- tokens --------------------------------------------------------------------------
 
@@ -410,7 +427,7 @@ class TikTokClient:
             client_secret=self._settings.tiktok_client_secret.get_secret_value(),
             refresh_token=refresh_token,
         )
-        answer = await self._exchange(
+        answer = await self._transport.exchange(
             "POST", REFRESH_TOKEN_PATH, token=None, json=body.model_dump(mode="json")
         )
         envelope = answer.envelope
@@ -426,7 +443,7 @@ class TikTokClient:
                     http_status=answer.status,
                 )
             raise error
-        data = _data_as(TokenData, envelope)
+        data = data_as(TokenData, envelope)
         now = utc_now()
         return TokenPair(
             access_token=data.access_token,
@@ -465,14 +482,14 @@ class TikTokClient:
     ) -> M:
         token = await self.access_token()
         async with self._limiter.slot():
-            answer = await self._exchange(
+            answer = await self._transport.exchange(
                 method, path, token=token, json=json, params=params, data=data, files=files
             )
         if answer.envelope.code == TikTokCode.INVALID_TOKEN:
             log.info("tiktok_token_rejected", path=path, request_id=answer.envelope.request_id)
             token = await self.refresh_access_token(rejected=token)
             async with self._limiter.slot():
-                answer = await self._exchange(
+                answer = await self._transport.exchange(
                     method, path, token=token, json=json, params=params, data=data, files=files
                 )
         envelope = answer.envelope
@@ -490,103 +507,4 @@ class TikTokClient:
                 transient=isinstance(error, TikTokTransientError),
             )
             raise error
-        return _data_as(model, envelope)
-
-    async def _exchange(
-        self,
-        method: str,
-        path: str,
-        *,
-        token: str | None,
-        json: object | None = None,
-        params: dict[str, str] | None = None,
-        data: dict[str, str] | None = None,
-        files: dict[str, tuple[str, bytes, str]] | None = None,
-    ) -> _Answer:
-        """One HTTP request; HTTP-level failures raise, the envelope's `code` is the caller's."""
-        headers = {"Access-Token": token} if token is not None else {}
-        try:
-            response = await self._http.request(
-                method,
-                self._api_url + path,
-                headers=headers,
-                json=json,
-                params=params,
-                data=data,
-                files=files,
-                timeout=self._timeout,
-            )
-        except httpx.TimeoutException as error:
-            # Connect and pool timeouts never reached TikTok; a read timeout may have.
-            reached = not isinstance(error, httpx.ConnectTimeout | httpx.PoolTimeout)
-            raise TikTokTransientError(
-                None,
-                f"timeout calling {path}",
-                kind=TransientKind.TIMEOUT,
-                maybe_delivered=reached,
-            ) from error
-        except httpx.UnsupportedProtocol as error:
-            raise TikTokPermanentError(None, f"bad TikTok API URL: {error}") from error
-        except httpx.TransportError as error:
-            raise TikTokTransientError(
-                None,
-                f"connection failed calling {path}: {error.__class__.__name__}",
-                kind=TransientKind.CONNECTION,
-                maybe_delivered=not isinstance(error, httpx.ConnectError),
-            ) from error
-        return _Answer(_envelope_of(response, path), response.status_code)
-
-
-@dataclass(frozen=True)
-class _Answer:
-    envelope: Envelope
-    status: int
-
-
-def _envelope_of(response: httpx.Response, path: str) -> Envelope:
-    status = response.status_code
-    if status >= 500:
-        raise TikTokTransientError(
-            None,
-            f"TikTok answered HTTP {status} to {path}",
-            kind=TransientKind.SERVER_ERROR,
-            http_status=status,
-            maybe_delivered=True,
-        )
-    try:
-        envelope = Envelope.model_validate_json(response.content)
-    except ValidationError:
-        envelope = None
-    if 200 <= status < 300:
-        if envelope is None:
-            raise TikTokTransientError(
-                None,
-                f"TikTok answered {path} with a body that is not its envelope",
-                kind=TransientKind.INVALID_RESPONSE,
-                http_status=status,
-                maybe_delivered=True,
-            )
-        return envelope
-    # A 4xx that still carries TikTok's envelope is classified by its code (a 40100 under
-    # HTTP 429 is still a rate limit); without one, only 429 is worth retrying.
-    if envelope is not None and envelope.code != TikTokCode.OK:
-        return envelope
-    if status == 429:
-        raise TikTokTransientError(
-            None, f"HTTP 429 from {path}", kind=TransientKind.RATE_LIMITED, http_status=status
-        )
-    raise TikTokPermanentError(None, f"TikTok answered HTTP {status} to {path}", http_status=status)
-
-
-def _data_as(model: type[M], envelope: Envelope) -> M:
-    try:
-        return model.model_validate(envelope.data if isinstance(envelope.data, dict) else {})
-    except ValidationError as error:
-        # code 0 with an unexpected body: the request may well have worked, so retrying
-        # (possibly sending twice) is not safe.
-        first = error.errors()[0]
-        raise TikTokPermanentError(
-            envelope.code,
-            f"unexpected response data: {first['loc']}: {first['msg']}",
-            envelope.request_id,
-        ) from error
+        return data_as(model, envelope)

@@ -37,9 +37,12 @@ log = get_logger(__name__)
 # use of SECRET_KEY can derive this key.
 TOKENS_KEY_PURPOSE = b"philia tiktok tokens v1"
 _REMEDY = (
-    "restore the previous SECRET_KEY, or re-connect the shop: put freshly authorised tokens "
-    "in TIKTOK_ACCESS_TOKEN / TIKTOK_REFRESH_TOKEN and delete the tiktok_credentials row, "
-    "which is then seeded from them"
+    "restore the previous SECRET_KEY, or connect the shop again (the Connect TikTok page, "
+    "or `python -m app.cli tiktok authorize-url`), which replaces the stored tokens"
+)
+CONNECT_HINT = (
+    "TikTok is not connected: a member of staff opens Connect TikTok (/connect/tiktok) or "
+    "runs `python -m app.cli tiktok authorize-url`"
 )
 
 
@@ -53,6 +56,14 @@ class TokensUnreadable(TikTokAuthError):
 
     def __init__(self) -> None:
         super().__init__(None, f"stored TikTok tokens cannot be decrypted: {_REMEDY}")
+
+
+class TikTokNotConnected(TikTokAuthError):
+    """No tokens at all: the shop never connected its account and none were configured.
+    Permanent until someone connects it."""
+
+    def __init__(self) -> None:
+        super().__init__(None, CONNECT_HINT)
 
 
 class TokenPair(BaseModel):
@@ -92,31 +103,26 @@ class DbTokenStore:
         session_factory: SessionFactory,
         *,
         box: SecretBox,
-        seed_access_token: str,
-        seed_refresh_token: str,
+        seed: tuple[str, str] | None,
     ) -> None:
         self._session_factory = session_factory
         self._box = box
-        self._seed_access_token = seed_access_token
-        self._seed_refresh_token = seed_refresh_token
+        # (access, refresh) put in the environment by hand; None: only a connection counts.
+        self._seed = seed
 
     @classmethod
     def from_settings(cls, session_factory: SessionFactory, settings: Settings) -> DbTokenStore:
-        return cls(
-            session_factory,
-            box=token_box(settings),
-            seed_access_token=settings.tiktok_access_token.get_secret_value(),
-            seed_refresh_token=settings.tiktok_refresh_token.get_secret_value(),
-        )
+        return cls(session_factory, box=token_box(settings), seed=settings.tiktok_hand_tokens)
 
     async def load(self) -> TokenPair:
         async with transaction(self._session_factory) as session:
             repository = TikTokCredentialRepository(session)
             row = await repository.get()
             if row is None:
+                if self._seed is None:
+                    raise TikTokNotConnected()
                 seeded = await repository.seed(
-                    self._box.seal(self._seed_access_token),
-                    self._box.seal(self._seed_refresh_token),
+                    self._box.seal(self._seed[0]), self._box.seal(self._seed[1])
                 )
                 if seeded:
                     log.info("tiktok_credentials_seeded")
@@ -150,6 +156,21 @@ class DbTokenStore:
                 access_expires_at=tokens.access_expires_at,
                 refresh_token=self._box.seal(tokens.refresh_token),
                 refresh_expires_at=tokens.refresh_expires_at,
+            )
+
+    async def connect(self, tokens: TokenPair, *, open_id: str, scope: str | None) -> None:
+        """Store the pair of a new authorisation and the account it belongs to."""
+        if tokens.access_expires_at is None or tokens.refresh_expires_at is None:
+            raise ValueError("an authorisation's tokens have known expiry times")
+        async with transaction(self._session_factory) as session:
+            await TikTokCredentialRepository(session).connect(
+                access_token=self._box.seal(tokens.access_token),
+                access_expires_at=tokens.access_expires_at,
+                refresh_token=self._box.seal(tokens.refresh_token),
+                refresh_expires_at=tokens.refresh_expires_at,
+                open_id=open_id,
+                scope=scope,
+                connected_at=utc_now(),
             )
 
     def _open(self, stored: str) -> str:

@@ -135,6 +135,23 @@
   document.getElementById("send-photo").addEventListener("click", () => {
     send({ kind: "photo" }, { kind: "text", text: "\uD83D\uDCF7 sent a photo" });
   });
+  document.getElementById("send-sticker").addEventListener("click", () => {
+    send({ kind: "sticker" }, { kind: "text", text: "\uD83E\uDDF8 sent a sticker" });
+  });
+  for (const chip of document.querySelectorAll("#questions .question")) {
+    chip.addEventListener("click", () => {
+      const text = chip.dataset.question;
+      send({ kind: "question", text }, { kind: "text", text });
+    });
+  }
+  for (const chip of document.querySelectorAll("#reactions .reaction")) {
+    chip.addEventListener("click", () => {
+      const emoji = chip.dataset.emoji;
+      if (theirs.length === 0) { say("The shop has not written yet: nothing to react to."); return; }
+      send({ kind: "reaction", emoji },
+           { kind: "text", text: "reacted " + emoji + " to the shop's last message" });
+    });
+  }
   document.getElementById("new-user").addEventListener("click", () => become(randomUser()));
   userInput.addEventListener("change", () => {
     const id = userInput.value.trim();

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.core import redis_keys
 from app.db.models import Conversation, Customer, Message
 from app.services.messaging.inbound import Outcome, other_account_seen
+from app.services.tiktok.account import ConfiguredAccount
 from app.services.tiktok.webhook import EventType
 from tests.conftest import LoggedEvents
 from tests.factories import (
@@ -88,7 +89,7 @@ async def test_an_event_of_another_app_is_ignored(
     assert (event["client_key"], event["expected_client_key"]) == (OTHER_CLIENT_KEY, CLIENT_KEY)
     assert await other_account_count(redis_client, "client_key") == 1
     # the account was the configured one: nothing to report about the business id
-    assert await other_account_seen(redis_client, harness.settings) is None
+    assert await other_account_seen(redis_client, ConfiguredAccount(harness.settings)) is None
 
 
 async def test_the_configured_account_is_taken_from_the_settings(
@@ -116,15 +117,17 @@ async def test_the_last_other_account_is_remembered_for_a_readiness_check(
     make_harness: MakeHarness, redis_client: aioredis.Redis
 ) -> None:
     harness = make_harness()
-    assert await other_account_seen(redis_client, harness.settings) is None
+    assert await other_account_seen(redis_client, ConfiguredAccount(harness.settings)) is None
     await harness.receive(for_account(text_message("hi"), user_openid="test-account"))
     await harness.receive(for_account(text_message("hi"), user_openid=OTHER_SHOP_ID))
-    assert await other_account_seen(redis_client, harness.settings) == OTHER_SHOP_ID
+    assert (
+        await other_account_seen(redis_client, ConfiguredAccount(harness.settings)) == OTHER_SHOP_ID
+    )
     ttl = await redis_client.ttl(redis_keys.TIKTOK_OTHER_ACCOUNT)
     assert 0 < ttl <= 7 * 24 * 3600
     # once TIKTOK_BUSINESS_ID names that account, it is no longer "another" one
     fixed = harness.settings.model_copy(update={"tiktok_business_id": OTHER_SHOP_ID})
-    assert await other_account_seen(redis_client, fixed) is None
+    assert await other_account_seen(redis_client, ConfiguredAccount(fixed)) is None
 
 
 @pytest.mark.parametrize(

@@ -209,7 +209,7 @@ async def test_tokens_sealed_under_another_key_are_a_typed_auth_error(
     # A refused refresh to everything above the store: permanent, never retried in a loop.
     assert isinstance(refused.value, TikTokAuthError)
     assert isinstance(refused.value, TikTokPermanentError)
-    assert "SECRET_KEY" in str(refused.value) and "re-connect" in str(refused.value)
+    assert "SECRET_KEY" in str(refused.value) and "connect the shop again" in str(refused.value)
     out = capfd.readouterr().out
     assert "tiktok_tokens_undecryptable" in out
     assert _holds_no_plain_token([out, str(refused.value)], ACCESS, REFRESH)

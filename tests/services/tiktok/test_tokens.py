@@ -23,8 +23,7 @@ def _store(sessions: SessionFactory) -> DbTokenStore:
     return DbTokenStore(
         sessions,
         box=token_box(get_settings()),
-        seed_access_token="seed-access",
-        seed_refresh_token="seed-refresh",
+        seed=("seed-access", "seed-refresh"),
     )
 
 

@@ -1,0 +1,67 @@
+"""Which TikTok account the bot speaks for: the business id of every send, and the
+`user_openid` of the webhooks that are the shop's.
+
+It is the open_id of the account connected through OAuth (recorded with its tokens), else
+TIKTOK_BUSINESS_ID as configured. tiktok-api.md: the business id *is* the account's OAuth
+open_id, so a shop that connects through the app never has to copy it by hand, and a
+configured value that disagrees with the connected account loses.
+
+Every inbound event and every send asks, so the answer lives in Redis (a copy, refilled
+from PostgreSQL when Redis lost it) rather than costing a database round trip each time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis.asyncio as aioredis
+
+from app.core import redis_keys
+from app.core.config import Settings
+from app.db.repositories.tiktok_credentials import TikTokCredentialRepository
+from app.db.session import SessionFactory, transaction
+
+# A copy refilled from the database this often at the latest: a row changed by hand (or
+# restored from a backup) is picked up without a restart.
+_COPY_TTL_SECONDS = 3600
+
+
+class AccountIdentity(Protocol):
+    async def business_id(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class ConfiguredAccount:
+    """The configured business id alone: for tools and tests without a database."""
+
+    settings: Settings
+
+    async def business_id(self) -> str | None:
+        return self.settings.tiktok_configured_business_id
+
+
+@dataclass(frozen=True)
+class BusinessAccount:
+    settings: Settings
+    redis: aioredis.Redis
+    session_factory: SessionFactory
+
+    async def business_id(self) -> str | None:
+        """The connected account's open_id, else TIKTOK_BUSINESS_ID; None when neither is
+        known (production, never connected)."""
+        return await self.connected_open_id() or self.settings.tiktok_configured_business_id
+
+    async def connected_open_id(self) -> str | None:
+        raw = await self.redis.get(redis_keys.TIKTOK_BUSINESS_ID)
+        if raw is not None:
+            text = raw.decode() if isinstance(raw, bytes) else str(raw)
+            return text or None
+        async with transaction(self.session_factory) as session:
+            open_id = await TikTokCredentialRepository(session).open_id()
+        await self.redis.set(redis_keys.TIKTOK_BUSINESS_ID, open_id or "", ex=_COPY_TTL_SECONDS)
+        return open_id
+
+    async def remember(self, open_id: str) -> None:
+        """After a connection: every process sees the new account at its next question."""
+        await self.redis.set(redis_keys.TIKTOK_BUSINESS_ID, open_id, ex=_COPY_TTL_SECONDS)

@@ -1,0 +1,50 @@
+"""A reply whose send may have gone out waits for TikTok's echo: still `sending`, with the
+moment it is given up on without one and the reason, told apart from a call in progress."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from app.db.models import OutboxEntry, OutboxStatus
+from app.services.messaging import transitions
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_waiting_for_the_echo_keeps_the_reply_sending_with_its_deadline_and_reason() -> None:
+    entry = OutboxEntry(status=OutboxStatus.PENDING, attempts=0, next_attempt_at=None)
+    transitions.claim(entry, NOW)
+    assert not transitions.awaiting_echo(entry)  # the call is under way
+    transitions.await_echo(entry, NOW + timedelta(minutes=5), "timeout calling /send")
+    assert (entry.status, entry.attempts, entry.next_attempt_at, entry.last_error) == (
+        OutboxStatus.SENDING,
+        1,
+        NOW + timedelta(minutes=5),
+        "timeout calling /send",
+    )
+    assert transitions.awaiting_echo(entry)
+
+
+def test_a_new_claim_is_not_mistaken_for_one_waiting_for_its_echo() -> None:
+    entry = OutboxEntry(status=OutboxStatus.SENDING, attempts=0)
+    transitions.retry_later(entry, NOW + timedelta(seconds=30), "HTTP 503")
+    transitions.claim(entry, NOW + timedelta(seconds=30))
+    assert entry.next_attempt_at is None and not transitions.awaiting_echo(entry)
+
+
+@pytest.mark.parametrize(
+    "status", [OutboxStatus.PENDING, OutboxStatus.SENT, OutboxStatus.UNKNOWN, OutboxStatus.FAILED]
+)
+def test_only_a_reply_being_sent_can_wait_for_its_echo(status: OutboxStatus) -> None:
+    entry = OutboxEntry(status=status, next_attempt_at=None)
+    with pytest.raises(ValueError):
+        transitions.await_echo(entry, NOW, "timeout")
+    assert entry.status is status and not transitions.awaiting_echo(entry)
+
+
+def test_the_reason_is_cut_to_the_column_limit() -> None:
+    entry = OutboxEntry(status=OutboxStatus.SENDING)
+    transitions.await_echo(entry, NOW, "x" * (transitions.MAX_REASON_CHARS + 10))
+    assert entry.last_error == "x" * transitions.MAX_REASON_CHARS
