@@ -74,7 +74,9 @@ _SKU_FORMS: tuple[re.Pattern[str], ...] = (
     re.compile(r"(?<![a-z0-9])pt[\s\-_#:.]*(\d{1,4})(?![\d.,]?\d)", re.IGNORECASE),
     # "item 142", "item #23", "sku: 7", "piece no. 12"
     re.compile(
-        r"\b(?:items?|skus?|pieces?|products?|listings?)\s*(?:number|num|no\.?|nr|[#:])?\s*#?\s*"
+        # One digit only with a word for "number": "remove item 3" is a to-do list's.
+        r"\b(?:items?|skus?|pieces?|products?|listings?)"
+        r"(?:\s*(?:number|num|no\.?|nr|[#:])\s*#?\s*|\s*#?\s*(?=\d{2}))"
         r"(\d{1,4})(?![\d.,]?\d)(?!\s*(?:%|\$|dollars?|bucks|usd|days?|weeks?|hours?|pcs|more))",
         re.IGNORECASE,
     ),
@@ -99,16 +101,20 @@ _LETTER_TOKEN = (
 _NUMBER_TOKEN = r"\d{1,2}(?:\.5)?"
 # A number followed by one of these is a measurement, an amount or a time, not a size.
 _NOT_A_SIZE_AFTER = (
-    r"(?!\s*(?:'|\"|”|’|inch|inches|in\b|cm|mm|ft|feet|foot|lbs?|kg|pounds|%|years?|yrs?|yo\b"
-    r"|days?|weeks?|months?|hours?|hrs?|mins?|minutes?|am\b|pm\b|items?|pieces?|pcs|of\b|more"
-    r"|dollars?|bucks|usd|\$|x\s?\d|k\b|th\b|st\b|nd\b|rd\b))"
+    r"(?!\s*(?:'|\"|”|’|/|inch|inches|in\b|cm|mm|ft|feet|foot|lbs?|kg|pounds|%|years?|yrs?|yo\b"
+    r"|days?|weeks?|months?|hours?|hrs?|mins?|minutes?|am\b|pm\b|a\.?m\b|p\.?m\b|items?|pieces?"
+    r"|pcs|of\b|more|dollars?|bucks|usd|us\s*(?:dollars?|\$|cents?)|cents?|\$|x\s?\d|k\b|th\b"
+    r"|st\b|nd\b|rd\b|miles?|mi\b|km|kilomet|met(?:er|re)s?|blocks?|cups?|times|people|persons?"
+    r"|kids|pack|percent))"
 )
-_END = r"(?![\w'’])"
+_END = r"(?![\w'’]|\.\w)"
 
 _SIZE_FORMS: tuple[re.Pattern[str], ...] = (
     # "size M", "size medium", "a size 8", "sz 10.5", "size: xl", "size is L"
+    # A letter needs a space or a mark after the keyword ("sizes" is not "size S"); a
+    # number may follow it directly ("size10", "sz8").
     re.compile(
-        rf"\b(?:size|sz|sized)\s*[:=#-]?\s*(?:(?:is|an?|of|in)\s+)?"
+        rf"\b(?:size|sz|sized)(?:\s*[:=#-]\s*|\s+|(?=\d))(?:(?:is|an?|of|in)\s+)?"
         rf"(?P<size>{_LETTER_TOKEN}{_END}|{_NUMBER_TOKEN}(?![\d.]){_NOT_A_SIZE_AFTER})",
         re.IGNORECASE,
     ),
@@ -149,14 +155,50 @@ _SIZE_FORMS: tuple[re.Pattern[str], ...] = (
         re.IGNORECASE,
     ),
     re.compile(
-        rf"\b(?P<size>{_NUMBER_TOKEN})\s*(?:us\b|men'?s|women'?s|mens|womens|in\s+(?:shoes|sneakers))",
+        rf"\b(?P<size>{_NUMBER_TOKEN})\s*(?:us\b(?!\s*(?:dollars?|cents?|\$|\[))|men'?s|women'?s"
+        r"|mens|womens|in\s+(?:shoes|sneakers))",
         re.IGNORECASE,
     ),
 )
 # Capitals stand on their own: "the tag says L but...", "M or L?". Lowercase multi-letter
 # codes (xl, xs, xxl, 2xl) are unambiguous in any case; lowercase s/m/l alone are not.
-_BARE_SIZE_CODE = re.compile(r"(?<![\w'’\-])(?P<size>XXL|2XL|XL|XS|S|M|L)(?![\w'’\-])")
-_BARE_SIZE_CODE_ANY_CASE = re.compile(r"(?<![\w'’\-])(?P<size>xxl|2xl|xl|xs)(?![\w'’\-])", re.I)
+# Never part of an abbreviation or a name's initial: U.S., P.M., L.A., S&P, M.G. road.
+_NOT_IN_ABBREVIATION = r"(?<![\w'’\-.&/])(?P<size>{codes})(?![\w'’\-&/]|\.\w)"
+_BARE_SIZE_CODE = re.compile(_NOT_IN_ABBREVIATION.format(codes="XXL|2XL|XL|XS|S|M|L"))
+_BARE_SIZE_CODE_ANY_CASE = re.compile(
+    _NOT_IN_ABBREVIATION.format(codes="xxl|2xl|xl|xs"), re.IGNORECASE
+)
+# A letter after these is a label, not a size: "letter M", "initials S", "vitamin D".
+_LABEL_BEFORE = re.compile(
+    r"\b(?:letter|letters|initials?|plan|vitamin|type|grade|class|section|row|gate|terminal"
+    r"|unit|block|route|line|platform|model|series|channel|level|option|group|team|wing"
+    r"|floor|apartment|apt|building|mr|mrs|ms|dr)\.?\s+$",
+    re.IGNORECASE,
+)
+# Words a size word (small, medium, large) may stand before and still be a size: garments,
+# "size", and the little words of a sentence going on ("a medium or a large", "a small
+# tbh"). Before any other word it describes that thing: "a small town", "a large payment".
+_GARMENT_WORDS = (
+    "size sized sizes fit fits fitting tee tees t-shirt tshirt shirt shirts top tops "
+    "hoodie hoodies sweater sweaters sweatshirt jacket jackets coat coats jeans pants "
+    "trousers shorts skirt skirts dress dresses blouse blouses cardigan vest tank tanks "
+    "crewneck polo jersey denim fleece windbreaker overalls romper jumpsuit pair pairs "
+    "version ones"
+)
+# Pronouns, verbs and the little words that start the next part of a sentence.
+_SENTENCE_WORDS = (
+    "i im i'm ive i've id i'd me my you u ur your it its it's this that these those they "
+    "them we he she is are was were be been am do does did will would should could can "
+    "cant can't wont won't dont don't doesnt doesn't didnt didn't have has had get got "
+    "and or but so then now too also though tho still just only even right maybe instead "
+    "if when as at by with to from of on in for about like than either each both all any "
+    "usually normally typically generally always mostly sometimes "
+    "available avail rn asap please pls plz thanks thank thx ty tysm tbh ngl lol lmao "
+    "haha hahaha omg ok okay k kk yes yeah yep ya no nope not"
+)
+_SIZE_WORD_MAY_PRECEDE = frozenset(f"{_GARMENT_WORDS} {_SENTENCE_WORDS}".split())
+_SIZE_WORDS = frozenset(("small", "medium", "large", "med", "lg", "sm"))
+_TOO_WEAK_FOR_A_LETTER = frozenset(("for", "its", "it's", "it’s", "between", "fit", "fits", "like"))
 
 
 def parse_order_number(raw: str) -> str | None:
@@ -189,14 +231,49 @@ def find_size(text: str) -> str | None:
     """The first size the customer states or asks about, normalised (`medium` -> `M`)."""
     cleaned = _NOT_SIZE_SPANS.sub(" ", text)
     best: tuple[int, str] | None = None
-    for pattern in (*_SIZE_FORMS, _BARE_SIZE_CODE, _BARE_SIZE_CODE_ANY_CASE):
+    patterns = [(form, False) for form in _SIZE_FORMS]
+    patterns += [(_BARE_SIZE_CODE, True), (_BARE_SIZE_CODE_ANY_CASE, True)]
+    for pattern, bare in patterns:
         for match in pattern.finditer(cleaned):
+            if not _reads_as_size(cleaned, match, bare=bare):
+                continue
             size = normalize_size(match.group("size"))
             if size is not None:
                 if best is None or match.start("size") < best[0]:
                     best = (match.start("size"), size)
                 break
     return None if best is None else best[1]
+
+
+def _reads_as_size(text: str, match: re.Match[str], *, bare: bool) -> bool:
+    """What a pattern cannot see: what stands before a lone letter, and what a size word
+    describes."""
+    token = match.group("size")
+    start, end = match.span("size")
+    before = text[:start]
+    if bare and len(token) == 1:
+        if _LABEL_BEFORE.search(before):
+            return False
+        previous = re.search(r"(\S+)\s+$", before)
+        if previous is not None and _is_name(previous.group(1)):
+            # "Mary S", "Michael M": an initial, unless the capital only starts a sentence.
+            opening = before[: previous.start()].rstrip()
+            if opening and not opening.endswith((".", "!", "?")):
+                return False
+    if not bare and len(token) == 1 and token.islower():
+        trigger = re.search(r"([a-z'’]+)\s+(?:(?:an?|like)\s+)?$", before.lower())
+        if trigger is not None and trigger.group(1) in _TOO_WEAK_FOR_A_LETTER:
+            # "a ticket for m", "its s": a lone lowercase letter needs a size's own frame.
+            return False
+    if token.lower() in _SIZE_WORDS:
+        following = re.match(r"\s+([a-z][a-z'\-]*)", text[end:].lower())
+        if following is not None and following.group(1) not in _SIZE_WORD_MAY_PRECEDE:
+            return False
+    return True
+
+
+def _is_name(word: str) -> bool:
+    return len(word) > 1 and word.isalpha() and word[0].isupper() and word[1:].islower()
 
 
 def mentions_size(text: str, size: str) -> bool:

@@ -24,7 +24,9 @@ from pathlib import Path
 from app.services.router.models import Intent
 from tools.router_data import assistant_requests as assistant
 from tools.router_data import handwritten as hw
+from tools.router_data import handwritten_real as real
 from tools.router_data import in_context, vocab
+from tools.router_data.corpora import CORPORA_DIR
 from tools.router_data.grammars import CONTRASTS, GRAMMARS, Rule
 from tools.router_data.handwritten_other import INJECTION, OTHER
 
@@ -304,7 +306,44 @@ def build_examples(rng: random.Random) -> list[Example]:
     out.extend(injected_requests(base_by_intent, rng))
     # Their own random stream: the lines above stay exactly as they were.
     out.extend(in_context_examples(random.Random(SEED + 1)))
+    out.extend(real_words_examples(random.Random(SEED + 2)))
+    out.extend(corpus_examples())
     return dedupe(out)
+
+
+REAL_WORDS: dict[Intent, tuple[str, ...]] = {
+    Intent.MENU: real.MENU,
+    Intent.ORDER_STATUS: real.ORDER_STATUS,
+    Intent.NEW_DROPS: real.NEW_DROPS,
+    Intent.HUMAN: real.HUMAN,
+    Intent.AVAILABILITY: real.AVAILABILITY,
+    Intent.HOLD: real.HOLD,
+    Intent.PRICE: real.PRICE,
+    Intent.POLICY: real.POLICY,
+    Intent.THANKS: real.THANKS,
+    Intent.OTHER: real.OTHER,
+}
+
+
+def real_words_examples(rng: random.Random) -> list[Example]:
+    """handwritten_real.py's lines, slots filled, each with one typed-like variant."""
+    out: list[Example] = []
+    for intent, lines in REAL_WORDS.items():
+        for text in (text for line in lines for text in fill_slots(line, rng)):
+            out.append((text, intent))
+            out.append((typed_variant(text, rng), intent))
+    return out
+
+
+def corpus_examples() -> list[Example]:
+    """Real people's words from the licensed corpora (corpora.py, README.md), as written."""
+    out: list[Example] = []
+    for path in sorted(CORPORA_DIR.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                out.append((str(row["text"]), Intent(row["intent"])))
+    return out
 
 
 IN_CONTEXT: dict[Intent, tuple[str, ...]] = {

@@ -35,6 +35,7 @@ from sklearn.svm import LinearSVC  # type: ignore[import-untyped]
 
 from app.services.router.entities import extract_entities
 from app.services.router.hold_gate import as_question, hold_is_read
+from app.services.router.lexicon import generalise
 from app.services.router.models import Intent, RouteResult
 
 TRAIN_FILE = Path(__file__).resolve().parent / "data" / "train.jsonl"
@@ -62,7 +63,7 @@ _MONEY = re.compile(
     r"[$£€]\s?\d+(?:[.,]\d+)?|(?<![\d.,])\d+(?:[.,]\d+)?\s?(?:[$£€]|dollars?|bucks|usd)\b"
 )
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
-_PLACEHOLDERS = frozenset(("zorderref", "zskuref", "zmoney", "znum"))
+_PLACEHOLDERS = frozenset(("zorderref", "zskuref", "zmoney", "znum", "zgarment", "zbrand"))
 
 
 def prepare(text: str) -> str:
@@ -72,6 +73,7 @@ def prepare(text: str) -> str:
     text = _SKU_REF.sub(" zskuref ", text)
     text = _MONEY.sub(" zmoney ", text)
     text = _NUMBER.sub(" znum ", text)
+    text = generalise(text)
     text = text.replace("'", "")
     # "sooooo", "pleeeease", "hiiii": stretched letters carry emphasis, not meaning.
     text = re.sub(r"([a-z])\1{2,}", r"\1\1", text)

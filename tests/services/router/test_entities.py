@@ -171,3 +171,56 @@ class TestMergeModelEntities:
         assert self.merge("im usually medium ish", size="medium").size == "M"
         assert self.merge("my chest is 40 inches", size="40").size is None
         assert self.merge("does it run small", size="banana").size is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a plural is not a size
+        "what sizes do you have",
+        "which sizes are left?",
+        "sizes?",
+        # abbreviations and initials
+        "can it arrive before 3 P.M. tomorrow",
+        "do you ship to the U.S.?",
+        "my cousin in L.A. loves your page",
+        "is that on the S&P list lol",
+        "tell Anna M i said hi",
+        "the letter S on the sweater is cute",
+        "is there vitamin D in that juice",
+        # a size word describing something that is not clothing
+        "there was a small problem with my payment",
+        "i made a large order last week",
+        "it was a medium priority thing",
+        "for a large refund how long does it take",
+        # amounts and measurements after a number
+        "how much is 50 US dollars in euros",
+        "is it within a 2 mile radius",
+        "add 1/2 cup of sugar",
+        # a lone lowercase letter without a size's frame
+        "can you save one for m",
+        # a to-do list's item, not a piece
+        "remove item 3 from my list",
+    ],
+)
+def test_what_only_looks_like_an_entity_is_none(text: str) -> None:
+    entities = extract_entities(text)
+    assert (entities.size, entities.sku, entities.order_number) == (None, None, None), text
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("size M?", "M"),
+        ("size:L", "L"),
+        ("sz8", "8"),
+        ("do you have it in a large", "L"),
+        ("M or L?", "M"),
+        ("i'm usually a small tbh", "S"),
+        ("i wear a large and my sister a medium", "L"),
+        ("do u have this in m", "M"),
+        ("10 US in the sneakers?", "10"),
+    ],
+)
+def test_sizes_stay_found_where_the_text_names_them(text: str, size: str) -> None:
+    assert find_size(text) == size
