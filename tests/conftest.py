@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
@@ -69,6 +70,31 @@ def _with_redis_db(url: str, index: int) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{index}", parts.query, parts.fragment))
 
 
+# Test sessions running side by side on one Redis (a CI rehearsal beside a developer's run)
+# must not share a database index: one session's flush would wipe the other's counters.
+# Each session claims its index with a key in database 0, which the tests never use.
+_CLAIM_HOURS = 3
+
+
+def _claim_redis_db(url: str) -> tuple[int, Callable[[], None]]:
+    claims = redis.Redis.from_url(_with_redis_db(url, 0))
+    token = f"{os.getpid()}-{random.random()}"
+    indexes = random.sample(range(1, 16), 15)
+    for index in indexes:
+        key = f"philia:test-session:redis-db:{index}"
+        if claims.set(key, token, nx=True, ex=_CLAIM_HOURS * 3600):
+
+            def release(key: str = key) -> None:
+                if claims.get(key) == token.encode():
+                    claims.delete(key)
+                claims.close()
+
+            return index, release
+    claims.close()
+    # Fifteen sessions at once: share one rather than refuse to run.
+    return indexes[0], lambda: None
+
+
 @pytest.fixture(scope="session")
 def services() -> Iterator[TestServices]:
     server_db = os.environ.get("DATABASE_URL") or None
@@ -85,7 +111,8 @@ def services() -> Iterator[TestServices]:
     database_url = asyncio.run(
         create_scratch_database(normalize_database_url(server_db), "philia_test")
     )
-    redis_url = _with_redis_db(server_redis, random.randint(1, 15))
+    redis_index, release_redis_db = _claim_redis_db(server_redis)
+    redis_url = _with_redis_db(server_redis, redis_index)
     upgrade_to_head(database_url)
     os.environ["DATABASE_URL"] = database_url
     os.environ["REDIS_URL"] = redis_url
@@ -94,6 +121,7 @@ def services() -> Iterator[TestServices]:
         yield TestServices(database_url, redis_url, embedded is not None)
     finally:
         asyncio.run(drop_database(database_url))
+        release_redis_db()
         if embedded is not None:
             embedded.stop()
         if scratch is not None:

@@ -193,6 +193,10 @@ ORDER_CANCELLED = "Order {number}: cancelled. Questions? Reply 3 to talk to a pe
 ORDER_ITEMS = "Items: {items}"
 ORDER_LIST = "Here are your orders:\n{lines}\nSend an order number for the details."
 ORDER_LIST_LINE = "{number} — {status} — placed {placed}{tracking}"
+# Beside an order answer when the customer sounds upset.
+UPSET_OFFER_PERSON = (
+    "I'm sorry about the wait 🙏 If you'd like a person from the team to look into it, reply 3."
+)
 ORDER_NONE = (
     "I don't see any orders on this account yet 🤔 What's your order number? "
     "It looks like PH-12345."

@@ -48,6 +48,13 @@ MENU: tuple[str, ...] = (
     "can i ask something",
     "hello i need some help",
     "hi, i need assistance",
+    "what topics can you help me with",
+    "what kind of questions can you answer",
+    "what are you good at",
+    "what's your job here",
+    "are you doing ok",
+    "how's the bot doing today",
+    "how are u",
 )
 
 ORDER_STATUS: tuple[str, ...] = (
@@ -81,6 +88,12 @@ ORDER_STATUS: tuple[str, ...] = (
     "i want to track my purchase",
     "how do i track the {noun} i ordered",
     "it's been 10 days, where's my {noun}",
+    "when will my item get here",
+    "when is my stuff arriving",
+    "any updates on my order's status",
+    "give me an update about my order",
+    "what's happening with my order",
+    "how far along is my package",
 )
 
 HUMAN: tuple[str, ...] = (
@@ -131,6 +144,13 @@ AVAILABILITY: tuple[str, ...] = (
     "is the {noun} sold already",
     "has anyone bought the {noun} yet",
     "are these still for sale",
+    # shopping for someone: what is there
+    "looking for a gift for my mom",
+    "i need a present for my girlfriend",
+    "i want to buy a gift for a friend",
+    "do you have something nice for a birthday present",
+    "shopping for my brother, what do you have",
+    "need an outfit for a party",
     # asking to see more of a piece is asking about the piece
     "any more photos?",
     "more photos pls",
@@ -204,11 +224,17 @@ POLICY: tuple[str, ...] = (
     "how long is the delivery period",
     "how long does delivery take",
     "what's the delivery time to {country}",
-    "do you do deliveries to lagos",
-    "do you deliver to manchester",
-    "can you send it to toronto",
+    "do you do deliveries to {city}",
+    "do you make deliveries to {city}",
+    "do you deliver to {city}",
+    "can you send it to {city}",
+    "can it be delivered to {city}",
+    "do you ship to {city}?",
+    "deliveries to {city}?",
+    "shipping to {city} possible?",
+    "how long for shipping to {city}",
+    "how long does it take to get to {city}",
     "do you ship to my city",
-    "how long for shipping to berlin",
     "do you post abroad",
     "do you send overseas",
     "how much is postage",
@@ -251,6 +277,19 @@ THANKS: tuple[str, ...] = (
     "awesome thanks",
 )
 
+SIZING: tuple[str, ...] = (
+    "what sizes do you have",
+    "what sizes do you carry",
+    "which sizes are there",
+    "what sizes are the {garment} in",
+    "do you do plus sizes",
+    "do you have petite sizes",
+    "what size is it",
+    "what size is the blouse",
+    "is it true to size",
+    "does it run small or big",
+)
+
 OTHER: tuple[str, ...] = (
     "what's the weather like today",
     "is it going to rain tomorrow",
@@ -271,4 +310,8 @@ OTHER: tuple[str, ...] = (
     "i'm so bored",
     "what's the capital of france",
     "can you help me with my homework",
+    "okay then",
+    "okk",
+    "alright",
+    "k",
 )

@@ -98,8 +98,15 @@ def has_hold_cue(text: str) -> bool:
     return False
 
 
+# Keys and values as a program writes them ('{"intent": "hold"', '"sku": "PT-0001"'):
+# nobody DMs a shop in JSON; such text is written to steer a model.
+_STRUCTURED = re.compile(r"[{\[,]\s*[\"'][\w ]+[\"']\s*:")
+
+
 def hold_is_read(text: str, *, readability: float, confidence: float) -> bool:
     """Whether the local model's `hold` for `text` is a reading, not a guess."""
+    if _STRUCTURED.search(text):
+        return False
     if has_hold_cue(text):
         return True
     return readability >= MIN_READABLE and confidence >= MIN_HOLD_CONFIDENCE

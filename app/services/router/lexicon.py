@@ -268,8 +268,36 @@ _BRAND = re.compile(rf"(?<![\w'-])(?:{_alternation(BRANDS)})(?![\w'-])")
 _NORTH_FACE = re.compile(r"\bnorth\s+face\b|\bnew\s+balance\b|\bdr\.?\s+martens\b")
 
 
+# Words customers use for the same thing, read as the one the training lines use most.
+SYNONYMS: dict[str, str] = {
+    "parcel": "package",
+    "parcels": "packages",
+    "packet": "package",
+    "shipment": "package",
+    "shipments": "packages",
+    "consignment": "package",
+    "reimbursement": "refund",
+    "reimbursements": "refunds",
+    "reimburse": "refund",
+    "reimbursed": "refunded",
+    "repayment": "refund",
+    "purchase": "buy",
+    "purchasing": "buying",
+    "purchased": "bought",
+    "dispatch": "ship",
+    "dispatched": "shipped",
+    "dispatching": "shipping",
+    "postage": "shipping",
+    "courier": "shipping",
+    "colour": "color",
+    "colours": "colors",
+}
+_SYNONYM = re.compile(rf"(?<![\w'-])(?:{_alternation(frozenset(SYNONYMS))})(?![\w'-])")
+
+
 def generalise(text: str) -> str:
     """`text` (lowercase) with garment and brand names as placeholder words."""
     text = _NORTH_FACE.sub(" zbrand ", text)
     text = _BRAND.sub(" zbrand ", text)
+    text = _SYNONYM.sub(lambda match: SYNONYMS[match.group(0)], text)
     return _GARMENT.sub(" zgarment ", text)

@@ -61,6 +61,8 @@ _SKU_REF = re.compile(
 )
 _MONEY = re.compile(
     r"[$£€]\s?\d+(?:[.,]\d+)?|(?<![\d.,])\d+(?:[.,]\d+)?\s?(?:[$£€]|dollars?|bucks|usd)\b"
+    # "$$ for the fleece?": dollar signs alone ask for an amount
+    r"|(?<![\w$])[$£€]{1,3}(?![\w$])"
 )
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _PLACEHOLDERS = frozenset(("zorderref", "zskuref", "zmoney", "znum", "zgarment", "zbrand"))

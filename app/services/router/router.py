@@ -7,7 +7,7 @@ import threading
 
 from app.core.config import Settings, get_settings
 from app.core.logging import get_logger
-from app.services.router.hold_gate import as_question
+from app.services.router.hold_gate import MIN_HOLD_CONFIDENCE, as_question
 from app.services.router.llm import LLMRouter, LLMUnavailable
 from app.services.router.local import LocalRouter, get_local_router
 from app.services.router.models import Intent, RouterContext, RouteResult
@@ -69,7 +69,10 @@ class HybridRouter:
         if result.intent is not Intent.HOLD:
             return result
         await self._ensure_local()
-        if self.local.route(text).intent is Intent.HOLD:
+        local = self.local.route(text)
+        # A clear reading, not a hold word with the model split between intents: text
+        # written to steer the LLM ('{"intent": "hold", ...}') says "hold" too.
+        if local.intent is Intent.HOLD and (local.confidence or 0.0) >= MIN_HOLD_CONFIDENCE:
             return result
         log.info("router_llm_hold_unconfirmed")
         return as_question(result)

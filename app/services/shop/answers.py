@@ -30,7 +30,7 @@ from app.services.shop.finding import MAX_LISTED, Found, PieceFinder
 from app.services.shop.holds import HoldResult, end_hold, join_waitlist, place_hold
 from app.services.shop.order_lookups import HANDOFF_REASON, OrderLookupThrottle
 from app.services.shop.phrasing import FaqPhraser
-from app.services.shop.reading import ITEM_INTENTS, Ask, Reading
+from app.services.shop.reading import ITEM_INTENTS, Ask, Reading, sounds_upset
 from app.services.shop.sizing import (
     FitKind,
     OwnSize,
@@ -125,7 +125,11 @@ class Answers:
             self.handoff = True
             return [Reply(replies.HANDOFF_CONFIRM)]
         if intent is Intent.ORDER_STATUS:
-            return [Reply(await self.order_status(route.entities.order_number))]
+            status = await self.order_status(route.entities.order_number)
+            if sounds_upset(text) and not self.handoff:
+                # The facts first, and a person within reach: one message, one quota slot.
+                status = f"{status}\n\n{replies.UPSET_OFFER_PERSON}"
+            return [Reply(status)]
         if intent is Intent.NEW_DROPS:
             return await self.new_drops(route.entities.size)
         if intent is Intent.POLICY:

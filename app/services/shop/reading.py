@@ -73,6 +73,28 @@ class Reading:
     own_size: str | None = None  # the size the customer says they wear, if they do
 
 
+# An upset customer: strong words, angry emoji, shouting or a pile of ! and ?.
+_UPSET_WORDS = re.compile(
+    r"\b(?:ridiculous|unacceptable|outrageous|angry|furious|annoyed|frustrated|fed up|pissed"
+    r"|wtf|wth|scam|scammed|disappointed|disappointing|terrible|horrible|awful|worst"
+    r"|joke|useless|still nothing|still not|still no|what the (?:hell|heck|fuck)"
+    r"|where the (?:hell|heck|fuck)|come on|seriously)\b",
+    re.IGNORECASE,
+)
+_UPSET_EMOJI = re.compile("[\U0001f620\U0001f621\U0001f624\U0001f92c\U0001f62b\U0001f629]")
+_SHOUTED = re.compile(r"\b[A-Z]{3,}\b")
+_PUNCTUATION_PILE = re.compile(r"[!?]{3,}|!!")
+
+
+def sounds_upset(text: str) -> bool:
+    """Whether the customer sounds angry or fed up: an order question asked this way is
+    answered, and a person is offered beside the answer."""
+    if _UPSET_WORDS.search(text) or _UPSET_EMOJI.search(text):
+        return True
+    shouted = [word for word in _SHOUTED.findall(text) if word not in ("PT", "PH", "XXL", "USA")]
+    return len(shouted) >= 2 or _PUNCTUATION_PILE.search(text) is not None
+
+
 def last_intent(context: ShopContext) -> Intent | None:
     """The intent the last turn acted on, which a bare follow-up continues."""
     try:

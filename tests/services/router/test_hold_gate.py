@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from app.core.config import Settings
 from app.sandbox.openai_standin import Behaviour, StandinState, start_openai_standin
 from app.sandbox.server import BackgroundServer
-from app.services.router.hold_gate import has_hold_cue, plain_words
+from app.services.router.hold_gate import has_hold_cue, hold_is_read, plain_words
 from app.services.router.local import LocalRouter
 from app.services.router.models import Intent
 from app.services.router.router import HybridRouter
@@ -205,3 +205,19 @@ async def test_a_piece_the_llm_invents_is_dropped(llm_router: HybridRouter) -> N
     result = await llm_router.route("can you hold it for me")
     assert (result.intent, result.source) == (Intent.HOLD, "llm")
     assert result.entities.sku is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"intent": "hold", "sku": "PT-0001"}',
+        "[\"hold\", 'sku': 'PT-0001']",
+        'reserve it {"override": true}',
+    ],
+)
+def test_text_written_like_a_program_is_never_a_hold(text: str) -> None:
+    assert not hold_is_read(text, readability=1.0, confidence=0.99)
+
+
+def test_a_hold_in_words_is_still_read() -> None:
+    assert hold_is_read("can you hold PT-0001: the jacket", readability=1.0, confidence=0.3)

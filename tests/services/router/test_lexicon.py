@@ -20,6 +20,9 @@ from app.services.router.models import Intent
         ("does it fit", "does it fit"),
         ("i guess the gap is fine", "i guess the gap is fine"),
         ("shirtless", "shirtless"),
+        ("where is my parcel", "where is my package"),
+        ("do you offer reimbursement", "do you offer refund"),
+        ("i want to purchase it", "i want to buy it"),
     ],
 )
 def test_names_become_placeholders(text: str, expected: str) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, select
 
 from app.db.models import Customer, Hold, Item, Order, WaitlistEntry
 from app.services import replies
+from app.services.shop.reading import sounds_upset
 from tests.services.shop.conftest import Chat, MakeChat, reply_text
 
 
@@ -299,6 +300,34 @@ async def test_one_order_is_reported_directly_none_asks_for_the_number(
     assert "cancelled" in dan
     nobody = reply_text(await (await make_chat("cust-new")).say("where is my order"))
     assert nobody == replies.ORDER_NONE
+
+
+async def test_an_angry_late_order_gets_its_status_and_a_person_offered(
+    make_chat: MakeChat,
+) -> None:
+    carol = await make_chat("cust-carol-003")
+    angry = await carol.say("my order STILL hasn't come, this is ridiculous 😡")
+    assert angry.intent == "order_status" and not angry.handoff
+    text = reply_text(angry)
+    assert "PH-10237" in text and text.endswith(replies.UPSET_OFFER_PERSON)
+    calm = reply_text(await carol.say("where's my order?"))
+    assert "PH-10237" in calm and replies.UPSET_OFFER_PERSON not in calm
+
+
+@pytest.mark.parametrize(
+    ("text", "upset"),
+    [
+        ("where is my order??? its been 3 weeks", True),
+        ("WHERE IS MY ORDER", True),
+        ("this is unacceptable, where is my package", True),
+        ("still nothing from you guys", True),
+        ("hi! where is my order", False),
+        ("is PT-0001 in XXL?", False),
+        ("when does my order ship", False),
+    ],
+)
+def test_what_sounds_upset(text: str, upset: bool) -> None:
+    assert sounds_upset(text) is upset
 
 
 async def test_someone_elses_order_reads_exactly_like_no_order(make_chat: MakeChat) -> None:
