@@ -41,6 +41,7 @@ from app.core.embedded import EmbeddedServices
 from app.core.logging import configure_logging
 from app.db.migrate import create_scratch_database, drop_database, upgrade_to_head
 from app.db.session import SessionFactory
+from app.sandbox.redis_claims import CLAIM_TTL_SECONDS, claim_key
 
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 
@@ -70,19 +71,16 @@ def _with_redis_db(url: str, index: int) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{index}", parts.query, parts.fragment))
 
 
-# Test sessions running side by side on one Redis (a CI rehearsal beside a developer's run)
-# must not share a database index: one session's flush would wipe the other's counters.
-# Each session claims its index with a key in database 0, which the tests never use.
-_CLAIM_HOURS = 3
-
-
+# Test sessions running side by side on one Redis (a CI rehearsal beside a developer's run,
+# a scenario run inside a session) must not share a database index: one's flush would wipe
+# the other's keys. Each claims its index in database 0 (app.sandbox.redis_claims).
 def _claim_redis_db(url: str) -> tuple[int, Callable[[], None]]:
     claims = redis.Redis.from_url(_with_redis_db(url, 0))
     token = f"{os.getpid()}-{random.random()}"
     indexes = random.sample(range(1, 16), 15)
     for index in indexes:
-        key = f"philia:test-session:redis-db:{index}"
-        if claims.set(key, token, nx=True, ex=_CLAIM_HOURS * 3600):
+        key = claim_key(index)
+        if claims.set(key, token, nx=True, ex=CLAIM_TTL_SECONDS):
 
             def release(key: str = key) -> None:
                 if claims.get(key) == token.encode():
@@ -120,8 +118,8 @@ def services() -> Iterator[TestServices]:
     try:
         yield TestServices(database_url, redis_url, embedded is not None)
     finally:
-        asyncio.run(drop_database(database_url))
         release_redis_db()
+        asyncio.run(drop_database(database_url))
         if embedded is not None:
             embedded.stop()
         if scratch is not None:

@@ -43,6 +43,7 @@ from app.db.repositories.conversations import (
 )
 from app.db.repositories.inbox import InboxRepository
 from app.sandbox.control import SandboxControl
+from app.sandbox.redis_claims import CLAIM_TTL_SECONDS, claim_key
 from app.sandbox.stack import Stack, free_port
 from app.sandbox.tiktok import RecordedMessage
 from app.services.shop import load_default_faq
@@ -177,6 +178,8 @@ class _ScratchRedis:
     url: str
     client: aioredis.Redis
     token: str
+    index: int
+    server_url: str
 
 
 def _redis_url_with_db(url: str, index: int) -> str:
@@ -195,19 +198,37 @@ async def _claim_redis_database(server_url: str) -> _ScratchRedis | None:
     token = secrets.token_hex(8)
     candidates = list(range(1, 16))
     random.shuffle(candidates)
-    for index in candidates:
-        url = _redis_url_with_db(server_url, index)
-        client: aioredis.Redis = aioredis.Redis.from_url(url)
-        try:
-            if await client.set(REDIS_CLAIM_KEY, token, nx=True, ex=REDIS_CLAIM_TTL_SECONDS):
-                if await client.dbsize() == 1:
-                    return _ScratchRedis(url, client, token)
-                await client.delete(REDIS_CLAIM_KEY)
-        except aioredis.ResponseError:
-            # "DB index is out of range": the server has fewer databases; try the others.
-            pass
-        await client.aclose()
-    return None
+    claims: aioredis.Redis = aioredis.Redis.from_url(_redis_url_with_db(server_url, 0))
+    try:
+        for index in candidates:
+            # The shared claim first (redis_claims): a test session's index is empty right
+            # after each of its flushes, and must not look free.
+            if not await claims.set(claim_key(index), token, nx=True, ex=CLAIM_TTL_SECONDS):
+                continue
+            url = _redis_url_with_db(server_url, index)
+            client: aioredis.Redis = aioredis.Redis.from_url(url)
+            try:
+                if await client.set(REDIS_CLAIM_KEY, token, nx=True, ex=REDIS_CLAIM_TTL_SECONDS):
+                    if await client.dbsize() == 1:
+                        return _ScratchRedis(url, client, token, index, server_url)
+                    await client.delete(REDIS_CLAIM_KEY)
+            except aioredis.ResponseError:
+                # "DB index is out of range": the server has fewer databases; try the others.
+                pass
+            await client.aclose()
+            await claims.delete(claim_key(index))
+        return None
+    finally:
+        await claims.aclose()
+
+
+async def _release_claim(scratch: _ScratchRedis) -> None:
+    claims: aioredis.Redis = aioredis.Redis.from_url(_redis_url_with_db(scratch.server_url, 0))
+    try:
+        if await claims.get(claim_key(scratch.index)) == scratch.token.encode():
+            await claims.delete(claim_key(scratch.index))
+    finally:
+        await claims.aclose()
 
 
 @dataclass
@@ -355,6 +376,7 @@ class ScenarioPipeline:
         if self._scratch_redis is not None:
             with contextlib.suppress(aioredis.RedisError):
                 await self._scratch_redis.client.flushdb()  # leaves the index free again
+                await _release_claim(self._scratch_redis)
             await self._scratch_redis.client.aclose()
         if self._scratch_database is not None:
             with contextlib.suppress(Exception):

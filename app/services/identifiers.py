@@ -101,7 +101,8 @@ _LETTER_TOKEN = (
 _NUMBER_TOKEN = r"\d{1,2}(?:\.5)?"
 # A number followed by one of these is a measurement, an amount or a time, not a size.
 _NOT_A_SIZE_AFTER = (
-    r"(?!\s*(?:'|\"|”|’|/|inch|inches|in\b|cm|mm|ft|feet|foot|lbs?|kg|pounds|%|years?|yrs?|yo\b"
+    r"(?!\s*(?:'|\"|”|’|/\s*\d+\s*(?:cups?|tsp|tbsp|teaspoons?|tablespoons?|oz\b|ounces?|lbs?"
+    r"|pounds?|inch|inches|in\b|miles?|km|kg|hours?|of\b)|inch|inches|in\b|cm|mm|ft|feet|foot|lbs?|kg|pounds|%|years?|yrs?|yo\b"
     r"|days?|weeks?|months?|hours?|hrs?|mins?|minutes?|am\b|pm\b|a\.?m\b|p\.?m\b|items?|pieces?"
     r"|pcs|of\b|more|dollars?|bucks|usd|us\s*(?:dollars?|\$|cents?)|cents?|\$|x\s?\d|k\b|th\b"
     r"|st\b|nd\b|rd\b|miles?|mi\b|km|kilomet|met(?:er|re)s?|blocks?|cups?|times|people|persons?"
@@ -163,7 +164,11 @@ _SIZE_FORMS: tuple[re.Pattern[str], ...] = (
 # Capitals stand on their own: "the tag says L but...", "M or L?". Lowercase multi-letter
 # codes (xl, xs, xxl, 2xl) are unambiguous in any case; lowercase s/m/l alone are not.
 # Never part of an abbreviation or a name's initial: U.S., P.M., L.A., S&P, M.G. road.
-_NOT_IN_ABBREVIATION = r"(?<![\w'’\-.&/])(?P<size>{codes})(?![\w'’\-&/]|\.\w)"
+_NOT_IN_ABBREVIATION = (
+    r"(?<![\w'’\-.&])(?P<size>{codes})"
+    # "S/M", "M/L": a slash between two sizes; "S/N" is no size
+    r"(?![\w'’\-&]|\.\w|/(?!(?:XXL|2XL|XL|XS|S|M|L)(?![\w'’\-])))"
+)
 _BARE_SIZE_CODE = re.compile(_NOT_IN_ABBREVIATION.format(codes="XXL|2XL|XL|XS|S|M|L"))
 _BARE_SIZE_CODE_ANY_CASE = re.compile(
     _NOT_IN_ABBREVIATION.format(codes="xxl|2xl|xl|xs"), re.IGNORECASE
@@ -250,7 +255,9 @@ def _reads_as_size(text: str, match: re.Match[str], *, bare: bool) -> bool:
     describes."""
     token = match.group("size")
     start, end = match.span("size")
-    before = text[:start]
+    # The words just before are all these rules read; a bounded slice keeps a message of
+    # one enormous word linear.
+    before = text[max(0, start - 64) : start]
     if bare and len(token) == 1:
         if _LABEL_BEFORE.search(before):
             return False

@@ -147,7 +147,11 @@ async def callback(
             lines.append(f"The webhook is not registered yet: {connected.webhook_error}.")
         lines.extend(connected.notes)
         if staff is None:
-            return _bare(request, "TikTok connected", " ".join(lines), 200)
+            # Whoever opens a command-line link learns only that it worked; the details are
+            # for `python -m app.cli tiktok status`.
+            return _bare(
+                request, "TikTok connected", "The shop's TikTok account is connected.", 200
+            )
         return await _page(request, staff, connector, notice=" ".join(lines))
 
 

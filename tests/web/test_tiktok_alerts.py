@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
@@ -47,14 +48,19 @@ async def test_tiktok_reconnected_clears_the_flag(redis_client: aioredis.Redis) 
     assert again.exit_code == 0 and "nothing to do" in again.output
 
 
+@pytest.mark.parametrize("business_id_set", [False, True])
 async def test_a_deployment_never_connected_says_so_at_start_and_on_readyz(
     services: TestServices,
     committed_db: AsyncEngine,
     redis_client: aioredis.Redis,
     logged_events: LoggedEvents,
+    business_id_set: bool,
 ) -> None:
-    unconnected = ("tiktok_business_id", "tiktok_access_token", "tiktok_refresh_token")
-    values = get_settings().model_dump(exclude=set(unconnected))
+    # Without tokens nothing can be sent, whether TIKTOK_BUSINESS_ID is set or not.
+    unconnected = {"tiktok_access_token", "tiktok_refresh_token"}
+    if not business_id_set:
+        unconnected.add("tiktok_business_id")
+    values = get_settings().model_dump(exclude=unconnected)
     values.update({k: v for k, v in PRODUCTION.items() if k not in unconnected})
     values.update(
         database_url=services.database_url,

@@ -37,7 +37,9 @@ async def tiktok_alerts(
     alerts: list[TikTokAlert] = []
     account = BusinessAccount(settings, redis, session_factory)
     business_id = await account.business_id()
-    if business_id is None:
+    if business_id is None or (
+        settings.tiktok_hand_tokens is None and not await account.has_stored_tokens()
+    ):
         alerts.append(TikTokAlert(TIKTOK_NOT_CONNECTED, CONNECT_HINT))
     since = await disconnected_since(redis)
     if since is not None:

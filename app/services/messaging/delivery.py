@@ -56,8 +56,9 @@ from app.db.session import SessionFactory, transaction
 from app.services.messaging import transitions
 from app.services.messaging.media import MediaUnavailable
 from app.services.messaging.window import WindowService
-from app.services.tiktok.connection import disconnected_since
+from app.services.tiktok.connection import disconnected_since, mark_disconnected
 from app.services.tiktok.errors import TikTokPermanentError, TikTokTransientError, backoff_delay
+from app.services.tiktok.tokens import TikTokNotConnected
 
 log = get_logger(__name__)
 
@@ -145,6 +146,8 @@ class DeliveryService:
             if message_requested and error.maybe_delivered:
                 return await self._await_echo(outbox_id, claim, error)
             return await self._transient(outbox_id, claim, error)
+        except TikTokNotConnected as error:
+            return await self._not_connected(outbox_id, error)
         except (TikTokPermanentError, MediaUnavailable) as error:
             return await self._permanent(outbox_id, claim, error)
         try:
@@ -349,6 +352,17 @@ class DeliveryService:
             settle_by=settle_by.isoformat(),
         )
         return DeliveryResult(Delivery.AWAITING_ECHO)
+
+    async def _not_connected(self, outbox_id: int, error: TikTokNotConnected) -> DeliveryResult:
+        """No account is connected (and no tokens were configured): like a disconnection,
+        the reply waits in the outbox, and the rows after it are not even tried, until
+        someone connects the shop (which clears the flag)."""
+        await mark_disconnected(self.redis)
+        await self._settle(
+            outbox_id, status=OutboxStatus.PENDING, error=str(error), release_slot=True
+        )
+        log.warning("reply_waiting", reason="tiktok_not_connected")
+        return DeliveryResult(Delivery.WAITING)
 
     async def _permanent(self, outbox_id: int, claim: _Claim, error: Exception) -> DeliveryResult:
         if isinstance(error, MediaUnavailable):

@@ -15,8 +15,13 @@ from app.services.identifiers import (
 )
 from app.services.router.models import Entities
 
+# Identifiers and sizes are read in the start of a message, like its intent: a pasted
+# essay must not cost more time than a DM.
+MAX_ENTITY_CHARS = 2000
+
 
 def extract_entities(text: str) -> Entities:
+    text = text[:MAX_ENTITY_CHARS]
     return Entities(order_number=find_order_number(text), sku=find_sku(text), size=find_size(text))
 
 
@@ -34,6 +39,7 @@ def merge_model_entities(
     it re-normalises and its digits / words really occur in the message: a model can
     misread or invent a number, and a wrong order number is worse than none.
     """
+    text = text[:MAX_ENTITY_CHARS]
     model_order = parse_order_number(order_number) if order_number else None
     model_sku = parse_sku(sku) if sku else None
     model_size = normalize_size(size) if size else None

@@ -83,7 +83,11 @@ _UPSET_WORDS = re.compile(
 )
 _UPSET_EMOJI = re.compile("[\U0001f620\U0001f621\U0001f624\U0001f92c\U0001f62b\U0001f629]")
 _SHOUTED = re.compile(r"\b[A-Z]{3,}\b")
-_PUNCTUATION_PILE = re.compile(r"[!?]{3,}|!!")
+# Capitals that are names, not shouting: carriers, sizes, places.
+_NOT_SHOUTING = frozenset(
+    ("UPS", "DHL", "USPS", "FEDEX", "DPD", "GLS", "TNT", "EMS", "XXL", "USA", "NYC", "OMG")
+)
+_PUNCTUATION_PILE = re.compile(r"[!?]{3,}")
 
 
 def sounds_upset(text: str) -> bool:
@@ -91,7 +95,7 @@ def sounds_upset(text: str) -> bool:
     answered, and a person is offered beside the answer."""
     if _UPSET_WORDS.search(text) or _UPSET_EMOJI.search(text):
         return True
-    shouted = [word for word in _SHOUTED.findall(text) if word not in ("PT", "PH", "XXL", "USA")]
+    shouted = [word for word in _SHOUTED.findall(text) if word not in _NOT_SHOUTING]
     return len(shouted) >= 2 or _PUNCTUATION_PILE.search(text) is not None
 
 

@@ -59,8 +59,17 @@ class BusinessAccount:
             return text or None
         async with transaction(self.session_factory) as session:
             open_id = await TikTokCredentialRepository(session).open_id()
-        await self.redis.set(redis_keys.TIKTOK_BUSINESS_ID, open_id or "", ex=_COPY_TTL_SECONDS)
+        # nx: a connection that committed meanwhile wrote the newer value; this read of the
+        # database may be older than it and must not replace it.
+        await self.redis.set(
+            redis_keys.TIKTOK_BUSINESS_ID, open_id or "", ex=_COPY_TTL_SECONDS, nx=True
+        )
         return open_id
+
+    async def has_stored_tokens(self) -> bool:
+        """Whether a pair is stored (connected, or seeded from hand-put tokens)."""
+        async with transaction(self.session_factory) as session:
+            return await TikTokCredentialRepository(session).get() is not None
 
     async def remember(self, open_id: str) -> None:
         """After a connection: every process sees the new account at its next question."""

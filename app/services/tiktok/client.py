@@ -13,8 +13,8 @@ import json
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -59,6 +59,7 @@ from app.services.tiktok.tokens import (
     TikTokNotConnected,
     TokenPair,
     TokenStore,
+    refresh_lock,
 )
 from app.services.tiktok.transport import TikTokTransport, data_as
 
@@ -240,10 +241,6 @@ class TikTokClient:
         self._transport = TikTokTransport(settings, http)
         self._capability_ttl = capability_ttl
         self._refresh_ahead = refresh_ahead
-        # The lock outlives one refresh call even when TikTok is slow, and expires by itself
-        # if the worker holding it dies.
-        self._lock_timeout = settings.tiktok_http_timeout_seconds * 2 + 10
-        self._lock_wait = settings.tiktok_http_timeout_seconds + 5
 
     # -- messages ------------------------------------------------------------------------
 
@@ -363,11 +360,7 @@ class TikTokClient:
         uses it instead of refreshing again, which with rotating refresh tokens would
         invalidate the pair the first worker just obtained.
         """
-        lock = self._redis.lock(
-            redis_keys.TIKTOK_TOKEN_REFRESH_LOCK,
-            timeout=self._lock_timeout,
-            blocking_timeout=self._lock_wait,
-        )
+        lock = refresh_lock(self._redis, self._settings)
         if not await lock.acquire():
             raise TikTokTransientError(
                 None,
@@ -480,14 +473,16 @@ class TikTokClient:
         data: dict[str, str] | None = None,
         files: dict[str, tuple[str, bytes, str]] | None = None,
     ) -> M:
-        token = await self.access_token()
+        with _no_message_sent_yet():
+            token = await self.access_token()
         async with self._limiter.slot():
             answer = await self._transport.exchange(
                 method, path, token=token, json=json, params=params, data=data, files=files
             )
         if answer.envelope.code == TikTokCode.INVALID_TOKEN:
             log.info("tiktok_token_rejected", path=path, request_id=answer.envelope.request_id)
-            token = await self.refresh_access_token(rejected=token)
+            with _no_message_sent_yet():
+                token = await self.refresh_access_token(rejected=token)
             async with self._limiter.slot():
                 answer = await self._transport.exchange(
                     method, path, token=token, json=json, params=params, data=data, files=files
@@ -508,3 +503,15 @@ class TikTokClient:
             )
             raise error
         return data_as(model, envelope)
+
+
+@contextmanager
+def _no_message_sent_yet() -> Iterator[None]:
+    """Token work before a call: whatever fails there (a refresh that timed out after
+    reaching TikTok included), the message itself was not sent, so nobody must wait for
+    its echo."""
+    try:
+        yield
+    except TikTokTransientError as error:
+        error.maybe_delivered = False
+        raise

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 import httpx
 import redis.asyncio as aioredis
+from redis.exceptions import LockError
 
 from app.core import redis_keys
 from app.core.config import Environment, Settings
@@ -33,7 +34,7 @@ from app.services.tiktok.api import WebhookConfigData
 from app.services.tiktok.app_api import REQUIRED_SCOPES, TikTokAppApi
 from app.services.tiktok.connection import disconnected_since, mark_connected
 from app.services.tiktok.errors import TikTokError
-from app.services.tiktok.tokens import AccessTokenCache, DbTokenStore
+from app.services.tiktok.tokens import AccessTokenCache, DbTokenStore, refresh_lock
 
 log = get_logger(__name__)
 
@@ -137,7 +138,8 @@ class TikTokConnector:
         """Complete a connection from what TikTok put on the callback URL."""
         if not state:
             raise ConnectRefused("the link TikTok sent back has no state: start again")
-        raw = await self.redis.getdel(redis_keys.tiktok_oauth_state(state))
+        key = redis_keys.tiktok_oauth_state(state)
+        raw = await self.redis.get(key)
         if raw is None:
             log.warning("tiktok_connect_state_unknown")
             raise ConnectRefused(
@@ -146,10 +148,14 @@ class TikTokConnector:
             )
         asked = json.loads(raw)
         if asked["holder"] != COMMAND_LINE and asked["holder"] != holder:
+            # Left in place: someone else opening the link must not use it up for the
+            # person who asked for it.
             log.warning("tiktok_connect_state_of_someone_else", holder=holder)
             raise ConnectRefused(
                 "this authorisation was started by someone else: start again yourself"
             )
+        if not await self.redis.delete(key):
+            raise ConnectRefused("this authorisation link was already used: start again")
         if error:
             raise ConnectRefused(f"TikTok did not authorise the app: {error}")
         if not auth_code:
@@ -167,14 +173,26 @@ class TikTokConnector:
                 "TikTok granted the app too little: "
                 f"{', '.join(sorted(missing))} missing; connect again and allow them all"
             )
-        await DbTokenStore.from_settings(self.session_factory, self.settings).connect(
-            granted.tokens,
-            open_id=granted.open_id,
-            scope=None if granted.scopes is None else ",".join(sorted(granted.scopes)),
-        )
-        # Every process reads the new pair and account from here on.
-        await AccessTokenCache(self.redis).clear()
-        await self.account.remember(granted.open_id)
+        lock = refresh_lock(self.redis, self.settings)
+        if not await lock.acquire():
+            raise ConnectRefused("a token refresh is running right now: start again in a minute")
+        try:
+            # Under the refresh lock: a refresh of the old pair cannot land after this, and
+            # a pair whose saving failed earlier is the old account's, never to be restored.
+            await DbTokenStore.from_settings(self.session_factory, self.settings).connect(
+                granted.tokens,
+                open_id=granted.open_id,
+                scope=None if granted.scopes is None else ",".join(sorted(granted.scopes)),
+            )
+            await self.redis.delete(redis_keys.TIKTOK_UNSAVED_TOKENS)
+            # Every process reads the new pair and account from here on.
+            await AccessTokenCache(self.redis).clear()
+            await self.account.remember(granted.open_id)
+        finally:
+            try:
+                await lock.release()
+            except LockError:
+                log.warning("tiktok_connect_lock_expired_while_held")
         was_disconnected = await mark_connected(self.redis)
         notes: list[str] = []
         configured = self.settings.tiktok_configured_business_id

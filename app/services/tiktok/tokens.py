@@ -21,6 +21,7 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redis.asyncio.lock import Lock
 
 from app.core import redis_keys
 from app.core.clock import utc_now
@@ -56,6 +57,18 @@ class TokensUnreadable(TikTokAuthError):
 
     def __init__(self) -> None:
         super().__init__(None, f"stored TikTok tokens cannot be decrypted: {_REMEDY}")
+
+
+def refresh_lock(redis: aioredis.Redis, settings: Settings) -> Lock:
+    """The one lock under which the stored pair is replaced, by a refresh or by connecting
+    an account: without it a refresh of the old pair could land after a new connection.
+    It outlives one refresh even when TikTok is slow, and expires by itself if its holder
+    dies."""
+    return redis.lock(
+        redis_keys.TIKTOK_TOKEN_REFRESH_LOCK,
+        timeout=settings.tiktok_http_timeout_seconds * 2 + 10,
+        blocking_timeout=settings.tiktok_http_timeout_seconds + 5,
+    )
 
 
 class TikTokNotConnected(TikTokAuthError):

@@ -22,6 +22,7 @@ from app.services.tiktok.connection import (
     disconnected_since,
     mark_connected,
 )
+from app.services.tiktok.tokens import TikTokNotConnected
 from app.services.tiktok.webhook import EventType
 from app.worker import runtime as runtime_module
 from app.worker import tasks
@@ -118,3 +119,24 @@ async def test_the_sweeper_leaves_waiting_replies_until_reconnected(
     await mark_connected(redis_client)
     assert (await asyncio.to_thread(tasks.sweep_outbox.apply)).get()["requeued"] == 1
     assert sweep == [outbox_id]
+
+
+async def test_a_shop_never_connected_keeps_its_replies_waiting(
+    make_harness: MakeHarness, redis_client: aioredis.Redis, committed_db: AsyncEngine
+) -> None:
+    harness = make_harness()
+    await harness.receive(text_message("hi"))
+    (first,) = harness.queued
+    harness.sender.fail_next(TikTokNotConnected())
+    assert [r.outcome for r in await harness.deliver_queued()] == [Delivery.WAITING]
+    row = await outbox_row(committed_db, first)
+    assert row.status is OutboxStatus.PENDING and row.last_error is not None
+    assert "not connected" in row.last_error
+    assert await disconnected_since(redis_client) is not None
+    # The next reply is not even tried: no call until someone connects the shop.
+    await harness.receive(text_message("is PT-0001 still available?", message_id="m2"))
+    assert all(r.outcome is Delivery.WAITING for r in await harness.deliver_queued())
+    assert harness.sender.sent == []
+    await mark_connected(redis_client)
+    await harness.delivery.deliver(first)
+    assert [sent.text for sent in harness.sender.sent] == [replies.MENU]

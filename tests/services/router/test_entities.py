@@ -224,3 +224,17 @@ def test_what_only_looks_like_an_entity_is_none(text: str) -> None:
 )
 def test_sizes_stay_found_where_the_text_names_them(text: str, size: str) -> None:
     assert find_size(text) == size
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("S/M?", "S"), ("M/L", "M"), ("size 32/34", "32"), ("size 8/9", "8"), ("L/XL pls", "L")],
+)
+def test_a_slash_between_sizes_keeps_them(text: str, size: str) -> None:
+    assert find_size(text) == size
+
+
+@pytest.mark.timeout(10)
+def test_one_enormous_word_is_read_in_linear_time() -> None:
+    assert extract_entities("a" * 200_000 + " M") == extract_entities("")
+    assert find_size("x" * 100_000 + " is it M") == "M"

@@ -324,6 +324,8 @@ async def test_an_angry_late_order_gets_its_status_and_a_person_offered(
         ("hi! where is my order", False),
         ("is PT-0001 in XXL?", False),
         ("when does my order ship", False),
+        ("Where is my UPS package? DHL says it left", False),
+        ("any update? thanks!!", False),
     ],
 )
 def test_what_sounds_upset(text: str, upset: bool) -> None:

@@ -262,6 +262,22 @@ async def test_rejected_token_is_refreshed_once_and_the_call_retried(
     assert cached.access_token == tokens.access_token
 
 
+async def test_a_refresh_that_fails_after_reaching_tiktok_is_no_maybe_sent_message(
+    make_client: ClientFactory, sandbox: SandboxControl
+) -> None:
+    # The send is refused (40105), the refresh answers 502: the message never went out,
+    # so the outbox must retry it rather than wait for an echo.
+    await sandbox.expire_access_token()
+    await sandbox.fail_next(1, "http_502", endpoints=["refresh_token"])
+
+    with pytest.raises(TikTokTransientError) as caught:
+        await make_client().send_text(CONVERSATION, "hello")
+
+    assert caught.value.kind is TransientKind.SERVER_ERROR
+    assert not caught.value.maybe_delivered
+    assert await sandbox.messages() == []
+
+
 async def test_token_rejected_twice_is_an_auth_error(
     make_client: ClientFactory, sandbox: SandboxControl
 ) -> None:

@@ -4,6 +4,7 @@ open_id, the webhook registration, and every way it can be refused."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -30,7 +31,7 @@ from app.services.tiktok.connect import (
 )
 from app.services.tiktok.connection import disconnected_since, mark_disconnected
 from app.services.tiktok.errors import TikTokAuthError
-from app.services.tiktok.tokens import DbTokenStore
+from app.services.tiktok.tokens import DbTokenStore, refresh_lock
 from tests.conftest import TestServices
 
 ANA = staff_holder(1)
@@ -200,15 +201,15 @@ async def test_a_missing_or_unknown_state_is_refused(
     assert await stored_row(committed_db) is None
 
 
-async def test_someone_elses_state_is_refused_and_used_up(
+async def test_someone_elses_state_is_refused_and_left_for_its_holder(
     connector: TikTokConnector, http: httpx.AsyncClient, committed_db: AsyncEngine
 ) -> None:
     back = await owner_says_yes(connector, http, holder=ANA)
     with pytest.raises(ConnectRefused, match="someone else"):
         await connector.finish(state=back["state"], auth_code=back["auth_code"], holder=BEN)
-    with pytest.raises(ConnectRefused, match="already used"):
-        await connector.finish(state=back["state"], auth_code=back["auth_code"], holder=ANA)
     assert await stored_row(committed_db) is None
+    await connector.finish(state=back["state"], auth_code=back["auth_code"], holder=ANA)
+    assert await stored_row(committed_db) is not None
 
 
 async def test_a_command_line_link_needs_no_session(
@@ -356,3 +357,26 @@ async def test_a_shop_never_connected_cannot_send(
         await client.send_text("conversation-1", "hello")
     with pytest.raises(TikTokAuthError, match="not connected"):
         await store.load()
+
+
+async def test_connecting_waits_for_a_refresh_and_drops_an_unsaved_old_pair(
+    connector: TikTokConnector,
+    http: httpx.AsyncClient,
+    redis_client: aioredis.Redis,
+    tiktok_settings: Settings,
+    token_sessions: SessionFactory,
+) -> None:
+    await redis_client.set(redis_keys.TIKTOK_UNSAVED_TOKENS, "the old account's pair")
+    back = await owner_says_yes(connector, http)
+    refreshing = refresh_lock(redis_client, tiktok_settings)
+    assert await refreshing.acquire()  # a worker refreshing the old pair right now
+    finishing = asyncio.create_task(
+        connector.finish(state=back["state"], auth_code=back["auth_code"], holder=ANA)
+    )
+    await asyncio.sleep(0.5)
+    assert not finishing.done()  # the new pair is not written under the refresh
+    await refreshing.release()
+    connected = await finishing
+    assert await redis_client.get(redis_keys.TIKTOK_UNSAVED_TOKENS) is None
+    pair = await DbTokenStore.from_settings(token_sessions, tiktok_settings).load()
+    assert connected.open_id and pair.access_expires_at is not None
