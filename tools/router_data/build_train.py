@@ -306,8 +306,8 @@ def build_examples(rng: random.Random) -> list[Example]:
     out.extend(rambling(base_by_intent, rng))
     out.extend(injected_requests(base_by_intent, rng))
     # Their own random stream: the lines above stay exactly as they were.
-    out.extend(in_context_examples(random.Random(SEED + 1)))
-    out.extend(real_words_examples(random.Random(SEED + 2)))
+    out.extend(slot_filled_examples(IN_CONTEXT, random.Random(SEED + 1)))
+    out.extend(slot_filled_examples(REAL_WORDS, random.Random(SEED + 2)))
     out.extend(corpus_examples())
     return dedupe(out)
 
@@ -325,16 +325,6 @@ REAL_WORDS: dict[Intent, tuple[str, ...]] = {
     Intent.THANKS: real.THANKS,
     Intent.OTHER: real.OTHER,
 }
-
-
-def real_words_examples(rng: random.Random) -> list[Example]:
-    """handwritten_real.py's lines, slots filled, each with one typed-like variant."""
-    out: list[Example] = []
-    for intent, lines in REAL_WORDS.items():
-        for text in (text for line in lines for text in fill_slots(line, rng)):
-            out.append((text, intent))
-            out.append((typed_variant(text, rng), intent))
-    return out
 
 
 def corpus_examples() -> list[Example]:
@@ -356,10 +346,11 @@ IN_CONTEXT: dict[Intent, tuple[str, ...]] = {
 }
 
 
-def in_context_examples(rng: random.Random) -> list[Example]:
-    """in_context.py's lines, slots filled, each with one typed-like variant."""
+def slot_filled_examples(table: dict[Intent, tuple[str, ...]], rng: random.Random) -> list[Example]:
+    """A table's lines (in_context.py, handwritten_real.py), slots filled, each with one
+    typed-like variant."""
     out: list[Example] = []
-    for intent, lines in IN_CONTEXT.items():
+    for intent, lines in table.items():
         for text in (text for line in lines for text in fill_slots(line, rng)):
             out.append((text, intent))
             out.append((typed_variant(text, rng), intent))

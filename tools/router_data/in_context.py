@@ -3,7 +3,7 @@ after a list, waitlist requests, letting a hold go, questions about a piece's st
 "hold" used as an idiom. The labels are the ones a person reading the conversation writes.
 
 Kept apart from `handwritten.py` and generated with their own random stream (see
-`build_train.in_context_examples`), so adding lines here leaves every other generated
+`build_train.slot_filled_examples`), so adding lines here leaves every other generated
 line of `train.jsonl` exactly as it was.
 """
 

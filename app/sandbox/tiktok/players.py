@@ -263,15 +263,7 @@ def players_router(state: SandboxState, webhooks: WebhookSender) -> APIRouter:
         text = state.settings.welcome_message
         if text is None:
             return
-        content = shop_side_content(
-            config,
-            conversation_id=conversation_id,
-            message_id=tiktok_id(),
-            timestamp_ms=at_ms,
-            user_id=user_id,
-            username=username,
-            source=None,
-        )
+        content, _ = new_shop_side(conversation_id, user_id, username, None, at_ms=at_ms)
         content.update(type="text", text={"body": text}, auto_message_type="WELCOME_MESSAGE")
         raw = webhooks.envelope("im_send_msg", content, at_ms // 1000)
         await webhooks.post(raw, 1, event="im_send_msg", message_id=content["message_id"])
@@ -359,10 +351,15 @@ def players_router(state: SandboxState, webhooks: WebhookSender) -> APIRouter:
             conversation.replies += 1
 
     def new_shop_side(
-        conversation_id: str, user_id: str, username: str, source: MessageSource | None
+        conversation_id: str,
+        user_id: str,
+        username: str,
+        source: MessageSource | None,
+        *,
+        at_ms: int | None = None,
     ) -> tuple[dict[str, Any], int]:
         """The common part of a new message from the shop's side, and its time."""
-        timestamp_ms = _now_ms()
+        timestamp_ms = _now_ms() if at_ms is None else at_ms
         content = shop_side_content(
             config,
             conversation_id=conversation_id,

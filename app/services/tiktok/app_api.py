@@ -25,7 +25,6 @@ from app.services.tiktok.api import (
     WebhookConfigData,
     WebhookUpdateRequest,
 )
-from app.services.tiktok.errors import TikTokCode, error_for_code
 from app.services.tiktok.tokens import TokenPair
 from app.services.tiktok.transport import Answer, TikTokTransport, data_as
 
@@ -122,7 +121,8 @@ class TikTokAppApi:
 
 def _succeeded(answer: Answer, path: str) -> Envelope:
     envelope = answer.envelope
-    if envelope.code != TikTokCode.OK:
+    error = answer.refusal()
+    if error is not None:
         log.warning(
             "tiktok_app_call_refused",
             path=path,
@@ -130,7 +130,5 @@ def _succeeded(answer: Answer, path: str) -> Envelope:
             tiktok_message=envelope.message,
             request_id=envelope.request_id,
         )
-        raise error_for_code(
-            envelope.code, envelope.message, envelope.request_id, http_status=answer.status
-        )
+        raise error
     return envelope

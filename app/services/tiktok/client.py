@@ -50,7 +50,6 @@ from app.services.tiktok.errors import (
     TikTokRequestInvalid,
     TikTokTransientError,
     TransientKind,
-    error_for_code,
 )
 from app.services.tiktok.text import text_length
 from app.services.tiktok.tokens import (
@@ -424,10 +423,8 @@ class TikTokClient:
             "POST", REFRESH_TOKEN_PATH, token=None, json=body.model_dump(mode="json")
         )
         envelope = answer.envelope
-        if envelope.code != TikTokCode.OK:
-            error = error_for_code(
-                envelope.code, envelope.message, envelope.request_id, http_status=answer.status
-            )
+        error = answer.refusal()
+        if error is not None:
             if isinstance(error, TikTokPermanentError):
                 raise TikTokAuthError(
                     envelope.code,
@@ -488,10 +485,8 @@ class TikTokClient:
                     method, path, token=token, json=json, params=params, data=data, files=files
                 )
         envelope = answer.envelope
-        if envelope.code != TikTokCode.OK:
-            error = error_for_code(
-                envelope.code, envelope.message, envelope.request_id, http_status=answer.status
-            )
+        error = answer.refusal()
+        if error is not None:
             log.warning(
                 "tiktok_api_error",
                 path=path,

@@ -18,9 +18,11 @@ from app.core.config import Settings
 from app.services.tiktok.api import Envelope
 from app.services.tiktok.errors import (
     TikTokCode,
+    TikTokError,
     TikTokPermanentError,
     TikTokTransientError,
     TransientKind,
+    error_for_code,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -84,6 +86,15 @@ class TikTokTransport:
 class Answer:
     envelope: Envelope
     status: int
+
+    def refusal(self) -> TikTokError | None:
+        """The error TikTok's `code` means; None for a success (code 0)."""
+        envelope = self.envelope
+        if envelope.code == TikTokCode.OK:
+            return None
+        return error_for_code(
+            envelope.code, envelope.message, envelope.request_id, http_status=self.status
+        )
 
 
 def envelope_of(response: httpx.Response, path: str) -> Envelope:
