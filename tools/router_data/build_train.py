@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from app.services.router.local import MODEL_FILE, LocalRouter, model_digest
 from app.services.router.models import Intent
 from tools.router_data import assistant_requests as assistant
 from tools.router_data import handwritten as hw
@@ -29,10 +30,12 @@ from tools.router_data import in_context, vocab
 from tools.router_data.corpora import CORPORA_DIR
 from tools.router_data.grammars import CONTRASTS, GRAMMARS, Rule
 from tools.router_data.handwritten_other import INJECTION, OTHER
+from tools.router_data.shopping_talk import shopping_requests
 
 DATA_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = DATA_DIR.parents[1]
-# The one file the running router reads; everything else here is for building it.
+# The files the running router reads (the lines, and the model trained on them);
+# everything else here is for building them.
 TRAIN_FILE = PROJECT_ROOT / "app" / "services" / "router" / "data" / "train.jsonl"
 # Hand-written DMs kept apart from training, to tune the threshold and check generalisation.
 HOLDOUT_FILE = DATA_DIR / "holdout.jsonl"
@@ -280,6 +283,13 @@ def main() -> None:
     print(f"wrote {len(examples)} examples to {TRAIN_FILE}")
     for intent in Intent:
         print(f"  {intent.value:<13} {counts[intent]}")
+    save_model()
+
+
+def save_model() -> None:
+    """Train on the file just written and save the model the bot loads at start-up."""
+    LocalRouter.from_file(TRAIN_FILE).save(MODEL_FILE, digest=model_digest())
+    print(f"saved the trained model to {MODEL_FILE}")
 
 
 def build_examples(rng: random.Random) -> list[Example]:
@@ -308,6 +318,7 @@ def build_examples(rng: random.Random) -> list[Example]:
     # Their own random stream: the lines above stay exactly as they were.
     out.extend(slot_filled_examples(IN_CONTEXT, random.Random(SEED + 1)))
     out.extend(slot_filled_examples(REAL_WORDS, random.Random(SEED + 2)))
+    out.extend(shopping_requests(random.Random(SEED + 3)))
     out.extend(corpus_examples())
     return dedupe(out)
 

@@ -1,6 +1,8 @@
 """Real people's words from licensed public corpora, relabelled to Philia's intents.
 
     uv run python -m tools.router_data.corpora hwu64 PATH/TO/NLU-Evaluation-Data
+    uv run python -m tools.router_data.corpora bitext PATH/TO/Bitext_Sample_...Dataset.csv
+    uv run python -m tools.router_data.corpora banking77 PATH/TO/task-specific-datasets
 
 Writes `corpora/<name>.jsonl` (`text`, `intent`, `source`, `source_intent`), which
 `build_train` adds to the training set. The derived files are committed: building the
@@ -86,23 +88,123 @@ def hwu64(checkout: Path) -> list[dict[str, str]]:
         else:
             intent = Intent.OTHER
         by_source_intent[source_intent].setdefault(text, intent)
+    return _sampled("hwu64", by_source_intent, PER_SOURCE_INTENT)
+
+
+# Bitext customer-support training sample (Bitext Innovations, repository
+# `bitext/customer-support-llm-chatbot-training-dataset`, file
+# `data/train/Bitext_Sample_Customer_Support_Training_Dataset.csv` at commit 337b968;
+# CDLA-Sharing-1.0): customers' requests to an online shop's support, with the typos,
+# swearing and odd synonyms ("reimbursement", "delivery period") of real support queues.
+# Its intents that are a shop question here, mapped; the rest (invoices, reviews,
+# newsletters, address changes) are left out, as their answer in a TikTok DM is unclear.
+BITEXT_INTENTS: dict[str, Intent] = {
+    "track_order": Intent.ORDER_STATUS,
+    "delivery_period": Intent.POLICY,
+    "delivery_options": Intent.POLICY,
+    "check_refund_policy": Intent.POLICY,
+    "check_payment_methods": Intent.POLICY,
+    "check_cancellation_fee": Intent.POLICY,
+    # Acting on an order (cancelling, changing it, paying it back) is a person's job.
+    "cancel_order": Intent.HUMAN,
+    "change_order": Intent.HUMAN,
+    "get_refund": Intent.HUMAN,
+    "track_refund": Intent.HUMAN,
+    "payment_issue": Intent.HUMAN,
+    "complaint": Intent.HUMAN,
+    "contact_human_agent": Intent.HUMAN,
+    "contact_customer_service": Intent.HUMAN,
+    # Buying with no piece named: what is there to buy (PRODUCT.md: `hold` needs a piece).
+    "place_order": Intent.AVAILABILITY,
+    # A TikTok shop has no website accounts: these are not the shop's questions.
+    "create_account": Intent.OTHER,
+    "delete_account": Intent.OTHER,
+    "edit_account": Intent.OTHER,
+    "switch_account": Intent.OTHER,
+    "recover_password": Intent.OTHER,
+    "registration_problems": Intent.OTHER,
+}
+# "how soon can I expect my parcel" asks where one's own order is, not how long shipping
+# takes in general: Bitext files both under delivery_period.
+_OWN_PARCEL = re.compile(
+    r"\b(?:my|mine)\s+(?:\w+\s+)?(?:order|package|parcel|purchase|item|product|delivery|shipment|stuff|goods|things)\b",
+    re.IGNORECASE,
+)
+BITEXT_PER_INTENT = 40
+
+
+def bitext(checkout: Path) -> list[dict[str, str]]:
+    path = checkout
+    if checkout.is_dir():
+        path = next(checkout.rglob("Bitext_Sample_Customer_Support_Training_Dataset*.csv"))
+    by_source_intent: dict[str, dict[str, Intent]] = defaultdict(dict)
+    with path.open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            source_intent = row["intent"]
+            intent = BITEXT_INTENTS.get(source_intent)
+            text = " ".join(row["instruction"].split())
+            if intent is None or not text or "{{" in text:
+                continue
+            if source_intent == "delivery_period" and _OWN_PARCEL.search(text):
+                intent = Intent.ORDER_STATUS
+            by_source_intent[source_intent].setdefault(text, intent)
+    return _sampled("bitext", by_source_intent, BITEXT_PER_INTENT)
+
+
+def _sampled(
+    source: str, by_source_intent: dict[str, dict[str, Intent]], per_intent: int
+) -> list[dict[str, str]]:
+    """A fixed, spread-out sample per source intent: the same input gives the same lines."""
     out: list[dict[str, str]] = []
     for source_intent, texts in sorted(by_source_intent.items()):
-        # A fixed, spread-out sample: the same checkout always gives the same lines.
         chosen = sorted(texts, key=lambda t: hashlib.sha256(t.encode()).hexdigest())
-        for text in chosen[:PER_SOURCE_INTENT]:
+        for text in chosen[:per_intent]:
             out.append(
                 {
                     "text": text,
                     "intent": texts[text].value,
-                    "source": "hwu64",
+                    "source": source,
                     "source_intent": source_intent,
                 }
             )
     return out
 
 
-SOURCES = {"hwu64": hwu64}
+# Banking77 (Casanueva et al. 2020, "Efficient Intent Detection with Dual Sentence
+# Encoders"; repository `PolyAI-LDN/task-specific-datasets`, `banking_data/train.csv`;
+# CC BY 4.0): customers' questions to a bank. Off-topic here, and worded like support
+# requests ("my transfer hasn't arrived", "can I deposit a cheque"), which the assistant
+# corpora are not. Left out: the intents a shop's customer could ask in the same words
+# (refunds, card payments and their fees, declined or pending payments, which cards or
+# wallets are accepted, a card's delivery, charges twice or unrecognised).
+BANKING77_LEFT_OUT = frozenset(
+    (
+        "Refund_not_showing_up", "request_refund", "card_arrival", "card_delivery_estimate",
+        "order_physical_card", "get_physical_card", "cancel_transfer", "transaction_charged_twice",
+        "card_payment_fee_charged", "card_payment_not_recognised",
+        "card_payment_wrong_exchange_rate",
+        "declined_card_payment", "pending_card_payment", "reverted_card_payment?",
+        "apple_pay_or_google_pay", "supported_cards_and_currencies", "visa_or_mastercard",
+        "country_support", "card_acceptance", "card_not_working", "contactless_not_working",
+        "extra_charge_on_statement", "direct_debit_payment_not_recognised",
+    )
+)  # fmt: skip
+BANKING77_PER_INTENT = 8
+
+
+def banking77(checkout: Path) -> list[dict[str, str]]:
+    path = checkout / "banking_data" / "train.csv" if checkout.is_dir() else checkout
+    by_source_intent: dict[str, dict[str, Intent]] = defaultdict(dict)
+    with path.open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            text = " ".join(row["text"].split())
+            if row["category"] in BANKING77_LEFT_OUT or not text:
+                continue
+            by_source_intent[row["category"]].setdefault(text, Intent.OTHER)
+    return _sampled("banking77", by_source_intent, BANKING77_PER_INTENT)
+
+
+SOURCES = {"hwu64": hwu64, "bitext": bitext, "banking77": banking77}
 
 
 def main(argv: list[str]) -> None:

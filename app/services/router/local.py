@@ -15,10 +15,18 @@ Its margins are turned into a confidence with a softmax (see `_softmax`).
 
 Its `hold` is only kept for a message it can read as one (see hold_gate): on text in a
 script it never saw, the model still names an intent, and `hold` changes the shop.
+
+Training takes about two seconds on a small machine, on every start of every process that
+routes. So `tools.router_data.build_train` also saves the trained vocabularies and weights
+(`data/model.npz`, no pickle: arrays only), stamped with a digest of what they were built
+from (the training lines and the code that turns text into features). A process loads
+that file in a fraction of the time; when the stamp does not match (someone changed the
+lines or the features and did not rebuild), it trains instead, as before, and says so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -33,12 +41,21 @@ from sklearn.feature_extraction.text import TfidfVectorizer  # type: ignore[impo
 from sklearn.pipeline import FeatureUnion, Pipeline  # type: ignore[import-untyped]
 from sklearn.svm import LinearSVC  # type: ignore[import-untyped]
 
+from app.core.logging import get_logger
+from app.services.router import lexicon
 from app.services.router.entities import extract_entities
 from app.services.router.hold_gate import as_question, hold_is_read
 from app.services.router.lexicon import generalise
 from app.services.router.models import Intent, RouteResult
 
-TRAIN_FILE = Path(__file__).resolve().parent / "data" / "train.jsonl"
+log = get_logger(__name__)
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+TRAIN_FILE = DATA_DIR / "train.jsonl"
+MODEL_FILE = DATA_DIR / "model.npz"
+# The files a saved model depends on: its lines, and the code that turns a line into
+# features (placeholders, garment names). A change to any of them makes it stale.
+MODEL_SOURCES: tuple[Path, ...] = (TRAIN_FILE, Path(__file__), Path(lexicon.__file__))
 
 # Below this confidence the classifier is guessing, and a guessed shop intent makes the
 # bot act on something the customer never asked; `other` lets the conversation ask again
@@ -82,27 +99,43 @@ def prepare(text: str) -> str:
     return " ".join(text.split())
 
 
-def _build_pipeline(c: float) -> Pipeline:
-    features = FeatureUnion(
-        [
-            (
-                "words",
-                TfidfVectorizer(
-                    ngram_range=(1, 2),
-                    # Keep one-letter words ("u", "m") and emoji / punctuation as tokens.
-                    token_pattern=r"(?u)\b\w+\b|[^\w\s]",  # noqa: S106 (a regex, not a secret)
-                    sublinear_tf=True,
-                    min_df=1,
-                ),
-            ),
-            (
-                "chars",
-                TfidfVectorizer(
-                    analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2
-                ),
-            ),
-        ]
+def _words_vectoriser() -> TfidfVectorizer:
+    return TfidfVectorizer(
+        ngram_range=(1, 2),
+        # Keep one-letter words ("u", "m") and emoji / punctuation as tokens.
+        token_pattern=r"(?u)\b\w+\b|[^\w\s]",  # noqa: S106 (a regex, not a secret)
+        sublinear_tf=True,
+        min_df=1,
     )
+
+
+def _chars_vectoriser() -> TfidfVectorizer:
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)
+
+
+def _fitted(
+    vectoriser: TfidfVectorizer, terms: NDArray[np.str_], idf: NDArray[np.float64]
+) -> TfidfVectorizer:
+    """A vectoriser as fitting would leave it, from the terms (in column order) and idf."""
+    vectoriser.set_params(vocabulary={str(term): i for i, term in enumerate(terms)})
+    vectoriser.idf_ = idf
+    return vectoriser
+
+
+def _terms(vectoriser: TfidfVectorizer) -> NDArray[np.str_]:
+    terms: NDArray[np.str_] = np.asarray(vectoriser.get_feature_names_out(), dtype=np.str_)
+    return terms
+
+
+def model_digest(sources: Sequence[Path] = MODEL_SOURCES) -> str:
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _build_pipeline(c: float) -> Pipeline:
+    features = FeatureUnion([("words", _words_vectoriser()), ("chars", _chars_vectoriser())])
     # A fixed random_state: liblinear shuffles, and the same file must give the same model.
     classifier = LinearSVC(C=c, random_state=0)
     return Pipeline([("features", features), ("classifier", classifier)])
@@ -149,26 +182,86 @@ class LocalRouter:
         pipeline = _build_pipeline(c)
         pipeline.fit([prepare(e.text) for e in examples], [e.intent.value for e in examples])
         classes: Iterable[str] = pipeline.classes_
-        self._classes: list[Intent] = [Intent(label) for label in classes]
-        if len(self._classes) < 3:
-            raise ValueError("the local router needs examples of at least three intents")
         # Scoring one message through the Pipeline spends more time stacking matrices and
         # validating input than computing: keep the fitted vectorisers and the weights,
         # split per vectoriser, and score with two sparse-dense products instead.
         features: FeatureUnion = pipeline.named_steps["features"]
         classifier: LinearSVC = pipeline.named_steps["classifier"]
-        (_, self._words), (_, self._chars) = features.transformer_list
-        n_words = len(self._words.vocabulary_)
+        (_, words), (_, chars) = features.transformer_list
+        n_words = len(words.vocabulary_)
         coef: NDArray[np.float64] = classifier.coef_
-        self._word_weights = np.ascontiguousarray(coef[:, :n_words].T)
-        self._char_weights = np.ascontiguousarray(coef[:, n_words:].T)
-        self._bias: NDArray[np.float64] = classifier.intercept_
+        self._set_parts(
+            classes=[Intent(label) for label in classes],
+            words=words,
+            chars=chars,
+            word_weights=coef[:, :n_words].T,
+            char_weights=coef[:, n_words:].T,
+            bias=classifier.intercept_,
+        )
+
+    def _set_parts(
+        self,
+        *,
+        classes: list[Intent],
+        words: TfidfVectorizer,
+        chars: TfidfVectorizer,
+        word_weights: NDArray[np.float64],
+        char_weights: NDArray[np.float64],
+        bias: NDArray[np.float64],
+    ) -> None:
+        if len(classes) < 3:
+            raise ValueError("the local router needs examples of at least three intents")
+        self._classes = classes
+        self._words = words
+        self._chars = chars
+        self._word_weights = np.ascontiguousarray(word_weights, dtype=np.float64)
+        self._char_weights = np.ascontiguousarray(char_weights, dtype=np.float64)
+        self._bias = np.asarray(bias, dtype=np.float64)
 
     @classmethod
     def from_file(
         cls, path: Path = TRAIN_FILE, *, threshold: float = DEFAULT_THRESHOLD
     ) -> LocalRouter:
         return cls(load_examples(path), threshold=threshold)
+
+    def save(self, path: Path = MODEL_FILE, *, digest: str) -> None:
+        """The trained model as arrays (weights in float32: a tenth of a percent of a
+        confidence at most, and half the file), stamped with what it was built from."""
+        np.savez_compressed(
+            path,
+            digest=np.asarray(digest),
+            classes=np.asarray([intent.value for intent in self._classes]),
+            word_terms=_terms(self._words),
+            word_idf=self._words.idf_,
+            char_terms=_terms(self._chars),
+            char_idf=self._chars.idf_,
+            word_weights=self._word_weights.astype(np.float32),
+            char_weights=self._char_weights.astype(np.float32),
+            bias=self._bias,
+        )
+
+    @classmethod
+    def load(
+        cls, path: Path = MODEL_FILE, *, digest: str, threshold: float = DEFAULT_THRESHOLD
+    ) -> LocalRouter | None:
+        """The saved model, or None when there is none or it was built from other sources."""
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                if str(saved["digest"]) != digest:
+                    return None
+                router = cls.__new__(cls)
+                router.threshold = threshold
+                router._set_parts(
+                    classes=[Intent(str(label)) for label in saved["classes"]],
+                    words=_fitted(_words_vectoriser(), saved["word_terms"], saved["word_idf"]),
+                    chars=_fitted(_chars_vectoriser(), saved["char_terms"], saved["char_idf"]),
+                    word_weights=saved["word_weights"],
+                    char_weights=saved["char_weights"],
+                    bias=saved["bias"],
+                )
+                return router
+        except FileNotFoundError:
+            return None
 
     def probabilities(self, texts: Sequence[str]) -> NDArray[np.float64]:
         """One row per text, one column per intent in `self.classes` order."""
@@ -268,10 +361,23 @@ _shared_lock = threading.Lock()
 
 
 def get_local_router() -> LocalRouter:
-    """The process-wide local router, trained on first use (once, even under threads)."""
+    """The process-wide local router, loaded (or trained) on first use, once even under
+    threads."""
     global _shared
     if _shared is None:
         with _shared_lock:
             if _shared is None:
-                _shared = LocalRouter.from_file()
+                _shared = load_or_train()
     return _shared
+
+
+def load_or_train() -> LocalRouter:
+    """The saved model when it was built from the current lines and code; else trained."""
+    saved = LocalRouter.load(digest=model_digest())
+    if saved is not None:
+        return saved
+    log.warning(
+        "router_model_stale",
+        hint="uv run python -m tools.router_data.build_train rebuilds data/model.npz",
+    )
+    return LocalRouter.from_file()

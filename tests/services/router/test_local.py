@@ -6,10 +6,12 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from app.services.router import local
 from app.services.router.evaluate import evaluate, read_labelled
-from app.services.router.local import LocalRouter, load_examples, prepare
+from app.services.router.local import LocalRouter, load_examples, model_digest, prepare
 from app.services.router.models import Intent
 from app.services.router.router import HybridRouter
 from tools.router_data.build_train import HOLDOUT_FILE, normalise_for_leak_check
@@ -123,3 +125,41 @@ async def test_async_route_without_key(offline_router: HybridRouter) -> None:
     assert (result.intent, result.source) == (Intent.AVAILABILITY, "local")
     empty = await offline_router.route("   ")
     assert (empty.intent, empty.source) == (Intent.OTHER, "pattern")
+
+
+def test_saved_model_is_built_from_the_current_lines_and_code() -> None:
+    saved = LocalRouter.load(digest=model_digest())
+    assert saved is not None, (
+        "data/model.npz is stale: rebuild it with `uv run python -m tools.router_data.build_train`"
+    )
+
+
+def test_saved_model_reads_every_message_like_the_trained_one(shared_dir: Path) -> None:
+    saved = LocalRouter.load(digest=model_digest())
+    assert saved is not None
+    trained = LocalRouter(load_examples())
+    texts = [row.text for row in read_labelled(HOLDOUT_FILE)]
+    texts += [row.text for row in read_labelled(shared_dir / "eval" / "clinc150_shop.jsonl")]
+    assert saved.classes == trained.classes
+    saved_rows, trained_rows = saved.probabilities(texts), trained.probabilities(texts)
+    # float32 weights on disk: confidences agree to well under a thousandth
+    assert np.abs(saved_rows - trained_rows).max() < 1e-3
+    assert (saved_rows.argmax(axis=1) == trained_rows.argmax(axis=1)).all()
+    assert saved.readability("is the carhartt still available") == 1.0
+
+
+def test_a_model_built_from_other_sources_is_not_loaded(tmp_path: Path) -> None:
+    assert LocalRouter.load(digest="0" * 64) is None
+    assert LocalRouter.load(tmp_path / "missing.npz", digest=model_digest()) is None
+    # A change to a source changes the stamp.
+    lines = tmp_path / "train.jsonl"
+    lines.write_text('{"text": "hi", "intent": "menu"}\n', encoding="utf-8")
+    before = model_digest((lines,))
+    lines.write_text('{"text": "hey", "intent": "menu"}\n', encoding="utf-8")
+    assert model_digest((lines,)) != before
+
+
+def test_a_stale_model_is_trained_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "model_digest", lambda: "stale")
+    router = local.load_or_train()
+    assert router.classify("how much is the jacket")[0] is Intent.PRICE

@@ -29,6 +29,28 @@ CASES: list[tuple[str, Intent]] = [
     ("will it rain this weekend", Intent.OTHER),
     ("what's a good recipe for pasta", Intent.OTHER),
     ("book me a cab to the airport", Intent.OTHER),
+    # Described, pointed at and wrapped the way people talk to a sales assistant.
+    ("could you put the mustard corduroy blazer in my basket", Intent.HOLD),
+    ("i'll grab the two striped tees you showed at the end", Intent.HOLD),
+    ("ok go ahead, ring up the navy peacoat for me", Intent.HOLD),
+    ("what are you asking for the suede loafers on the shelf", Intent.PRICE),
+    ("what's the price tag on that teal anorak?", Intent.PRICE),
+    ("how much do the ones on the right go for", Intent.PRICE),
+    ("i'm searching for a wool peacoat for my dad", Intent.AVAILABILITY),
+    ("any pleated skirts in a small?", Intent.AVAILABILITY),
+    ("hi! i want to see some denim overalls", Intent.AVAILABILITY),
+    ("what size is the olive parka hanging up", Intent.SIZING),
+    ("would the tan trench fit someone who's 5'4", Intent.SIZING),
+    # A support queue's words.
+    ("i'd like to call off my order", Intent.HUMAN),
+    ("i was charged two times for one purchase", Intent.HUMAN),
+    ("how many days does delivery usually take", Intent.POLICY),
+    ("which payment methods can i use", Intent.POLICY),
+    ("what is your policy on reimbursements", Intent.POLICY),
+    ("when will my stuff get here", Intent.ORDER_STATUS),
+    ("i can't log into my account", Intent.OTHER),
+    ("how do i top up my card", Intent.OTHER),
+    ("what's the exchange rate for euros", Intent.OTHER),
 ]
 
 
