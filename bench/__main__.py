@@ -1,7 +1,9 @@
 """`make bench`: the pipeline's figures, each against a baseline measured in the same run.
 
-1. Ingress: webhook ack latency and throughput under concurrent load, against a bare
-   endpoint on the same server that only reads the body and answers 200.
+1. Ingress: webhook ack latency and throughput under wrk (32 connections, pre-signed
+   bodies), alternating with a bare endpoint on the same server that only reads the body
+   and answers 200. No ratio is reported when the bare endpoint stays under 3,000 req/s:
+   then the generator or the machine, not the webhook, is what was measured.
 2. Worker: messages handled per second (webhook event to reply accepted by the TikTok
    stand-in), against a bare Celery task that only increments a Redis counter.
 3. End to end: latency from webhook to the reply recorded by the stand-in, at a steady
@@ -31,7 +33,9 @@ from app.sandbox.control import SandboxControl
 from app.sandbox.stack import Stack, free_port
 from app.services.tiktok.signature import signature_header
 from app.worker import task_names
-from app.worker.celery_app import EVENTS_QUEUE, create_celery
+from app.worker.celery_app import create_celery
+from app.worker.task_names import EVENTS_QUEUE
+from bench.wrk import WrkResult, ensure_wrk, run_wrk
 
 SECRET = "bench-client-secret"
 RESULTS = PROJECT_ROOT / "bench-results"
@@ -83,85 +87,84 @@ def webhook_body(user: str, text: str = "hi", timestamp_ms: int | None = None) -
     )
 
 
-async def hammer(
-    client: httpx.AsyncClient, path: str, bodies: list[bytes], concurrency: int
-) -> tuple[list[float], float, int]:
-    """POST every body with `concurrency` in flight; latencies (ms), wall time, non-200s."""
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
-    latencies: list[float] = []
-    failures = 0
+# Below this the bare endpoint did not get the load it can take (the generator or
+# something else on the machine is the cap), and a ratio against it would say nothing.
+BARE_FLOOR_RPS = 3000.0
+INGRESS_CONNECTIONS = 32
+INGRESS_SECONDS = 8
 
-    async def runner() -> None:
-        nonlocal failures
-        while not queue.empty():
-            body = queue.get_nowait()
-            headers = {"TikTok-Signature": signature_header(SECRET, body)}
-            started = time.perf_counter()
-            response = await client.post(path, content=body, headers=headers)
-            latencies.append((time.perf_counter() - started) * 1000)
-            if response.status_code != 200:
-                failures += 1
 
-    started = time.perf_counter()
-    await asyncio.gather(*(runner() for _ in range(concurrency)))
-    return latencies, time.perf_counter() - started, failures
+def machine_load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
+
+
+def signed(bodies: list[bytes]) -> list[tuple[bytes, str]]:
+    return [(body, signature_header(SECRET, body)) for body in bodies]
 
 
 async def bench_ingress(stack: Stack, redis: aioredis.Redis) -> list[Figure]:
-    requests, concurrency = 3000, 32
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=stack.api_url, limits=limits, timeout=10) as client:
-        warm = [webhook_body(f"warm-{n}") for n in range(100)]
-        await hammer(client, "/_bench/bare", warm, concurrency)
-        await hammer(client, "/webhook/tiktok", warm, concurrency)
-        bare_lat, bare_wall, _ = await hammer(
-            client, "/_bench/bare", [webhook_body(f"b{n}") for n in range(requests)], concurrency
-        )
-        hook_lat, hook_wall, failed = await hammer(
-            client,
-            "/webhook/tiktok",
-            [webhook_body(f"w{n}") for n in range(requests)],
-            concurrency,
-        )
-        # One request at a time: the cost of an ack itself, without queueing in front of it.
-        single = [webhook_body(f"s{n}") for n in range(300)]
-        bare_one, _, _ = await hammer(client, "/_bench/bare", single, 1)
-        hook_one, _, _ = await hammer(client, "/webhook/tiktok", single, 1)
+    """wrk against the webhook and the bare endpoint in turn, with no worker draining the
+    queue (it would take the cores the API is measured on)."""
+    wrk = ensure_wrk()
+    if wrk is None:
+        print("ingress: wrk is not installed and could not be: no ingress figures")
+        return []
+    requests = signed([webhook_body(f"w{n}") for n in range(1000)])
+    bare_url, hook_url = f"{stack.api_url}/_bench/bare", f"{stack.api_url}/webhook/tiktok"
+
+    def load(url: str, connections: int, seconds: float) -> WrkResult:
+        return run_wrk(wrk, url, requests, connections=connections, seconds=seconds)
+
+    print(f"ingress: before, {machine_load()}")
+    await asyncio.to_thread(load, bare_url, INGRESS_CONNECTIONS, 2)  # warm both
+    await asyncio.to_thread(load, hook_url, INGRESS_CONNECTIONS, 2)
+    bare: list[WrkResult] = []
+    hook: list[WrkResult] = []
+    for _ in range(2):  # alternating, so a drift of the machine hits both alike
+        bare.append(await asyncio.to_thread(load, bare_url, INGRESS_CONNECTIONS, INGRESS_SECONDS))
+        hook.append(await asyncio.to_thread(load, hook_url, INGRESS_CONNECTIONS, INGRESS_SECONDS))
+    bare_one = await asyncio.to_thread(load, bare_url, 1, 3)
+    hook_one = await asyncio.to_thread(load, hook_url, 1, 3)
+    print(f"ingress: after, {machine_load()}")
+    queued = int(await redis.llen(EVENTS_QUEUE))
     await redis.delete(EVENTS_QUEUE)
-    bare_rps, hook_rps = requests / bare_wall, requests / hook_wall
+
+    def rate(results: list[WrkResult]) -> float:
+        return sum(r.requests for r in results) / sum(r.seconds for r in results)
+
+    bare_rps, hook_rps = rate(bare), rate(hook)
+    answered = sum(r.requests for r in hook) + hook_one.requests
+    unanswered = sum(r.non_2xx + r.socket_errors for r in hook) + hook_one.non_2xx
+    honest = bare_rps >= BARE_FLOOR_RPS
+    if not honest:
+        print(
+            f"ingress: the bare endpoint reached {bare_rps:.0f} req/s, under "
+            f"{BARE_FLOOR_RPS:.0f}: the load generator or the machine is the cap, so no "
+            "ingress ratio is reported"
+        )
+    baseline = bare_rps if honest else None
     return [
-        Figure("webhook throughput", hook_rps, "req/s", bare_rps, "ratio >= 0.5"),
+        Figure("bare endpoint (wrk, 32 conns)", bare_rps, "req/s", None, ">= 3000"),
+        Figure("webhook throughput", hook_rps, "req/s", baseline, "ratio >= 0.5"),
         Figure(
             "webhook ack p50, 32 in flight",
-            statistics.median(hook_lat),
+            max(r.p50_ms for r in hook),
             "ms",
-            statistics.median(bare_lat),
-            "< 10 ms",
+            max(r.p50_ms for r in bare),
         ),
         Figure(
             "webhook ack p99, 32 in flight",
-            percentile(hook_lat, 99),
+            max(r.p99_ms for r in hook),
             "ms",
-            percentile(bare_lat, 99),
-            "< 200 ms",
+            max(r.p99_ms for r in bare),
+            "< 20 ms",
         ),
-        Figure("webhook non-200 answers", failed, "count", None, "0"),
-        Figure(
-            "webhook ack p50, one at a time",
-            statistics.median(hook_one),
-            "ms",
-            statistics.median(bare_one),
-            "< 10 ms",
-        ),
-        Figure(
-            "webhook ack p99, one at a time",
-            percentile(hook_one, 99),
-            "ms",
-            percentile(bare_one, 99),
-            "< 200 ms",
-        ),
+        Figure("webhook non-200 or lost", unanswered, "count", None, "0"),
+        # Every 200 is an event in Redis: the queue holds at least one per answer.
+        Figure("webhook events queued", queued, "count", answered, ">= answered"),
+        Figure("webhook ack p50, one at a time", hook_one.p50_ms, "ms", bare_one.p50_ms),
+        Figure("webhook ack p99, one at a time", hook_one.p99_ms, "ms", bare_one.p99_ms),
     ]
 
 
@@ -180,6 +183,10 @@ async def bench_worker(
     count = 400
     celery = create_celery(stack.settings.model_copy(update={"redis_url": stack.env["REDIS_URL"]}))
     counter = f"bench:noop:{uuid.uuid4().hex}"
+    # The worker was just started: one round trip first, so its start-up is not timed.
+    ready = f"{counter}:ready"
+    celery.send_task(task_names.NOOP, args=[ready], queue=EVENTS_QUEUE)
+    await wait_until(lambda: redis.get(ready), lambda v: int(v or 0) >= 1, 120)
     started = time.perf_counter()
     for _ in range(count):
         celery.send_task(task_names.NOOP, args=[counter], queue=EVENTS_QUEUE)
@@ -247,6 +254,7 @@ async def run(stack: Stack) -> list[Figure]:
     assert stack.sandbox_url is not None
     async with SandboxControl(stack.sandbox_url) as sandbox:
         figures = await bench_ingress(stack, redis)
+        stack.start_worker()
         figures += await bench_worker(stack, redis, sandbox)
         figures += await bench_end_to_end(stack, sandbox)
     await redis.aclose()
@@ -263,6 +271,7 @@ def main() -> None:
         api_port=free_port(),
         log_dir=root / "logs",
         with_beat=False,
+        with_worker=False,  # started after the ingress figures
         worker_concurrency=int(os.environ.get("BENCH_WORKER_CONCURRENCY", "2")),
         extra_env={
             "TIKTOK_CLIENT_SECRET": SECRET,

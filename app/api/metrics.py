@@ -43,7 +43,7 @@ from app.core.counters import (
 from app.core.errors import NotAuthenticated, NotFound
 from app.core.logging import get_logger
 from app.db.repositories.holds import HoldRepository
-from app.worker.celery_app import EVENTS_QUEUE, MAINTENANCE_QUEUE, SENDS_QUEUE
+from app.worker.task_names import EVENTS_QUEUE, MAINTENANCE_QUEUE, SENDS_QUEUE
 
 router = APIRouter(tags=["operations"])
 log = get_logger(__name__)
@@ -178,7 +178,7 @@ async def _active_holds(engine: AsyncEngine) -> Metric:
     )
 
 
-def _require_scraper(request: Request, settings: SettingsDep) -> None:
+async def _require_scraper(request: Request, settings: SettingsDep) -> None:
     token = settings.metrics_token
     if token is None:
         if settings.environment is Environment.PRODUCTION:

@@ -12,7 +12,8 @@ from app.db.repositories.conversations import DeadLetterRepository, OutboxReposi
 from app.db.session import create_engine, create_session_factory, transaction
 from app.services.messaging import transitions
 from app.worker import task_names
-from app.worker.celery_app import EVENTS_QUEUE, SENDS_QUEUE, create_celery
+from app.worker.celery_app import create_celery
+from app.worker.task_names import EVENTS_QUEUE, SENDS_QUEUE
 
 app = typer.Typer(no_args_is_help=True, help="Events and replies that could not be handled.")
 

@@ -23,7 +23,7 @@ import httpx
 from app.core.config import PROJECT_ROOT, Settings, normalize_database_url
 from app.core.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServices
 from app.db.migrate import upgrade_to_head
-from app.worker.celery_app import EVENTS_QUEUE, MAINTENANCE_QUEUE, SENDS_QUEUE
+from app.worker.task_names import EVENTS_QUEUE, MAINTENANCE_QUEUE, SENDS_QUEUE
 
 
 def free_port() -> int:
@@ -63,6 +63,9 @@ class Stack:
     sandbox_port: int | None = None
     worker_concurrency: int = 2
     with_beat: bool = True
+    # False: start_processes leaves the worker out (the bench starts it after measuring
+    # ingress alone); start_worker starts one at any time.
+    with_worker: bool = True
     log_dir: Path | None = None  # None: children write to this terminal
     extra_env: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
@@ -133,7 +136,8 @@ class Stack:
                 str(self.api_port),
             ],
         )
-        self.start_worker()
+        if self.with_worker:
+            self.start_worker()
         if self.with_beat:
             self._spawn(
                 "beat",

@@ -49,7 +49,7 @@ from app.sandbox.tiktok import RecordedMessage
 from app.services.shop import load_default_faq
 from app.services.shop.catalog_io import ImportFailed, import_catalog, import_orders
 from app.services.tiktok.signature import signature_header
-from app.worker.celery_app import EVENTS_QUEUE, MAINTENANCE_QUEUE, SENDS_QUEUE
+from app.worker.task_names import EVENTS_QUEUE, MAINTENANCE_QUEUE, SENDS_QUEUE
 
 POLL_SECONDS = 0.05
 # The whole condition must hold on this many polls in a row: a task that a worker has just

@@ -25,8 +25,8 @@ from app.web.guards import (
 )
 from app.web.templating import templates
 from app.worker import task_names
-from app.worker.celery_app import SENDS_QUEUE
 from app.worker.enqueue import publish
+from app.worker.task_names import SENDS_QUEUE
 
 log = get_logger(__name__)
 
@@ -48,7 +48,7 @@ class CsrfRejected(Exception):
     pass
 
 
-def _auth(request: Request) -> StaffAuth:
+async def _auth(request: Request) -> StaffAuth:
     return staff_auth_for(request.app)
 
 
@@ -107,7 +107,7 @@ async def _staff_form(request: Request, staff: StaffPage) -> SignedIn:
 StaffForm = Annotated[SignedIn, Depends(_staff_form)]
 
 
-def _inbox(request: Request) -> StaffInbox:
+async def _inbox(request: Request) -> StaffInbox:
     state = request.app.state
     settings: Settings = state.settings
 
@@ -115,7 +115,7 @@ def _inbox(request: Request) -> StaffInbox:
         for outbox_id in outbox_ids:
             try:
                 await publish(
-                    state.celery,
+                    state.producer,
                     task_names.DELIVER_OUTBOX,
                     [outbox_id],
                     queue=SENDS_QUEUE,

@@ -36,7 +36,7 @@ router = APIRouter(prefix="/simulator", tags=["simulator"], include_in_schema=Fa
 _SANDBOX_TIMEOUT_SECONDS = 10.0
 
 
-def _enabled_settings(request: Request) -> Settings:
+async def _enabled_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     if not settings.simulator_on:
         # 404 rather than 403: in production the page simply does not exist.
@@ -140,7 +140,7 @@ class Thread(BaseModel):
     messages: list[ChatMessage]
 
 
-def _require_json(request: Request) -> None:
+async def _require_json(request: Request) -> None:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise HTTPException(status_code=415, detail="send application/json")
 

@@ -15,10 +15,7 @@ from kombu import Exchange, Queue
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging, get_logger, json_logs
 from app.worker import task_names
-
-EVENTS_QUEUE = "events"
-SENDS_QUEUE = "sends"
-MAINTENANCE_QUEUE = "maintenance"
+from app.worker.task_names import EVENTS_QUEUE, MAINTENANCE_QUEUE, SENDS_QUEUE
 
 log = get_logger(__name__)
 

@@ -1,8 +1,14 @@
-"""The names of the Celery tasks: what producers (the webhook, the CLI, the bench) send and
-the worker registers. Names are the wire contract with messages already queued: renaming one
-strands those messages, so a rename keeps the old name registered until the queues drain."""
+"""The names of the Celery tasks and queues: what producers (the webhook, the CLI, the
+bench) send and the worker registers and consumes. Kept free of Celery itself, so the API
+can publish without importing it. Names are the wire contract with messages already
+queued: renaming one strands those messages, so a rename keeps the old name registered
+until the queues drain."""
 
 from __future__ import annotations
+
+EVENTS_QUEUE = "events"
+SENDS_QUEUE = "sends"
+MAINTENANCE_QUEUE = "maintenance"
 
 PROCESS_EVENT = "philia.process_event"
 DELIVER_OUTBOX = "philia.deliver_outbox"

@@ -32,9 +32,10 @@ from app.services.tiktok.connection import disconnected_since
 from app.services.tiktok.errors import backoff_delay
 from app.services.tiktok.webhook import InvalidEnvelope
 from app.worker import task_names
-from app.worker.celery_app import EVENTS_QUEUE, SENDS_QUEUE, celery_app
+from app.worker.celery_app import celery_app
 from app.worker.metered_llm import meter_llm
 from app.worker.runtime import WorkerRuntime, reset_after_fork, run_async, shutdown_runtime
+from app.worker.task_names import EVENTS_QUEUE, SENDS_QUEUE
 
 log = get_logger(__name__)
 

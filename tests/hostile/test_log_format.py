@@ -27,7 +27,8 @@ import pytest
 
 from app.core.config import PROJECT_ROOT, Settings, get_settings
 from app.core.logging import configure_logging
-from app.worker.celery_app import EVENTS_QUEUE, create_celery
+from app.worker.celery_app import create_celery
+from app.worker.task_names import EVENTS_QUEUE
 from tests.conftest import TestServices
 
 SECRET = "sk-test-secret-value-123456"

@@ -14,15 +14,35 @@ is the package's own:
   order_lookups.py: the vocabulary, fit, wording, memory, holds, FAQ and throttle they use.
 """
 
-from app.services.shop.brain import ShopBrain
-from app.services.shop.faq import import_faq, load_default_faq
-from app.services.shop.holds import (
-    ExpiryReport,
-    expire_lapsed_holds,
-    join_waitlist,
-    place_hold,
-    run_hold_expiry,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.services.shop.brain import ShopBrain
+    from app.services.shop.faq import import_faq, load_default_faq
+    from app.services.shop.holds import (
+        ExpiryReport,
+        expire_lapsed_holds,
+        join_waitlist,
+        place_hold,
+        run_hold_expiry,
+    )
+
+# Each name is imported on first use: `catalog_io` (the admin's import and export) is a
+# module of this package, and importing the brain with it would load the router and its
+# model into the API process, which never routes a message.
+_HOMES = {
+    "ShopBrain": "brain",
+    "import_faq": "faq",
+    "load_default_faq": "faq",
+    "ExpiryReport": "holds",
+    "expire_lapsed_holds": "holds",
+    "join_waitlist": "holds",
+    "place_hold": "holds",
+    "run_hold_expiry": "holds",
+}
 
 __all__ = [
     "ExpiryReport",
@@ -34,3 +54,10 @@ __all__ = [
     "place_hold",
     "run_hold_expiry",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
