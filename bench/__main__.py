@@ -18,6 +18,8 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -51,9 +53,9 @@ class Figure:
 
     @property
     def ratio(self) -> float | None:
-        if self.baseline in (None, 0):
+        if self.baseline is None or self.baseline == 0:
             return None
-        return self.value / self.baseline  # type: ignore[operator]
+        return self.value / self.baseline
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -127,7 +129,7 @@ async def bench_ingress(stack: Stack, redis: aioredis.Redis) -> list[Figure]:
     bare_one = await asyncio.to_thread(load, bare_url, 1, 3)
     hook_one = await asyncio.to_thread(load, hook_url, 1, 3)
     print(f"ingress: after, {machine_load()}")
-    queued = int(await redis.llen(EVENTS_QUEUE))
+    queued = int(await redis.llen(EVENTS_QUEUE))  # type: ignore[misc]
     await redis.delete(EVENTS_QUEUE)
 
     def rate(results: list[WrkResult]) -> float:
@@ -203,6 +205,30 @@ async def bench_worker(
     return [Figure("worker: messages answered", real_rate, "msg/s", noop_rate, "ratio >= 0.5")]
 
 
+async def bench_dm_cost(stack: Stack) -> list[Figure]:
+    """SQL statements, transactions and CPU per DM, counted in a process of its own that
+    handles DMs as a worker task does (bench/dm_cost.py)."""
+    completed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "bench.dm_cost", "100"],
+        cwd=PROJECT_ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = completed.stdout.strip().splitlines()
+    if completed.returncode != 0 or not lines:
+        print(f"dm cost: failed ({completed.returncode}):\n{completed.stderr[-2000:]}")
+        return []
+    cost = json.loads(lines[-1])
+    return [
+        Figure("SQL statements per DM", cost["statements_per_dm"], "count", None, "<= 8"),
+        Figure("transactions per DM", cost["transactions_per_dm"], "count"),
+        Figure("worker CPU per DM", cost["cpu_ms_per_dm"], "ms"),
+    ]
+
+
 async def bench_end_to_end(stack: Stack, sandbox: SandboxControl) -> list[Figure]:
     rate, seconds = 50, 10
     await sandbox.reset()
@@ -256,6 +282,7 @@ async def run(stack: Stack) -> list[Figure]:
         figures = await bench_ingress(stack, redis)
         stack.start_worker()
         figures += await bench_worker(stack, redis, sandbox)
+        figures += await bench_dm_cost(stack)
         figures += await bench_end_to_end(stack, sandbox)
     await redis.aclose()
     return figures

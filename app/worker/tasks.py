@@ -73,9 +73,36 @@ def enqueue_deliveries(outbox_ids: Sequence[int], countdown: float | None = None
         )
 
 
+async def deliver_in_order(
+    runtime: WorkerRuntime, outbox_ids: Sequence[int], crash_countdown: float
+) -> list[str]:
+    """Deliver outbox rows in order; whatever cannot go now is queued again, in order."""
+    delivery = _delivery(runtime)
+    outcomes: list[str] = []
+    for index, outbox_id in enumerate(outbox_ids):
+        try:
+            result = await delivery.deliver(outbox_id)
+        except Exception:
+            log.exception("delivery_crashed", outbox_id=outbox_id)
+            # The row is still pending (or stuck in sending, which the sweeper resolves).
+            enqueue_deliveries(outbox_ids[index:], countdown=crash_countdown)
+            break
+        outcomes.append(result.outcome.value)
+        if result.outcome in (Delivery.RETRY, Delivery.DEFERRED):
+            enqueue_deliveries(outbox_ids[index:], countdown=result.retry_in)
+            break
+    return outcomes
+
+
 def _pipeline(runtime: WorkerRuntime) -> InboundPipeline:
-    async def _enqueue(outbox_ids: Sequence[int]) -> None:
-        enqueue_deliveries(outbox_ids)
+    async def _deliver_now(outbox_ids: Sequence[int]) -> None:
+        # A turn's replies go out from the task that wrote them, once its transaction has
+        # committed, instead of after a trip through the sends queue and a task of their
+        # own. What cannot go now (rate limit, an earlier reply first, an error) is queued
+        # with its delay, as before; the sweeper still catches what nothing queued.
+        await deliver_in_order(
+            runtime, list(outbox_ids), runtime.settings.retry_backoff_base_seconds
+        )
 
     meter_llm(get_router(), WorkerMetrics(runtime.redis))
     return InboundPipeline(
@@ -83,7 +110,7 @@ def _pipeline(runtime: WorkerRuntime) -> InboundPipeline:
         session_factory=runtime.session_factory,
         redis=runtime.redis,
         brain=ShopBrain(runtime.settings, redis=runtime.redis),
-        enqueue_deliveries=_enqueue,
+        enqueue_deliveries=_deliver_now,
         notify_staff=StaffNotifier(runtime.settings, runtime.http),
     )
 
@@ -163,20 +190,8 @@ def deliver_outbox(self: Task[Any, Any], outbox_ids: list[int] | int) -> list[st
     """Deliver outbox rows in order; whatever cannot go now is queued again, in order."""
     structlog.contextvars.clear_contextvars()
     ids = [outbox_ids] if isinstance(outbox_ids, int) else list(outbox_ids)
-    outcomes: list[str] = []
-    for index, outbox_id in enumerate(ids):
-        try:
-            result = run_async(lambda rt, oid=outbox_id: _delivery(rt).deliver(oid))  # type: ignore[misc]
-        except Exception:
-            log.exception("delivery_crashed", outbox_id=outbox_id)
-            # The row is still pending (or stuck in sending, which the sweeper resolves).
-            enqueue_deliveries(ids[index:], countdown=_retry_countdown(self))
-            break
-        outcomes.append(result.outcome.value)
-        if result.outcome in (Delivery.RETRY, Delivery.DEFERRED):
-            enqueue_deliveries(ids[index:], countdown=result.retry_in)
-            break
-    return outcomes
+    countdown = _retry_countdown(self)
+    return run_async(lambda rt: deliver_in_order(rt, ids, countdown))
 
 
 @celery_app.task(name=task_names.DRAIN_CONVERSATION, queue=EVENTS_QUEUE)

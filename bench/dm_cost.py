@@ -1,0 +1,84 @@
+"""What one DM costs the worker: SQL statements, transactions and CPU time.
+
+    python -m bench.dm_cost N     (run by `make bench` with the stack's environment)
+
+Handles N customer DMs in this process exactly as a worker task does (the pipeline the
+task builds, on a worker runtime, replies delivered to the TikTok stand-in), counting
+every statement the engine sends with SQLAlchemy's `before_cursor_execute` event, and the
+CPU time of the process. Prints one JSON line. The echo TikTok sends for each reply is
+handled by the stack's worker and is not counted here.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import json
+import os
+import sys
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import event
+
+from app.core.config import get_settings
+from app.worker.runtime import WorkerRuntime
+from app.worker.tasks import _pipeline
+from bench.__main__ import webhook_body
+
+QUESTIONS = (
+    "is the carhartt jacket still available?",
+    "how much is the levis?",
+    "hi",
+    "what size is the fleece",
+)
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+    runtime = WorkerRuntime(get_settings())
+    counts = {"statements": 0, "transactions": 0}
+
+    def on_statement(*_: Any) -> None:
+        counts["statements"] += 1
+
+    def on_begin(*_: Any) -> None:
+        counts["transactions"] += 1
+
+    event.listen(runtime.engine.sync_engine, "before_cursor_execute", on_statement)
+    event.listen(runtime.engine.sync_engine, "begin", on_begin)
+    pipeline = _pipeline(runtime)
+    run = uuid.uuid4().hex[:8]
+
+    def dm(n: int) -> bytes:
+        return webhook_body(f"cost-{run}-{n}", QUESTIONS[n % len(QUESTIONS)])
+
+    for n in range(10):  # warm: caches, prepared statements, the router
+        runtime.run(pipeline.handle(dm(-1 - n).decode()))
+    counts.update(statements=0, transactions=0)
+    profile = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
+    cpu, wall = time.process_time(), time.perf_counter()
+    if profile is not None:
+        profile.enable()
+    for n in range(count):
+        runtime.run(pipeline.handle(dm(n).decode()))
+    if profile is not None:
+        profile.disable()
+        profile.dump_stats(os.environ["BENCH_PROFILE"])  # pstats, for a look at where it goes
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    runtime.close()
+    print(
+        json.dumps(
+            {
+                "dms": count,
+                "statements_per_dm": counts["statements"] / count,
+                "transactions_per_dm": counts["transactions"] / count,
+                "cpu_ms_per_dm": cpu * 1000 / count,
+                "wall_ms_per_dm": wall * 1000 / count,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
