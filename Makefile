@@ -16,7 +16,7 @@ ensure-uv:
 
 .venv/.synced: pyproject.toml uv.lock
 	@$(MAKE) --no-print-directory ensure-uv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 install: .venv/.synced

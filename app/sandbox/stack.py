@@ -14,15 +14,19 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import httpx
+import redis
 
 from app.core.config import PROJECT_ROOT, Settings, normalize_database_url
 from app.core.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServices
 from app.db.migrate import upgrade_to_head
+from app.worker import task_names
+from app.worker.celery_app import create_celery
 from app.worker.task_names import EVENTS_QUEUE, MAINTENANCE_QUEUE, SENDS_QUEUE
 
 
@@ -156,6 +160,32 @@ class Stack:
         if self.sandbox_url is not None:
             wait_for_http(f"{self.sandbox_url}/_sandbox/health", 30, self.processes["sandbox"])
         wait_for_http(f"{self.api_url}/readyz", 60, self.processes["api"])
+        if self.with_worker:
+            self.wait_for_worker()
+
+    def wait_for_worker(self, timeout: float = 120) -> None:
+        """Until the worker runs a task, a DM would wait behind its start-up (seconds on a
+        fresh install, where it compiles and loads the router's libraries): the stack is
+        ready when one task went through the queue and back."""
+        key = f"philia:stack:worker-ready:{uuid.uuid4().hex}"
+        celery = create_celery(
+            self.settings.model_copy(update={"redis_url": self.env["REDIS_URL"]})
+        )
+        celery.send_task(task_names.NOOP, args=[key], queue=EVENTS_QUEUE)
+        client = redis.Redis.from_url(self.env["REDIS_URL"])
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if client.get(key) is not None:
+                    client.delete(key)
+                    return
+                worker = self.processes.get("worker")
+                if worker is not None and worker.poll() is not None:
+                    raise RuntimeError(f"the worker exited with code {worker.returncode}")
+                time.sleep(0.1)
+        finally:
+            client.close()
+        raise TimeoutError(f"the worker ran no task within {timeout:.0f} s")
 
     def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
         queues = ",".join((EVENTS_QUEUE, SENDS_QUEUE, MAINTENANCE_QUEUE))
