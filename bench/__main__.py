@@ -205,6 +205,45 @@ async def bench_worker(
     return [Figure("worker: messages answered", real_rate, "msg/s", noop_rate, "ratio >= 0.25")]
 
 
+def _pss_mb(pid: int) -> float:
+    """Proportional set size: shared pages split between the processes that share them,
+    so a forked pool is not counted twice."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(child) for child in (task / "children").read_text().split()]
+    return children
+
+
+def memory_figures(stack: Stack) -> list[Figure]:
+    """After the worker and e2e phases: what the processes hold once they have worked."""
+    try:
+        worker = stack.processes["worker"].pid
+        api = stack.processes["api"].pid
+        worker_pss = _pss_mb(worker) + sum(_pss_mb(child) for child in _children(worker))
+        api_rss = _rss_mb(api) + sum(_rss_mb(child) for child in _children(api))
+    except (OSError, KeyError) as error:
+        print(f"memory: not measured ({error!r})")
+        return []
+    return [
+        Figure("worker parent + pool PSS", worker_pss, "MB", None, "< 250 MB"),
+        Figure("API RSS", api_rss, "MB", None, "< 150 MB"),
+    ]
+
+
 async def bench_dm_cost(stack: Stack) -> list[Figure]:
     """SQL statements, transactions and CPU per DM, counted in a process of its own that
     handles DMs as a worker task does (bench/dm_cost.py)."""
@@ -284,6 +323,7 @@ async def run(stack: Stack) -> list[Figure]:
         figures += await bench_worker(stack, redis, sandbox)
         figures += await bench_dm_cost(stack)
         figures += await bench_end_to_end(stack, sandbox)
+        figures += memory_figures(stack)
     await redis.aclose()
     return figures
 
