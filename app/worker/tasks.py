@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -46,9 +47,13 @@ def _check_configuration(**_: Any) -> None:
     configure_logging(settings)
     if settings.redis_url is None or settings.database_url is None:
         raise SystemExit("philia worker: DATABASE_URL and REDIS_URL must be set")
-    # Train the local router once in the parent: the pool's children inherit it by fork
+    # Load the local router once in the parent: the pool's children inherit it by fork
     # instead of each paying for it on its first message.
     get_router().warm_up()
+    # What the parent loaded lives as long as the pool: out of the collector's sight, a
+    # child's collections do not write to those pages, so they stay shared with the parent
+    # instead of being copied into every child.
+    gc.freeze()
 
 
 @worker_process_init.connect
