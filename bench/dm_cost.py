@@ -2,11 +2,11 @@
 
     python -m bench.dm_cost N     (run by `make bench` with the stack's environment)
 
-Handles N customer DMs in this process exactly as a worker task does (the pipeline the
-task builds, on a worker runtime, replies delivered to the TikTok stand-in), counting
-every statement the engine sends with SQLAlchemy's `before_cursor_execute` event, and the
-CPU time of the process. Prints one JSON line. The echo TikTok sends for each reply is
-handled by the stack's worker and is not counted here.
+Handles N customer DMs in this process exactly as the event task does (the pipeline the
+task builds, on a worker runtime), counting every statement the engine sends with
+SQLAlchemy's `before_cursor_execute` event, and the CPU time of the process. Prints one
+JSON line. The reply's delivery task and the echo TikTok sends for it run in the stack's
+worker and are not counted here.
 """
 
 from __future__ import annotations
