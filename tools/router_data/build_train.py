@@ -21,7 +21,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from app.services.router.local import MODEL_FILE, LocalRouter, model_digest
+# The files the running router reads (the lines, and the model trained on them);
+# everything else here is for building them.
+from app.services.router.local import MODEL_FILE, TRAIN_FILE, LocalRouter, model_digest
 from app.services.router.models import Intent
 from tools.router_data import assistant_requests as assistant
 from tools.router_data import handwritten as hw
@@ -34,9 +36,6 @@ from tools.router_data.shopping_talk import shopping_requests
 
 DATA_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = DATA_DIR.parents[1]
-# The files the running router reads (the lines, and the model trained on them);
-# everything else here is for building them.
-TRAIN_FILE = PROJECT_ROOT / "app" / "services" / "router" / "data" / "train.jsonl"
 # Hand-written DMs kept apart from training, to tune the threshold and check generalisation.
 HOLDOUT_FILE = DATA_DIR / "holdout.jsonl"
 EVAL_DIR = PROJECT_ROOT.parent / "shared" / "eval"
