@@ -365,7 +365,8 @@ def _report(result: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.mark.e2e
-def test_raw_turns_through_the_pipeline(tmp_path: Path) -> None:
+def test_raw_turns_through_the_pipeline(tmp_path: Path, shared_dir: Path) -> None:
+    # `converse` plays scenarios against the reference shop in ../shared/data.
     now = int(unix_now())
     passing = tmp_path / "raw_passing.yaml"
     passing.write_text(_passing_file(now), encoding="utf-8")
