@@ -17,6 +17,7 @@ import os
 import sys
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 from sqlalchemy import event
@@ -24,14 +25,7 @@ from sqlalchemy import event
 from app.core.config import get_settings
 from app.worker.runtime import WorkerRuntime
 from app.worker.tasks import _pipeline
-from bench.__main__ import webhook_body
-
-QUESTIONS = (
-    "is the carhartt jacket still available?",
-    "how much is the levis?",
-    "hi",
-    "what size is the fleece",
-)
+from bench.__main__ import QUESTIONS, webhook_body
 
 
 def main() -> None:
@@ -39,8 +33,11 @@ def main() -> None:
     runtime = WorkerRuntime(get_settings())
     counts = {"statements": 0, "transactions": 0}
 
-    def on_statement(*_: Any) -> None:
+    shapes: Counter[str] = Counter()
+
+    def on_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         counts["statements"] += 1
+        shapes[" ".join(statement.split())[:110]] += 1
 
     def on_begin(*_: Any) -> None:
         counts["transactions"] += 1
@@ -56,6 +53,7 @@ def main() -> None:
     for n in range(10):  # warm: caches, prepared statements, the router
         runtime.run(pipeline.handle(dm(-1 - n).decode()))
     counts.update(statements=0, transactions=0)
+    shapes.clear()
     profile = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
     cpu, wall = time.process_time(), time.perf_counter()
     if profile is not None:
@@ -67,6 +65,9 @@ def main() -> None:
         profile.dump_stats(os.environ["BENCH_PROFILE"])  # pstats, for a look at where it goes
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     runtime.close()
+    if os.environ.get("BENCH_STATEMENTS"):  # which statements a DM costs, most frequent first
+        for shape, seen in shapes.most_common():
+            print(f"{seen / count:5.2f}  {shape}", file=sys.stderr)
     print(
         json.dumps(
             {

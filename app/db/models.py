@@ -3,6 +3,7 @@ migration of one constraint, not of a PostgreSQL type."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -16,9 +17,11 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
+    Uuid,
     func,
     text,
 )
@@ -228,6 +231,19 @@ class Item(TimestampMixin, Base):
 
     def __str__(self) -> str:
         return f"{self.sku} {self.title}"
+
+
+class CatalogVersion(Base):
+    """One row whose version a trigger on `items` replaces whenever pieces are added,
+    removed or renamed (not when they are held or sold): a process keeps its word index of
+    the catalogue until the version changes instead of reading every piece per turn. The
+    version is transactional, so a rolled-back import leaves the index it had valid."""
+
+    __tablename__ = "catalog_version"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    version: Mapped[uuid.UUID] = mapped_column(Uuid)
 
 
 class ItemVideo(Base):

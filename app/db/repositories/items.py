@@ -3,6 +3,7 @@ catalogue import and export, the photo cache and the simulator read pieces only 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from app.db.models import Drop, Item, ItemImage, ItemStatus, ItemVideo
+from app.db.models import CatalogVersion, Drop, Item, ItemImage, ItemStatus, ItemVideo
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,14 @@ class ItemRepository:
         )
         return list(found)
 
+    async def catalog_version(self) -> uuid.UUID | None:
+        """Changes whenever pieces are added, removed or renamed (None: not known, after
+        the table was emptied by hand)."""
+        return await self.session.scalar(select(CatalogVersion.version))
+
     async def search_rows(self) -> list[SearchRow]:
-        """Only the naming columns of every piece: word matching happens in Python, and a
-        thrift shop's catalogue (thousands of rows at most) is a small read."""
+        """Only the naming columns of every piece, sold ones included (a customer may ask
+        about a piece that is gone). Read once per catalogue version (PieceFinder)."""
         rows = await self.session.execute(
             select(Item.sku, Item.title, Item.brand, Item.color, Item.category).order_by(Item.sku)
         )
@@ -82,11 +88,11 @@ class ItemRepository:
         )
         return list(found)
 
-    async def available(self, category: str | None = None) -> list[Item]:
+    async def available(self, category: str | None = None, limit: int | None = None) -> list[Item]:
         statement = select(Item).where(Item.status == ItemStatus.AVAILABLE)
         if category is not None:
             statement = statement.where(Item.category == category)
-        return list(await self.session.scalars(statement.order_by(Item.sku)))
+        return list(await self.session.scalars(statement.order_by(Item.sku).limit(limit)))
 
     async def newest_available(self, limit: int | None = None) -> list[Item]:
         """Newest drop first (drop names sort by date), then SKU; pieces without a drop last."""

@@ -4,6 +4,7 @@ piece talked about last. Finding reads the catalogue and changes nothing."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -24,6 +25,30 @@ from app.services.shop.words import (
 
 # The most pieces one answer lists or asks the customer to choose from.
 MAX_LISTED = 6
+
+
+class _CatalogIndex:
+    """The word index of the whole catalogue, kept by the process until the catalogue's
+    version changes. A thrift shop's catalogue only grows (a piece per sale, sold pieces
+    stay answerable), so reading and indexing all of it per turn made every DM dearer as
+    the shop aged; checking the version is one single-row read."""
+
+    def __init__(self) -> None:
+        self._version: uuid.UUID | None = None
+        self._matcher: ItemMatcher | None = None
+
+    async def matcher(self, items: ItemRepository) -> ItemMatcher:
+        # Version first, rows second: an import committed in between leaves newer rows
+        # under the older version, which the next turn sees as stale and rebuilds.
+        version = await items.catalog_version()
+        if version is not None and version == self._version and self._matcher is not None:
+            return self._matcher
+        matcher = ItemMatcher(await items.search_rows())
+        self._version, self._matcher = version, matcher
+        return matcher
+
+
+_catalog_index = _CatalogIndex()
 
 
 @dataclass
@@ -77,10 +102,11 @@ class PieceFinder:
             return Found(await self.items.by_skus([shown[pick]]))
         category = browsed_category(text)
         if category is not None:
-            available = await self.items.available(category)
-            return Found(
-                self._narrow_by_size(available, route.entities.size, strict=True), browse=category
-            )
+            size = route.entities.size
+            # Without a size, only the pieces a browse answer lists are read: a shop's
+            # stock in one category can run to hundreds.
+            available = await self.items.available(category, None if size else MAX_LISTED)
+            return Found(self._narrow_by_size(available, size, strict=True), browse=category)
         if content_words(text):
             match = (await self._matcher()).match(text, self.context.candidates())
             if match.skus:
@@ -98,7 +124,7 @@ class PieceFinder:
 
     async def _matcher(self) -> ItemMatcher:
         if self._item_matcher is None:
-            self._item_matcher = ItemMatcher(await self.items.search_rows())
+            self._item_matcher = await _catalog_index.matcher(self.items)
         return self._item_matcher
 
     def _narrow_by_size(

@@ -13,6 +13,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from rapidfuzz import fuzz, process
 
 from app.db.repositories.items import SearchRow
@@ -142,71 +143,89 @@ class ItemMatcher:
 
     Each word is looked up once in the catalogue's vocabulary (exactly, then fuzzily with
     rapidfuzz over the distinct words), so the cost grows with the vocabulary rather than
-    with pieces times words.
+    with pieces times words; the pieces' scores are numpy arrays, so a word shared by
+    thousands of pieces (a category word in a shop that has sold 20,000) costs a vector
+    operation, not a Python loop over them.
     """
 
     def __init__(self, rows: Sequence[SearchRow]) -> None:
-        self.rows = list(rows)
-        self._vocabulary: dict[str, set[str]] = {}  # word -> SKUs whose name has it
-        self._by_category: dict[str, set[str]] = {}
-        for row in self.rows:
+        # Sorted by SKU, so an index order is SKU order (ties are listed by SKU).
+        self.skus = sorted({row.sku for row in rows})
+        self._index = {sku: n for n, sku in enumerate(self.skus)}
+        vocabulary: dict[str, set[int]] = {}  # word -> pieces whose name has it
+        by_category: dict[str, set[int]] = {}
+        for row in rows:
+            n = self._index[row.sku]
             name = simplify(" ".join(filter(None, (row.title, row.brand, row.color))))
             for word in {*name.split(), row.category}:
-                self._vocabulary.setdefault(word, set()).add(row.sku)
-            self._by_category.setdefault(row.category, set()).add(row.sku)
+                vocabulary.setdefault(word, set()).add(n)
+            by_category.setdefault(row.category, set()).add(n)
+        self._vocabulary = {word: _indices(found) for word, found in vocabulary.items()}
+        self._by_category = {name: _indices(found) for name, found in by_category.items()}
         self._fuzzy_words = [w for w in self._vocabulary if len(w) >= 4 and not w.isdigit()]
 
-    def _hits(self, word: str) -> dict[str, float]:
-        """SKU -> how strongly `word` names it: exact 1, category word 0.6, typo <= 0.9."""
-        hits: dict[str, float] = {}
+    def _hits(self, word: str) -> np.ndarray:
+        """How strongly `word` names each piece: exact 1, category word 0.6, typo <= 0.9."""
+        hits = np.zeros(len(self.skus))
         if len(word) >= 4 and not word.isdigit():
             for candidate, score, _ in process.extract(
                 word, self._fuzzy_words, scorer=fuzz.ratio, score_cutoff=_FUZZY_MIN, limit=None
             ):
-                for sku in self._vocabulary[candidate]:
-                    hits[sku] = max(hits.get(sku, 0.0), score / 100 * 0.9)
+                found = self._vocabulary[candidate]
+                hits[found] = np.maximum(hits[found], score / 100 * 0.9)
         category = CATEGORY_WORDS.get(word)
-        for sku in self._by_category.get(category, set()) if category else set():
-            hits[sku] = max(hits.get(sku, 0.0), _CATEGORY)
-        for sku in self._vocabulary.get(word, set()):
-            hits[sku] = _EXACT
+        if category is not None and category in self._by_category:
+            found = self._by_category[category]
+            hits[found] = np.maximum(hits[found], _CATEGORY)
+        if word in self._vocabulary:
+            hits[self._vocabulary[word]] = _EXACT
         return hits
 
-    def scores(self, text: str) -> tuple[dict[str, float], list[str]]:
-        """Each piece's score for the words of `text`, and the content words that name no
-        piece at all."""
+    def _scores(self, text: str) -> tuple[np.ndarray, list[str]]:
         words = list(dict.fromkeys(content_words(text)))
-        scores: dict[str, float] = {}
+        scores = np.zeros(len(self.skus))
         unmatched: list[str] = []
-        if not self.rows:
+        if not self.skus:
             return scores, words
         for word in words:
             hits = self._hits(word)
-            if not hits:
+            named = int(np.count_nonzero(hits))
+            if not named:
                 unmatched.append(word)
                 continue
             # A word shared by many pieces tells little about which one is meant.
-            rarity = math.log(1 + len(self.rows) / len(hits))
-            for sku, factor in hits.items():
-                scores[sku] = scores.get(sku, 0.0) + factor * rarity
+            scores += hits * math.log(1 + len(self.skus) / named)
         return scores, unmatched
+
+    def scores(self, text: str) -> tuple[dict[str, float], list[str]]:
+        """Each named piece's score for the words of `text`, and the content words that
+        name no piece at all."""
+        scores, unmatched = self._scores(text)
+        named = np.flatnonzero(scores)
+        return {self.skus[n]: float(scores[n]) for n in named}, unmatched
 
     def match(self, text: str, context: Iterable[str] = ()) -> Match:
         """The pieces `text` names, best first. Pieces of the conversation (`context`: just
         listed or discussed) win when they match reasonably well: after a video with a
         jacket and jeans, "the jacket" is that jacket, not the best jacket of the shop."""
-        scores, unmatched = self.scores(text)
-        if not scores:
+        scores, unmatched = self._scores(text)
+        best = float(scores.max()) if len(scores) else 0.0
+        if best <= 0:
             return Match([], unmatched)
-        best = max(scores.values())
-        pool = [sku for sku in context if scores.get(sku, 0.0) >= best * _CONTEXT_SHARE]
+        known = [self._index[sku] for sku in context if sku in self._index]
+        pool = [n for n in known if scores[n] >= best * _CONTEXT_SHARE]
         if pool:
-            best = max(scores[sku] for sku in pool)
-            ranked = [sku for sku in pool if scores[sku] >= best * _TIE_SHARE]
+            best = max(float(scores[n]) for n in pool)
+            ranked = np.array([n for n in pool if scores[n] >= best * _TIE_SHARE], dtype=np.intp)
         else:
-            ranked = [sku for sku, score in scores.items() if score >= best * _TIE_SHARE]
-        ranked.sort(key=lambda sku: (-scores[sku], sku))
-        return Match(ranked, unmatched)
+            ranked = np.flatnonzero(scores >= best * _TIE_SHARE)
+        # Best score first, then SKU order (the indices' order).
+        ranked = ranked[np.lexsort((ranked, -scores[ranked]))]
+        return Match([self.skus[n] for n in ranked], unmatched)
+
+
+def _indices(found: set[int]) -> np.ndarray:
+    return np.fromiter(sorted(found), dtype=np.intp, count=len(found))
 
 
 # --- What kind of message is it ----------------------------------------------------------

@@ -62,6 +62,24 @@ def test_words_naming_nothing_are_reported(matcher: ItemMatcher) -> None:
     assert matcher.match("is PT-0001 $120 in size 32?").unmatched == []
 
 
+def test_a_big_catalogue_ranks_as_a_small_one() -> None:
+    """Thousands of pieces (most of them sold, all still answerable): the best score first,
+    ties in SKU order, rarity weighing the words, the conversation's pieces first."""
+    brands = ["Nike", "Adidas", "Champion", "Wrangler", "Dickies"]
+    filler = [
+        SearchRow(f"PT-{n:04d}", f"Vintage {brands[n % 5]} Hoodie", brands[n % 5], "grey", "tops")
+        for n in range(2000, 7000)
+    ]
+    big = ItemMatcher([*filler, *reversed(ROWS)])
+    assert big.match("is the carhartt jacket still available?").skus[0] == "PT-0001"
+    assert big.match("the carhartt").skus == ["PT-0001", "PT-0018"]
+    nike = big.match("nike hoodie").skus
+    assert len(nike) == 1000 and nike[:2] == ["PT-2000", "PT-2005"] and nike == sorted(nike)
+    assert big.match("nike hoodie", ["PT-2010", "PT-0012"]).skus == ["PT-2010"]
+    assert big.match("the windbreaker").skus == ["PT-0012"]
+    assert big.match("do you have any prada?").unmatched == ["prada"]
+
+
 def test_yes_no() -> None:
     for text in ("yes", "Yes please!", "yess", "sure", "ok", "yeah go ahead", "yes pls 🙏"):
         assert is_yes(text), text
