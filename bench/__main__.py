@@ -387,11 +387,20 @@ async def bench_dm_cost(stack: Stack) -> list[Figure]:
         print(f"dm cost: failed ({completed.returncode}):\n{completed.stderr[-2000:]}")
         return []
     cost = json.loads(lines[-1])
-    return [
-        Figure("SQL statements per DM", cost["statements_per_dm"], "count", None, "<= 8"),
-        Figure("transactions per DM", cost["transactions_per_dm"], "count"),
-        Figure("worker CPU per DM", cost["cpu_ms_per_dm"], "ms"),
-    ]
+    figures = []
+    for kind in ("first", "returning"):
+        figures += [
+            Figure(
+                f"SQL statements per DM, {kind}",
+                cost[f"{kind}_statements_per_dm"],
+                "count",
+                None,
+                "<= 8",
+            ),
+            Figure(f"transactions per DM, {kind}", cost[f"{kind}_transactions_per_dm"], "count"),
+            Figure(f"worker CPU per DM, {kind}", cost[f"{kind}_cpu_ms_per_dm"], "ms"),
+        ]
+    return figures
 
 
 async def steady_latencies(

@@ -4,12 +4,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import (
     Conversation,
+    ConversationMode,
     Customer,
     DeadLetter,
     Direction,
@@ -34,33 +35,57 @@ class ConversationRepository:
 
         The row lock is the per-conversation lock: it lives exactly as long as the
         transaction, and PostgreSQL drops it when a dead worker's connection goes."""
+        conversation, customer, _ = await self.locked_or_created(
+            tiktok_conversation_id, tiktok_user_id, username
+        )
+        return conversation, customer
+
+    async def locked_or_created(
+        self, tiktok_conversation_id: str, tiktok_user_id: str, username: str | None
+    ) -> tuple[Conversation, Customer, bool]:
+        """As `ensure_locked`, and whether this transaction created the conversation (then
+        it has no earlier messages)."""
         found = await self._locked(Conversation.tiktok_conversation_id == tiktok_conversation_id)
         if found is not None:
-            return found
-        # First message of a conversation: concurrent first deliveries may race here.
-        await self.session.execute(
-            insert(Customer)
-            .values(tiktok_user_id=tiktok_user_id, username=username)
-            .on_conflict_do_nothing(index_elements=[Customer.tiktok_user_id])
+            return (*found, False)
+        # First message of a conversation: concurrent first deliveries may race here. One
+        # statement creates both rows; DO UPDATE (a no-op) rather than DO NOTHING so that
+        # RETURNING gives the customer's id even when the customer exists already.
+        new_customer = insert(Customer).values(tiktok_user_id=tiktok_user_id, username=username)
+        customer = (
+            new_customer.on_conflict_do_update(
+                index_elements=[Customer.tiktok_user_id],
+                set_={"tiktok_user_id": new_customer.excluded.tiktok_user_id},
+            )
+            .returning(Customer.id)
+            .cte("customer")
         )
-        customer_id = await self.session.scalar(
-            select(Customer.id).where(Customer.tiktok_user_id == tiktok_user_id)
-        )
-        await self.session.execute(
+        created = await self.session.scalar(
             insert(Conversation)
-            .values(
-                tiktok_conversation_id=tiktok_conversation_id,
-                customer_id=customer_id,
-                mode="bot",
-                replies_in_window=0,
-                last_inbound_sequence=0,
-                context={},
+            .from_select(
+                [
+                    "tiktok_conversation_id",
+                    "customer_id",
+                    "mode",
+                    "replies_in_window",
+                    "last_inbound_sequence",
+                    "context",
+                ],
+                select(
+                    literal(tiktok_conversation_id),
+                    customer.c.id,
+                    literal(ConversationMode.BOT, Conversation.mode.type),
+                    literal(0),
+                    literal(0),
+                    literal({}, Conversation.context.type),
+                ),
             )
             .on_conflict_do_nothing(index_elements=[Conversation.tiktok_conversation_id])
+            .returning(Conversation.id)
         )
         found = await self._locked(Conversation.tiktok_conversation_id == tiktok_conversation_id)
         assert found is not None
-        return found
+        return (*found, created is not None)
 
     async def get_for_update(self, conversation_id: int) -> tuple[Conversation, Customer] | None:
         return await self._locked(Conversation.id == conversation_id)
@@ -128,16 +153,16 @@ class MessageRepository:
     async def by_event_id(self, event_id: str) -> Message | None:
         return await self.session.scalar(select(Message).where(Message.event_id == event_id))
 
-    async def record_event(self, direction: Direction, values: dict[str, Any]) -> int | None:
+    async def record_event(self, direction: Direction, values: dict[str, Any]) -> Message | None:
         """Insert the message a webhook event carries (a customer's message, or an echo of
         one sent from the shop's side); None when its event_id is already recorded."""
         statement = (
             insert(Message)
             .values({**values, "direction": direction})
             .on_conflict_do_nothing(index_elements=[Message.event_id])
-            .returning(Message.id)
+            .returning(Message)
         )
-        return (await self.session.execute(statement)).scalar_one_or_none()
+        return await self.session.scalar(statement)
 
     async def pending_inbound(self, conversation_id: int) -> Sequence[Message]:
         result = await self.session.scalars(
@@ -158,31 +183,6 @@ class MessageRepository:
                 Message.tiktok_message_id == tiktok_message_id,
             )
         )
-
-    async def add_outbound(
-        self,
-        conversation_id: int,
-        message_type: str,
-        text: str | None,
-        payload: dict[str, Any],
-        sent_by: str,
-        status: MessageStatus = MessageStatus.PENDING,
-        reason: str | None = None,
-    ) -> Message:
-        message = Message(
-            conversation_id=conversation_id,
-            direction=Direction.OUTBOUND,
-            message_type=message_type,
-            text=text,
-            payload=payload,
-            entities={},
-            status=status,
-            status_reason=reason,
-            sent_by=sent_by,
-        )
-        self.session.add(message)
-        await self.session.flush()
-        return message
 
     async def history(self, conversation_id: int, limit: int = 200) -> Sequence[Message]:
         result = await self.session.scalars(
@@ -210,11 +210,44 @@ class OutboxRepository:
             )
         return int(await self.session.scalar(statement) or 0)
 
-    async def add(self, message: Message) -> OutboxEntry:
-        entry = OutboxEntry(message_id=message.id, status=OutboxStatus.PENDING, attempts=0)
-        self.session.add(entry)
-        await self.session.flush()
-        return entry
+    async def queue(
+        self,
+        conversation_id: int,
+        message_type: str,
+        text: str | None,
+        payload: dict[str, Any],
+        sent_by: str,
+    ) -> int:
+        """An outbound message and its outbox row, in one statement (a CTE): every reply
+        of every turn comes through here. Returns the outbox row's id."""
+        message = (
+            insert(Message)
+            .values(
+                conversation_id=conversation_id,
+                direction=Direction.OUTBOUND,
+                message_type=message_type,
+                text=text,
+                payload=payload,
+                entities={},
+                status=MessageStatus.PENDING,
+                sent_by=sent_by,
+            )
+            .returning(Message.id)
+            .cte("queued_message")
+        )
+        entry = (
+            insert(OutboxEntry)
+            .from_select(
+                ["message_id", "status", "attempts"],
+                select(
+                    message.c.id,
+                    literal(OutboxStatus.PENDING, OutboxEntry.status.type),
+                    literal(0),
+                ),
+            )
+            .returning(OutboxEntry.id)
+        )
+        return (await self.session.execute(entry)).scalar_one()
 
     async def claim(
         self, outbox_id: int

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from app.db.models import CatalogVersion, Drop, Item, ItemImage, ItemStatus, ItemVideo
 
@@ -32,12 +32,13 @@ class ItemRepository:
     async def get(self, sku: str) -> Item | None:
         # populate_existing: a hold or an expiry may have changed the row since this
         # session first loaded it, and availability answers must be current.
-        return await self.session.scalar(
+        found = await self.session.scalars(
             select(Item)
             .where(Item.sku == sku)
-            .options(selectinload(Item.images))
+            .options(joinedload(Item.images))
             .execution_options(populate_existing=True)
         )
+        return found.unique().one_or_none()
 
     async def by_skus(self, skus: Sequence[str]) -> list[Item]:
         """The pieces in the order of `skus` (unknown SKUs left out)."""
@@ -46,10 +47,10 @@ class ItemRepository:
         found = await self.session.scalars(
             select(Item)
             .where(Item.sku.in_(skus))
-            .options(selectinload(Item.images))
+            .options(joinedload(Item.images))
             .execution_options(populate_existing=True)
         )
-        by_sku = {item.sku: item for item in found}
+        by_sku = {item.sku: item for item in found.unique()}
         return [by_sku[sku] for sku in skus if sku in by_sku]
 
     async def in_video(self, video_id: str) -> list[Item]:
@@ -58,10 +59,10 @@ class ItemRepository:
             .join(ItemVideo, ItemVideo.item_id == Item.id)
             .where(ItemVideo.video_id == video_id)
             .order_by(Item.sku)
-            .options(selectinload(Item.images))
+            .options(joinedload(Item.images))
             .execution_options(populate_existing=True)
         )
-        return list(found)
+        return list(found.unique())
 
     async def catalog_version(self) -> uuid.UUID | None:
         """Changes whenever pieces are added, removed or renamed (None: not known, after
@@ -101,11 +102,11 @@ class ItemRepository:
             .outerjoin(Drop, Drop.id == Item.drop_id)
             .where(Item.status == ItemStatus.AVAILABLE)
             .order_by(Drop.name.desc().nulls_last(), Item.sku)
-            .options(selectinload(Item.images))
+            .options(joinedload(Item.images))
         )
         if limit is not None:
             statement = statement.limit(limit)
-        return list(await self.session.scalars(statement))
+        return list((await self.session.scalars(statement)).unique())
 
     async def by_skus_with_media(self, skus: Sequence[str]) -> dict[str, Item]:
         """For the catalogue import: every piece named, with its videos and photos."""

@@ -275,7 +275,13 @@ class DeliveryService:
         """Give back the quota slot a claim reserved for a reply that did not go out."""
         customer = await CustomerRepository(session).get(conversation.customer_id)
         assert customer is not None
-        await self.window.release_reply(customer.tiktok_user_id, conversation)
+        try:
+            await self.window.release_reply(customer.tiktok_user_id, conversation)
+        except RedisError as error:
+            # The row's new state matters more than the slot: failing here would leave it
+            # `sending`, looking in flight until the resend window. A slot not given back
+            # only makes the quota stricter until the window ends.
+            log.warning("quota_slot_release_failed", error=str(error))
 
     def _retry_budget(self, error: TikTokTransientError) -> tuple[int, str]:
         """How many attempts a reply gets when this error is TikTok's latest answer, and what

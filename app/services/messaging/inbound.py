@@ -16,6 +16,7 @@ from enum import StrEnum
 
 import redis.asyncio as aioredis
 import structlog
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import redis_keys
@@ -120,6 +121,16 @@ async def other_account_seen(redis: aioredis.Redis, account: AccountIdentity) ->
         return None
     seen = raw.decode() if isinstance(raw, bytes) else str(raw)
     return None if seen == await account.business_id() else seen
+
+
+class _BrainFailed(Exception):
+    """The brain raised mid-turn. The turn's transaction is rolled back with whatever the
+    brain had written (a waitlist entry, a changed size), and the turn is answered again
+    in a new one, with an apology instead of the brain."""
+
+    def __init__(self, event_ids: frozenset[str]) -> None:
+        super().__init__("the brain failed mid-turn")
+        self.event_ids = event_ids
 
 
 @dataclass
@@ -236,7 +247,7 @@ class InboundPipeline:
             conversation, _ = await ConversationRepository(session).ensure_locked(
                 content.conversation_id, content.from_user.id, content.sender
             )
-            message_id = await MessageRepository(session).record_event(
+            recorded = await MessageRepository(session).record_event(
                 Direction.INBOUND,
                 {
                     "conversation_id": conversation.id,
@@ -250,7 +261,7 @@ class InboundPipeline:
                     "sent_at": _utc_from_ms(content.timestamp),
                 },
             )
-        if message_id is None:
+        if recorded is None:
             log.info("event_duplicate", source="database")
             return Outcome.DUPLICATE
         log.info("message_not_answered", message_type=content.type, known_type=known)
@@ -260,59 +271,87 @@ class InboundPipeline:
         self, event_id: str, envelope: WebhookEnvelope, content: MessageContent
     ) -> Outcome:
         message_type, text = _read_as(content)
-        # Recording the message and answering the oldest pending turn share one
-        # transaction: the conversation lock is taken before the insert, so whoever
-        # holds it sees every earlier message that is already recorded.
-        async with transaction(self.session_factory) as session:
-            conversation, customer = await ConversationRepository(session).ensure_locked(
-                content.conversation_id, content.from_user.id, content.sender
-            )
-            message_id = await MessageRepository(session).record_event(
-                Direction.INBOUND,
-                {
-                    "conversation_id": conversation.id,
-                    "event_id": event_id,
-                    "message_type": message_type,
-                    "text": text,
-                    "payload": content.model_dump(mode="json", by_alias=True),
-                    "entities": {},
-                    "status": MessageStatus.RECEIVED,
-                    "sent_at": _utc_from_ms(content.timestamp),
-                },
-            )
-            if message_id is not None:
-                await self.window.refresh(content.from_user.id, content.timestamp, conversation)
-            step = await self._answer_next_turn(session, conversation, customer)
-        if message_id is None:
+        apologise: frozenset[str] = frozenset()
+        while True:
+            try:
+                # Recording the message and answering the oldest pending turn share one
+                # transaction: the conversation lock is taken before the insert, so
+                # whoever holds it sees every earlier message that is already recorded.
+                async with transaction(self.session_factory) as session:
+                    conversations = ConversationRepository(session)
+                    conversation, customer, created = await conversations.locked_or_created(
+                        content.conversation_id, content.from_user.id, content.sender
+                    )
+                    message = await MessageRepository(session).record_event(
+                        Direction.INBOUND,
+                        {
+                            "conversation_id": conversation.id,
+                            "event_id": event_id,
+                            "message_type": message_type,
+                            "text": text,
+                            "payload": content.model_dump(mode="json", by_alias=True),
+                            "entities": {},
+                            "status": MessageStatus.RECEIVED,
+                            "sent_at": _utc_from_ms(content.timestamp),
+                        },
+                    )
+                    if message is not None:
+                        await self.window.refresh(
+                            content.from_user.id, content.timestamp, conversation
+                        )
+                    # A conversation created just now has no other message to wait for.
+                    pending = [message] if created and message is not None else None
+                    step = await self._answer_next_turn(
+                        session, conversation, customer, apologise, pending
+                    )
+                break
+            except _BrainFailed as failed:
+                apologise |= failed.event_ids
+        if message is None:
             log.info("event_duplicate", source="database")
         await self._after_commit(conversation, step)
         if step.more_pending:
             await self.drain(conversation.id)
-        return Outcome.HANDLED if message_id is not None else Outcome.DUPLICATE
+        return Outcome.HANDLED if message is not None else Outcome.DUPLICATE
 
     async def drain(self, conversation_id: int) -> None:
         """Handle every pending message of the conversation, oldest first, turn by turn."""
+        apologise: frozenset[str] = frozenset()
         while True:
-            async with transaction(self.session_factory) as session:
-                locked = await ConversationRepository(session).get_for_update(conversation_id)
-                if locked is None:
-                    return
-                conversation, customer = locked
-                step = await self._answer_next_turn(session, conversation, customer)
+            try:
+                async with transaction(self.session_factory) as session:
+                    locked = await ConversationRepository(session).get_for_update(conversation_id)
+                    if locked is None:
+                        return
+                    conversation, customer = locked
+                    step = await self._answer_next_turn(session, conversation, customer, apologise)
+            except _BrainFailed as failed:
+                apologise |= failed.event_ids
+                continue
             await self._after_commit(conversation, step)
             if not step.more_pending:
                 return
 
     async def _answer_next_turn(
-        self, session: AsyncSession, conversation: Conversation, customer: Customer
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        customer: Customer,
+        apologise: frozenset[str] = frozenset(),
+        pending: Sequence[Message] | None = None,
     ) -> _TurnStep:
-        pending = await MessageRepository(session).pending_inbound(conversation.id)
+        """`apologise`: the events of a turn the brain failed on; that turn is answered
+        with an apology, not by the brain again. `pending`: the conversation's unanswered
+        messages when the caller knows them (else they are read)."""
+        if pending is None:
+            pending = await MessageRepository(session).pending_inbound(conversation.id)
         if not pending:
             return _TurnStep()
         turn = self._first_turn(pending)
         step = _TurnStep(more_pending=len(pending) > len(turn))
+        failed = not apologise.isdisjoint(m.event_id for m in turn if m.event_id)
         step.handoff_reason = await self._answer_turn(
-            session, conversation, customer, turn, step.deliveries
+            session, conversation, customer, turn, step.deliveries, failed=failed
         )
         return step
 
@@ -350,6 +389,8 @@ class InboundPipeline:
         customer: Customer,
         turn: list[Message],
         deliveries: list[int],
+        *,
+        failed: bool = False,
     ) -> str | None:
         last = turn[-1]
         now = utc_now()
@@ -378,7 +419,11 @@ class InboundPipeline:
             log.info("turn_silenced", reason="window_closed")
             return None
 
-        result = await self.brain.respond(session, conversation, customer, turn)
+        result = (
+            TurnResult("other", "pattern", replies=[Reply(replies.SNAG)])
+            if failed
+            else await self._brain_result(session, conversation, customer, turn)
+        )
         state = await self.window.state(customer.tiktok_user_id, conversation)
         planned = expand_replies(result.replies, self.settings.max_text_chars)
         handoff_reason = (
@@ -406,6 +451,21 @@ class InboundPipeline:
         )
         await WorkerMetrics(self.redis).turn_answered(result.intent, result.router_source)
         return handoff_reason
+
+    async def _brain_result(
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        customer: Customer,
+        turn: list[Message],
+    ) -> TurnResult:
+        try:
+            return await self.brain.respond(session, conversation, customer, turn)
+        except DBAPIError:
+            raise  # the database itself failed: the task's retry handles that
+        except Exception as error:
+            log.exception("shop_brain_failed", conversation_id=conversation.id)
+            raise _BrainFailed(frozenset(m.event_id for m in turn if m.event_id)) from error
 
     async def _handle_echo(self, event_id: str, content: MessageContent) -> Outcome:
         """A message sent from the shop's side, echoed. Our own sends are settled from our

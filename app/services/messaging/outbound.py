@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Conversation
-from app.db.repositories.conversations import MessageRepository, OutboxRepository
+from app.db.repositories.conversations import OutboxRepository
 from app.services.tiktok.text import split_text
 from app.services.turns import Reply
 
@@ -36,15 +36,14 @@ async def queue_replies(
     max_text_chars: int,
     sent_by: str = "bot",
 ) -> list[int]:
-    messages = MessageRepository(session)
     outbox = OutboxRepository(session)
     outbox_ids: list[int] = []
     for reply in expand_replies(planned, max_text_chars):
         if reply.image_url is not None:
-            message = await messages.add_outbound(
+            queued = outbox.queue(
                 conversation.id, "image", None, {"image_url": reply.image_url}, sent_by
             )
         else:
-            message = await messages.add_outbound(conversation.id, "text", reply.text, {}, sent_by)
-        outbox_ids.append((await outbox.add(message)).id)
+            queued = outbox.queue(conversation.id, "text", reply.text, {}, sent_by)
+        outbox_ids.append(await queued)
     return outbox_ids

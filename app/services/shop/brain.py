@@ -15,11 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings, get_settings
-from app.core.logging import get_logger
 from app.db.models import Conversation, Customer, Message
 from app.db.repositories.items import ItemRepository
 from app.services import replies
@@ -31,8 +29,6 @@ from app.services.shop.order_lookups import OrderLookupThrottle
 from app.services.shop.phrasing import FaqPhraser
 from app.services.shop.reading import last_intent, read_text
 from app.services.turns import Reply, TurnResult
-
-log = get_logger(__name__)
 
 
 class ShopBrain:
@@ -63,20 +59,9 @@ class ShopBrain:
         customer: Customer,
         turn: list[Message],
     ) -> TurnResult:
-        try:
-            # A savepoint: a bug half-way through (say, after joining a waitlist) leaves
-            # nothing behind, and the pipeline still queues the fallback answer.
-            async with session.begin_nested():
-                result = await self._respond(session, conversation, customer, turn)
-        except DBAPIError:
-            raise  # the database itself failed: the pipeline's retry handles that
-        except Exception:
-            log.exception("shop_brain_failed", conversation_id=conversation.id)
-            # The savepoint's rollback expired what the turn had changed; the pipeline
-            # reads these two next, and an expired attribute cannot lazy-load in asyncio.
-            await session.refresh(conversation)
-            await session.refresh(customer)
-            result = TurnResult(Intent.OTHER.value, "pattern", replies=[Reply(replies.SNAG)])
+        # A bug raises: the pipeline rolls the whole turn back and answers with an apology
+        # (InboundPipeline), so nothing a half-done turn wrote is left behind.
+        result = await self._respond(session, conversation, customer, turn)
         result.replies = _one_message(result.replies, self.settings.max_text_chars)
         return result
 

@@ -167,7 +167,10 @@ class SendRateLimiter:
     async def slot(self) -> AsyncIterator[None]:
         """Wait for a free slot, hold it for the call inside, then for one more second."""
         holder = uuid.uuid4().hex
-        key = await self._acquire(holder)
+        try:
+            key = await self._acquire(holder)
+        except RedisError as error:
+            raise _local_outage(error) from error
         try:
             yield
         finally:
@@ -510,3 +513,13 @@ def _no_message_sent_yet() -> Iterator[None]:
     except TikTokTransientError as error:
         error.maybe_delivered = False
         raise
+    except RedisError as error:
+        raise _local_outage(error) from error
+
+
+def _local_outage(error: RedisError) -> TikTokTransientError:
+    """Redis failed before a call went out: a transient failure that sent nothing, so the
+    delivery puts its reply back in line instead of leaving it to look in flight."""
+    return TikTokTransientError(
+        None, f"Redis failed before the call: {error!r}", kind=TransientKind.LOCAL_OUTAGE
+    )

@@ -38,6 +38,9 @@ class TransientKind(StrEnum):
     SYSTEM_ERROR = "system_error"  # code 51065: TikTok's own failure, "retry later"
     INVALID_RESPONSE = "invalid_response"  # a 2xx whose body is not TikTok's envelope
     TOKEN_REFRESH_BUSY = "token_refresh_busy"  # another worker held the refresh lock too long
+    # Our own Redis failed before the request left (the shared send rate, the token cache):
+    # nothing reached TikTok, so the reply can go again as soon as Redis is back.
+    LOCAL_OUTAGE = "local_outage"
 
 
 class TikTokError(Exception):

@@ -419,29 +419,6 @@ async def test_prices_are_written_from_the_database(make_chat: MakeChat) -> None
     assert customer is not None
 
 
-async def test_a_bug_mid_turn_leaves_nothing_behind_and_still_answers(
-    make_chat: MakeChat, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from app.services.shop.answers import Answers
-
-    chat = await make_chat()
-    await chat.say("is PT-0005 available?")
-    original = Answers.waitlist
-
-    async def broken(self: Answers, item: Item) -> str:
-        await original(self, item)  # writes the waitlist entry...
-        self.customer.usual_size = "XL"
-        raise RuntimeError("bug")  # ...then fails
-
-    monkeypatch.setattr(Answers, "waitlist", broken)
-    result = await chat.say("waitlist")
-    assert reply_text(result) == replies.SNAG and result.intent == "other"
-    assert await chat.session.scalar(select(func.count()).select_from(WaitlistEntry)) == 0
-    # What the pipeline reads next is loaded, not expired.
-    assert chat.customer.usual_size is None and chat.conversation.mode == "bot"
-    assert chat.context["offer"]["action"] == "waitlist"  # the context was not half-saved
-
-
 async def test_photo_of_the_piece_talked_about(make_chat: MakeChat) -> None:
     chat = await make_chat()
     await chat.say("is PT-0002 still available?")

@@ -16,16 +16,18 @@ import pytest
 import redis.asyncio as aioredis
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.config import get_settings
-from app.db.models import Conversation, Message
+from app.db.models import Conversation, Customer, Item, Message, WaitlistEntry
 from app.db.session import create_session_factory
+from app.services import replies
 from app.services.messaging.delivery import DeliveryService
 from app.services.messaging.inbound import InboundPipeline
 from app.services.router import HybridRouter
 from app.services.shop import ShopBrain, run_hold_expiry
+from app.services.shop.context import load_context
 from tests.conftest import SHARED_DIR
 from tests.factories import Envelope, as_queued, image_message, share_post, text_message
 from tests.fakes import CollectingSender, FixedMedia
@@ -214,3 +216,46 @@ async def test_waitlist_notice_reaches_the_customer_through_the_outbox(shop: Sho
     assert notice.text is not None and "PT-0009" in notice.text and "available again" in notice.text
     _, taken = await shop.play("cust-waiter", "yes!")
     assert "on hold for you" in (taken[0].text or "")
+
+
+async def test_a_bug_mid_turn_leaves_nothing_behind_and_still_answers(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The brain writes, then fails: the turn's transaction goes back with all it wrote and
+    the customer gets the apology, in a second transaction that records the message."""
+    from app.services.shop.answers import Answers
+
+    _, asked = await shop.play("cust-bug", "is PT-0005 available?")
+    assert "waitlist" in (asked[0].text or "")
+    original = Answers.waitlist
+
+    async def broken(self: Answers, item: Item) -> str:
+        await original(self, item)  # writes the waitlist entry...
+        self.customer.usual_size = "XL"
+        self.context.last_sku = "PT-0001"
+        raise RuntimeError("bug")  # ...then fails
+
+    monkeypatch.setattr(Answers, "waitlist", broken)
+    message_id, answered = await shop.play("cust-bug", "waitlist")
+    assert [message.text for message in answered] == [replies.SNAG]
+    assert await shop.intent_of(message_id) == "other"
+    async with AsyncSession(shop.engine) as session:
+        assert await session.scalar(select(func.count()).select_from(WaitlistEntry)) == 0
+        customer = await session.scalar(
+            select(Customer).where(Customer.tiktok_user_id == "cust-bug")
+        )
+        assert customer is not None and customer.usual_size is None
+        conversation = await session.scalar(
+            select(Conversation).where(Conversation.customer_id == customer.id)
+        )
+        assert conversation is not None and conversation.mode == "bot"
+        # The context is the one the previous answer left, not half of the failed one's.
+        context = load_context(conversation)
+        assert context.offer is not None and context.offer.action == "waitlist"
+        assert context.last_sku == "PT-0005"
+        status = await session.scalar(select(Message.status).where(Message.event_id == message_id))
+        assert status == "processed"
+
+    monkeypatch.setattr(Answers, "waitlist", original)
+    _, joined = await shop.play("cust-bug", "waitlist")
+    assert "in line" in (joined[0].text or "")

@@ -20,10 +20,11 @@ from app.db.models import Conversation, DeadLetter, Message, OutboxEntry, Outbox
 from app.db.session import create_session_factory
 from app.sandbox.control import SandboxControl
 from app.sandbox.server import BackgroundServer, start_tiktok_sandbox
+from app.sandbox.stack import free_port
 from app.services.messaging.delivery import Delivery, DeliveryService
 from app.services.messaging.inbound import InboundPipeline
 from app.services.tiktok.api import SendData
-from app.services.tiktok.client import TikTokClient
+from app.services.tiktok.client import SendRateLimiter, TikTokClient
 from app.services.tiktok.errors import TikTokTransientError, TransientKind
 from tests.conftest import TestServices
 from tests.factories import as_queued, text_message
@@ -217,3 +218,41 @@ async def test_too_fast_never_outlives_max_send_attempts(
 
     assert [r.outcome for r in results] == [Delivery.RETRY, Delivery.FAILED, Delivery.SKIPPED]
     assert len(await sandbox.calls(endpoints=["send"])) == 2
+
+
+# -- our own Redis failing between the claim and the call -----------------------------------
+
+
+async def test_redis_failing_before_the_call_puts_the_reply_back_in_line(
+    make_client: ClientFactory,
+    tiktok_settings: Settings,
+    sandbox: SandboxControl,
+    reply_waiting: Any,
+    committed_db: AsyncEngine,
+) -> None:
+    """The claim committed, then the shared send rate could not be read: nothing went to
+    TikTok, so the row is `pending` again (not `sending`, which would wait out the resend
+    window as if the reply might be in the customer's inbox) and goes out once."""
+    settings = tiktok_settings.model_copy(
+        update={"retry_backoff_base_seconds": 0.01, "retry_backoff_cap_seconds": 0.05}
+    )
+    nobody = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    try:
+        unreachable = make_client(settings, rate_limiter=SendRateLimiter(nobody, 10))
+        delivery, outbox_id = await reply_waiting(settings, unreachable)
+        failed = await delivery.deliver(outbox_id)
+    finally:
+        await nobody.aclose()
+
+    assert failed.outcome is Delivery.RETRY
+    async with AsyncSession(committed_db) as session:
+        entry = await session.get(OutboxEntry, outbox_id)
+        assert entry is not None and entry.status is OutboxStatus.PENDING
+        assert "Redis failed before the call" in (entry.last_error or "")
+    assert await sandbox.calls(endpoints=["send"]) == []
+
+    working = DeliveryService(
+        settings, delivery.session_factory, delivery.redis, make_client(settings), FixedMedia()
+    )
+    assert (await working.deliver(outbox_id)).outcome is Delivery.SENT
+    assert len(await sandbox.messages()) == 1
