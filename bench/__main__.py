@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from app.sandbox.stack import Stack, free_port
 from app.services.tiktok.signature import signature_header
 from app.worker import task_names
 from app.worker.celery_app import create_celery
-from app.worker.task_names import EVENTS_QUEUE
+from app.worker.task_names import EVENTS_QUEUE, SENDS_QUEUE
 from bench.wrk import WrkResult, ensure_wrk, run_wrk
 
 SECRET = "bench-client-secret"
@@ -215,8 +216,41 @@ async def bench_worker(
         celery.send_task(task_names.NOOP, args=[counter], queue=EVENTS_QUEUE)
     await wait_until(lambda: redis.get(counter), lambda v: int(v or 0) >= count, 120)
     noop_rate = count / (time.perf_counter() - started)
+    before = cpu_by_process(stack)
     real_rate = await answered_rate(celery, sandbox, "worker", ["hi"] * count)
-    return [Figure("worker: messages answered", real_rate, "msg/s", noop_rate, "ratio >= 0.25")]
+    spent = {name: cpu_by_process(stack)[name] - seconds for name, seconds in before.items()}
+    return [
+        Figure("worker: messages answered", real_rate, "msg/s", noop_rate, "ratio >= 0.25"),
+        *(
+            Figure(f"CPU per DM answered: {name}", seconds * 1000 / count, "ms")
+            for name, seconds in spent.items()
+        ),
+    ]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process and of its children that have ended."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_cpu_seconds() -> float:
+    busy = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in busy[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of each process of the stack (a worker with its pool), and of the
+    whole machine less them: PostgreSQL, Redis, this load generator and anything else."""
+    spent: dict[str, float] = {}
+    for name, process in stack.processes.items():
+        if process.poll() is None:
+            pids = [process.pid, *_children(process.pid)]
+            spent[name] = sum(_cpu_seconds(pid) for pid in pids)
+    spent["rest of the machine"] = _machine_cpu_seconds() - sum(spent.values())
+    return spent
 
 
 # Questions that make the brain find pieces by their words: the part of a turn whose cost
@@ -294,7 +328,9 @@ async def catalogue_run(stack: Stack, sandbox: SandboxControl, label: str) -> tu
     celery = bench_celery(stack)
     texts = [QUESTIONS[n % len(QUESTIONS)] for n in range(200)]
     rate = await answered_rate(celery, sandbox, f"catalogue-{label}", texts)
-    latencies = await steady_latencies(stack, sandbox, CATALOGUE_E2E_RATE, 6, f"cat-{label}")
+    latencies = await steady_latencies(
+        stack, sandbox, CATALOGUE_E2E_RATE, 6, f"cat-{label}", QUESTIONS
+    )
     return rate, percentile(latencies, 99)
 
 
@@ -403,17 +439,41 @@ async def bench_dm_cost(stack: Stack) -> list[Figure]:
     return figures
 
 
+async def queues_drained(stack: Stack) -> None:
+    """Until the worker has nothing queued: the echoes of a phase's replies must not be
+    counted into the next phase's latencies."""
+    redis = aioredis.Redis.from_url(stack.env["REDIS_URL"])
+    try:
+
+        async def queued() -> int:
+            events: int = await redis.llen(EVENTS_QUEUE)
+            sends: int = await redis.llen(SENDS_QUEUE)
+            return events + sends
+
+        await wait_until(queued, lambda n: n == 0, 120)
+        await asyncio.sleep(0.5)  # what the worker took last is still running
+    finally:
+        await redis.aclose()
+
+
 async def steady_latencies(
-    stack: Stack, sandbox: SandboxControl, rate: int, seconds: int, users: str, text: str = "hi"
+    stack: Stack,
+    sandbox: SandboxControl,
+    rate: int,
+    seconds: int,
+    users: str,
+    texts: Sequence[str] = ("hi",),
 ) -> list[float]:
-    """Webhook to reply recorded by the stand-in, in ms, for DMs posted at a steady rate."""
+    """Webhook to reply recorded by the stand-in, in ms, for DMs posted at a steady rate
+    (their words taken from `texts` in turn), once the queues are empty."""
+    await queues_drained(stack)
     await sandbox.reset()
     sent_at: dict[str, float] = {}
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=10) as client:
 
         async def one(n: int) -> None:
             user = f"{users}-{n}"
-            body = webhook_body(user, text)
+            body = webhook_body(user, texts[n % len(texts)])
             sent_at[f"bench-conv-{user}"] = time.time()
             await client.post(
                 "/webhook/tiktok",

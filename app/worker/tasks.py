@@ -101,11 +101,13 @@ async def deliver_in_order(
 
 def _pipeline(runtime: WorkerRuntime) -> InboundPipeline:
     async def _enqueue(outbox_ids: Sequence[int]) -> None:
-        # Delivered by a task of their own, not inline: a delivery that meets a Redis outage
-        # after claiming its row (the rate limiter) leaves it `sending` until the sweeper's
-        # resend window, while a delivery that could not be queued stays `pending` and the
-        # sweeper sends it as soon as Redis is back (the chaos suite's Redis restart).
-        enqueue_deliveries(outbox_ids)
+        # A turn's replies go out from the task that wrote them, once its transaction has
+        # committed, instead of after a trip through the sends queue and a task of their
+        # own. What cannot go now (rate limit, an earlier reply first, an error, Redis
+        # failing before the call) is queued with its delay or left pending for the sweeper.
+        await deliver_in_order(
+            runtime, list(outbox_ids), runtime.settings.retry_backoff_base_seconds
+        )
 
     meter_llm(get_router(), WorkerMetrics(runtime.redis))
     return InboundPipeline(

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal, select, update
+from sqlalchemy import ColumnElement, exists, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from app.db.models import (
     Conversation,
@@ -194,6 +197,18 @@ class MessageRepository:
         return list(reversed(result.all()))
 
 
+@dataclass(frozen=True)
+class Claimable:
+    """An outbox row locked for its claim, with its message, conversation and customer."""
+
+    entry: OutboxEntry
+    message: Message
+    conversation: Conversation
+    customer: Customer
+    earlier_waiting: int  # earlier replies of the conversation not yet delivered
+    earlier_due: datetime | None  # the soonest any of them is due
+
+
 class OutboxRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -249,14 +264,37 @@ class OutboxRepository:
         )
         return (await self.session.execute(entry)).scalar_one()
 
-    async def claim(
-        self, outbox_id: int
-    ) -> tuple[OutboxEntry, Message, Conversation, Customer] | None:
-        """Lock one row for the claim step, with what delivery needs to know about it;
-        None if another worker holds it right now (or it does not exist)."""
+    async def claim(self, outbox_id: int) -> Claimable | None:
+        """Lock one row for the claim step, with what delivery needs to know about it and
+        the earlier replies of its conversation that still wait to go out (a reply never
+        overtakes one): one statement. None if another worker holds the row right now (or
+        it does not exist)."""
+        earlier_entry, earlier_message = aliased(OutboxEntry), aliased(Message)
+
+        def of_earlier(column: ColumnElement[Any]) -> ScalarSelect[Any]:
+            return (
+                select(column)
+                .select_from(earlier_entry)
+                .join(earlier_message, earlier_message.id == earlier_entry.message_id)
+                .where(
+                    earlier_message.conversation_id == Conversation.id,
+                    earlier_entry.id < outbox_id,
+                    earlier_entry.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]),
+                )
+                .correlate(Conversation)
+                .scalar_subquery()
+            )
+
         row = (
             await self.session.execute(
-                select(OutboxEntry, Message, Conversation, Customer)
+                select(
+                    OutboxEntry,
+                    Message,
+                    Conversation,
+                    Customer,
+                    of_earlier(func.count()),
+                    of_earlier(func.max(earlier_entry.next_attempt_at)),
+                )
                 .join(Message, Message.id == OutboxEntry.message_id)
                 .join(Conversation, Conversation.id == Message.conversation_id)
                 .join(Customer, Customer.id == Conversation.customer_id)
@@ -264,19 +302,24 @@ class OutboxRepository:
                 .with_for_update(of=OutboxEntry, skip_locked=True)
             )
         ).one_or_none()
-        return None if row is None else (row[0], row[1], row[2], row[3])
+        if row is None:
+            return None
+        return Claimable(row[0], row[1], row[2], row[3], int(row[4]), row[5])
 
     async def mark_sent(
         self, outbox_id: int, message_id: int, tiktok_message_id: str, sent_at: datetime
     ) -> None:
-        await self.session.execute(
+        # Both rows in one statement: every reply that goes out is recorded here.
+        sent = (
             update(OutboxEntry)
             .where(OutboxEntry.id == outbox_id)
             .values(status=OutboxStatus.SENT, last_error=None)
+            .returning(OutboxEntry.id)
+            .cte("sent")
         )
         await self.session.execute(
             update(Message)
-            .where(Message.id == message_id)
+            .where(Message.id == message_id, exists(select(sent.c.id)))
             .values(
                 status=MessageStatus.SENT,
                 tiktok_message_id=tiktok_message_id,
@@ -312,25 +355,6 @@ class OutboxRepository:
             .with_for_update(skip_locked=True)
         )
         return result.all()
-
-    async def earlier_undelivered(
-        self, conversation_id: int, outbox_id: int
-    ) -> tuple[int, datetime | None]:
-        """How many earlier replies of the conversation still wait to go out, and the
-        soonest any of them is due: a reply never overtakes an earlier one."""
-        row = (
-            await self.session.execute(
-                select(func.count(), func.max(OutboxEntry.next_attempt_at))
-                .select_from(OutboxEntry)
-                .join(Message, Message.id == OutboxEntry.message_id)
-                .where(
-                    Message.conversation_id == conversation_id,
-                    OutboxEntry.id < outbox_id,
-                    OutboxEntry.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]),
-                )
-            )
-        ).one()
-        return int(row[0]), row[1]
 
     async def in_flight_for(self, conversation_id: int) -> Sequence[OutboxEntry]:
         result = await self.session.scalars(

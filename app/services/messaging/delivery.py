@@ -181,7 +181,7 @@ class DeliveryService:
     async def _claim(self, outbox_id: int) -> _Claim | DeliveryResult:
         async with transaction(self.session_factory) as session:
             claimed = await OutboxRepository(session).claim(outbox_id)
-            if claimed is None or claimed[0].status != OutboxStatus.PENDING:
+            if claimed is None or claimed.entry.status != OutboxStatus.PENDING:
                 # Someone else holds it, or it is already done: a duplicate task.
                 return DeliveryResult(Delivery.SKIPPED)
             if await disconnected_since(self.redis) is not None:
@@ -191,11 +191,9 @@ class DeliveryService:
                 # TikTok is reconnected.
                 log.info("reply_waiting", reason="tiktok_disconnected")
                 return DeliveryResult(Delivery.WAITING)
-            entry, message, conversation, customer = claimed
-            waiting, due = await OutboxRepository(session).earlier_undelivered(
-                conversation.id, outbox_id
-            )
-            if waiting:
+            entry, message, conversation = claimed.entry, claimed.message, claimed.conversation
+            customer, due = claimed.customer, claimed.earlier_due
+            if claimed.earlier_waiting:
                 now = utc_now()
                 delay = max(0.3, (due - now).total_seconds()) if due and due > now else 0.3
                 # An earlier reply waiting for its echo is due only when the resend window
