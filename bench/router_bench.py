@@ -57,7 +57,7 @@ def main() -> None:
     def pct(values: list[float], p: float) -> float:
         return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
-    print(f"import (sklearn, numpy, app): {imported - started:.3f} s")
+    print(f"import (numpy, the app; scikit-learn only when training): {imported - started:.3f} s")
     print(f"load ({MODEL_FILE.name}, the trained model): {loaded - imported:.3f} s")
     print(f"training on {TRAIN_FILE.name} (when the model is stale): {trained - loaded:.3f} s")
     print(f"messages timed: {len(latencies)} ({len(texts)} distinct x {args.rounds} rounds)")

@@ -27,19 +27,18 @@ lines or the features and did not rebuild), it trains instead, as before, and sa
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.feature_extraction.text import TfidfVectorizer  # type: ignore[import-untyped]
-from sklearn.pipeline import FeatureUnion, Pipeline  # type: ignore[import-untyped]
-from sklearn.svm import LinearSVC  # type: ignore[import-untyped]
 
 from app.core.logging import get_logger
 from app.services.router import lexicon
@@ -99,32 +98,97 @@ def prepare(text: str) -> str:
     return " ".join(text.split())
 
 
-def _words_vectoriser() -> TfidfVectorizer:
-    return TfidfVectorizer(
-        ngram_range=(1, 2),
-        # Keep one-letter words ("u", "m") and emoji / punctuation as tokens.
-        token_pattern=r"(?u)\b\w+\b|[^\w\s]",  # noqa: S106 (a regex, not a secret)
+# The vectorisers' settings: training builds scikit-learn's TfidfVectorizer from them, and
+# `_Tfidf` transforms with the same analysers at run time.
+_WORD_PATTERN = r"(?u)\b\w+\b|[^\w\s]"  # one-letter words ("u", "m"), emoji, punctuation
+_WORD_NGRAMS = (1, 2)
+_CHAR_NGRAMS = (2, 5)
+_CHAR_MIN_DF = 2
+_TOKENS = re.compile(_WORD_PATTERN)
+_RUNS_OF_SPACE = re.compile(r"\s\s+")
+
+
+def _word_terms(text: str) -> list[str]:
+    """The terms of sklearn's "word" analyser: tokens, then pairs of adjacent tokens."""
+    tokens: list[str] = _TOKENS.findall(text.lower())
+    return tokens + [f"{first} {second}" for first, second in itertools.pairwise(tokens)]
+
+
+def _char_terms(text: str) -> list[str]:
+    """The terms of sklearn's "char_wb" analyser: character n-grams inside each word padded
+    with a space, a word shorter than n counted once as a whole."""
+    low, high = _CHAR_NGRAMS
+    grams: list[str] = []
+    for word in _RUNS_OF_SPACE.sub(" ", text.lower()).split():
+        padded = f" {word} "
+        for n in range(low, high + 1):
+            grams.extend(padded[start : start + n] for start in range(max(1, len(padded) - n + 1)))
+            if len(padded) <= n:
+                break
+    return grams
+
+
+class _Tfidf:
+    """One vectoriser's transform as training left it (sublinear tf, idf, l2 norm),
+    computed from its terms and idf. Run time needs nothing more, and leaving scikit-learn
+    and SciPy to training keeps them out of every worker and API process (about 80 MB of
+    imports each); tests/services/router/test_local.py checks it against scikit-learn."""
+
+    def __init__(
+        self, terms: Sequence[str], idf: NDArray[np.float64], analyse: Callable[[str], list[str]]
+    ) -> None:
+        self.terms: NDArray[np.str_] = np.asarray(terms, dtype=np.str_)
+        self.vocabulary = {str(term): column for column, term in enumerate(self.terms)}
+        self.idf = np.asarray(idf, dtype=np.float64)
+        self._analyse = analyse
+
+    def margins(self, text: str, weights: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The text's feature row times `weights` (one row per term)."""
+        counts = Counter(
+            column
+            for term in self._analyse(text)
+            if (column := self.vocabulary.get(term)) is not None
+        )
+        if not counts:
+            return np.zeros(weights.shape[1])
+        columns = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        values = (1.0 + np.log(tf)) * self.idf[columns]
+        values /= np.sqrt(values @ values)
+        result: NDArray[np.float64] = values @ weights[columns]
+        return result
+
+
+def _train(
+    texts: list[str], labels: list[str], c: float
+) -> tuple[list[str], _Tfidf, _Tfidf, NDArray[np.float64], NDArray[np.float64]]:
+    """Fit the vectorisers and the SVM with scikit-learn: (classes, word and char features,
+    weights one row per feature and one column per class, bias)."""
+    from scipy import sparse  # type: ignore[import-untyped]
+    from sklearn.feature_extraction.text import TfidfVectorizer  # type: ignore[import-untyped]
+    from sklearn.svm import LinearSVC  # type: ignore[import-untyped]
+
+    words = TfidfVectorizer(
+        ngram_range=_WORD_NGRAMS,
+        token_pattern=_WORD_PATTERN,
         sublinear_tf=True,
         min_df=1,
     )
-
-
-def _chars_vectoriser() -> TfidfVectorizer:
-    return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)
-
-
-def _fitted(
-    vectoriser: TfidfVectorizer, terms: NDArray[np.str_], idf: NDArray[np.float64]
-) -> TfidfVectorizer:
-    """A vectoriser as fitting would leave it, from the terms (in column order) and idf."""
-    vectoriser.set_params(vocabulary={str(term): i for i, term in enumerate(terms)})
-    vectoriser.idf_ = idf
-    return vectoriser
-
-
-def _terms(vectoriser: TfidfVectorizer) -> NDArray[np.str_]:
-    terms: NDArray[np.str_] = np.asarray(vectoriser.get_feature_names_out(), dtype=np.str_)
-    return terms
+    chars = TfidfVectorizer(
+        analyzer="char_wb", ngram_range=_CHAR_NGRAMS, sublinear_tf=True, min_df=_CHAR_MIN_DF
+    )
+    features = sparse.hstack([words.fit_transform(texts), chars.fit_transform(texts)]).tocsr()
+    # A fixed random_state: liblinear shuffles, and the same file must give the same model.
+    classifier = LinearSVC(C=c, random_state=0)
+    classifier.fit(features, labels)
+    coef: NDArray[np.float64] = classifier.coef_
+    return (
+        [str(label) for label in classifier.classes_],
+        _Tfidf(words.get_feature_names_out(), words.idf_, _word_terms),
+        _Tfidf(chars.get_feature_names_out(), chars.idf_, _char_terms),
+        coef.T,
+        classifier.intercept_,
+    )
 
 
 def model_digest(sources: Sequence[Path] = MODEL_SOURCES) -> str:
@@ -132,13 +196,6 @@ def model_digest(sources: Sequence[Path] = MODEL_SOURCES) -> str:
     for path in sources:
         digest.update(path.read_bytes())
     return digest.hexdigest()
-
-
-def _build_pipeline(c: float) -> Pipeline:
-    features = FeatureUnion([("words", _words_vectoriser()), ("chars", _chars_vectoriser())])
-    # A fixed random_state: liblinear shuffles, and the same file must give the same model.
-    classifier = LinearSVC(C=c, random_state=0)
-    return Pipeline([("features", features), ("classifier", classifier)])
 
 
 def _softmax(margins: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -179,32 +236,28 @@ class LocalRouter:
         if not examples:
             raise ValueError("the local router needs training examples")
         self.threshold = threshold
-        pipeline = _build_pipeline(c)
-        pipeline.fit([prepare(e.text) for e in examples], [e.intent.value for e in examples])
-        classes: Iterable[str] = pipeline.classes_
-        # Scoring one message through the Pipeline spends more time stacking matrices and
-        # validating input than computing: keep the fitted vectorisers and the weights,
-        # split per vectoriser, and score with two sparse-dense products instead.
-        features: FeatureUnion = pipeline.named_steps["features"]
-        classifier: LinearSVC = pipeline.named_steps["classifier"]
-        (_, words), (_, chars) = features.transformer_list
-        n_words = len(words.vocabulary_)
-        coef: NDArray[np.float64] = classifier.coef_
+        # Scoring one message through a scikit-learn Pipeline spends more time stacking
+        # matrices and validating input than computing: keep the vocabularies and the
+        # weights, split per vectoriser, and score with two small products instead.
+        classes, words, chars, weights, bias = _train(
+            [prepare(e.text) for e in examples], [e.intent.value for e in examples], c
+        )
+        n_words = len(words.vocabulary)
         self._set_parts(
             classes=[Intent(label) for label in classes],
             words=words,
             chars=chars,
-            word_weights=coef[:, :n_words].T,
-            char_weights=coef[:, n_words:].T,
-            bias=classifier.intercept_,
+            word_weights=weights[:n_words],
+            char_weights=weights[n_words:],
+            bias=bias,
         )
 
     def _set_parts(
         self,
         *,
         classes: list[Intent],
-        words: TfidfVectorizer,
-        chars: TfidfVectorizer,
+        words: _Tfidf,
+        chars: _Tfidf,
         word_weights: NDArray[np.float64],
         char_weights: NDArray[np.float64],
         bias: NDArray[np.float64],
@@ -231,10 +284,10 @@ class LocalRouter:
             path,
             digest=np.asarray(digest),
             classes=np.asarray([intent.value for intent in self._classes]),
-            word_terms=_terms(self._words),
-            word_idf=self._words.idf_,
-            char_terms=_terms(self._chars),
-            char_idf=self._chars.idf_,
+            word_terms=self._words.terms,
+            word_idf=self._words.idf,
+            char_terms=self._chars.terms,
+            char_idf=self._chars.idf,
             word_weights=self._word_weights.astype(np.float32),
             char_weights=self._char_weights.astype(np.float32),
             bias=self._bias,
@@ -253,8 +306,8 @@ class LocalRouter:
                 router.threshold = threshold
                 router._set_parts(
                     classes=[Intent(str(label)) for label in saved["classes"]],
-                    words=_fitted(_words_vectoriser(), saved["word_terms"], saved["word_idf"]),
-                    chars=_fitted(_chars_vectoriser(), saved["char_terms"], saved["char_idf"]),
+                    words=_Tfidf(saved["word_terms"], saved["word_idf"], _word_terms),
+                    chars=_Tfidf(saved["char_terms"], saved["char_idf"], _char_terms),
                     word_weights=saved["word_weights"],
                     char_weights=saved["char_weights"],
                     bias=saved["bias"],
@@ -265,13 +318,14 @@ class LocalRouter:
 
     def probabilities(self, texts: Sequence[str]) -> NDArray[np.float64]:
         """One row per text, one column per intent in `self.classes` order."""
-        prepared = [prepare(t) for t in texts]
-        margins: NDArray[np.float64] = (
-            self._words.transform(prepared) @ self._word_weights
-            + self._chars.transform(prepared) @ self._char_weights
-            + self._bias
-        )
-        return _softmax(np.asarray(margins))
+        margins = np.array(
+            [
+                self._words.margins(prepared, self._word_weights)
+                + self._chars.margins(prepared, self._char_weights)
+                for prepared in map(prepare, texts)
+            ]
+        ).reshape(len(texts), len(self._classes))
+        return _softmax(margins + self._bias)
 
     @property
     def classes(self) -> list[Intent]:
@@ -300,7 +354,7 @@ class LocalRouter:
             if word in _PLACEHOLDERS:
                 continue
             total += len(word)
-            if word in self._words.vocabulary_:
+            if word in self._words.vocabulary:
                 known += len(word)
         return known / total if total else 0.0
 

@@ -163,3 +163,70 @@ def test_a_stale_model_is_trained_again(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(local, "model_digest", lambda: "stale")
     router = local.load_or_train()
     assert router.classify("how much is the jacket")[0] is Intent.PRICE
+
+
+ODD_TEXTS = [
+    "",
+    "   ",
+    "a",
+    "u m",
+    "hi\tthere\n\nfriend",
+    "is  it   still\u00a0available",
+    "😀😀 love it!!",
+    "café crème brûlée",
+    "ÉCOLE ßtraße İstanbul",
+    "size-m? $$ or ¥",
+    "x" * 3,
+    "ab cd ef",
+    "zskuref zmoney znum",
+]
+
+
+def test_run_time_features_are_scikit_learns() -> None:
+    """The router scores with its own TF-IDF (no scikit-learn or SciPy in a running
+    process); it must be the one scikit-learn fitted: the same terms from every text, and
+    the same feature row times the weights."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts = [prepare(example.text) for example in load_examples()]
+    probes = texts[::7] + ODD_TEXTS + [prepare(text) for text in ODD_TEXTS]
+    words = TfidfVectorizer(
+        ngram_range=local._WORD_NGRAMS,
+        token_pattern=local._WORD_PATTERN,
+        sublinear_tf=True,
+        min_df=1,
+    ).fit(texts)
+    chars = TfidfVectorizer(
+        analyzer="char_wb",
+        ngram_range=local._CHAR_NGRAMS,
+        sublinear_tf=True,
+        min_df=local._CHAR_MIN_DF,
+    ).fit(texts)
+    for fitted, analyse in ((words, local._word_terms), (chars, local._char_terms)):
+        sklearn_terms = fitted.build_analyzer()
+        for text in probes:
+            assert analyse(text) == sklearn_terms(text), text
+        ours = local._Tfidf(fitted.get_feature_names_out(), fitted.idf_, analyse)
+        weights = np.random.default_rng(0).normal(size=(len(ours.vocabulary), 4))
+        expected = fitted.transform(probes) @ weights
+        got = np.array([ours.margins(text, weights) for text in probes])
+        assert np.abs(got - expected).max() < 1e-9
+
+
+def test_a_running_router_does_not_load_scikit_learn() -> None:
+    """Checked in a fresh interpreter: this one has imported scikit-learn for the tests."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from app.services.router.local import LocalRouter, model_digest\n"
+        "router = LocalRouter.load(digest=model_digest())\n"
+        "assert router is not None\n"
+        "router.classify('is it still available')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
