@@ -329,7 +329,7 @@ async def catalogue_run(stack: Stack, sandbox: SandboxControl, label: str) -> tu
     texts = [QUESTIONS[n % len(QUESTIONS)] for n in range(200)]
     rate = await answered_rate(celery, sandbox, f"catalogue-{label}", texts)
     latencies = await steady_latencies(
-        stack, sandbox, CATALOGUE_E2E_RATE, 6, f"cat-{label}", QUESTIONS
+        stack, sandbox, CATALOGUE_E2E_RATE, 15, f"cat-{label}", QUESTIONS
     )
     return rate, percentile(latencies, 99)
 

@@ -6,13 +6,20 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Request
+from redis.exceptions import RedisError
 
 from app.api.metrics import observe_webhook
+from app.core import redis_keys
 from app.core.config import Settings
 from app.core.errors import BadPayload, PayloadTooLarge, PhiliaError, Unauthorized
 from app.core.logging import get_logger
 from app.services.tiktok.signature import SIGNATURE_HEADERS, InvalidSignature, verify_signature
-from app.services.tiktok.webhook import InvalidEnvelope, load_content, parse_envelope
+from app.services.tiktok.webhook import (
+    EventType,
+    InvalidEnvelope,
+    load_content,
+    parse_envelope,
+)
 from app.worker.enqueue import enqueue_event
 
 router = APIRouter(tags=["webhook"])
@@ -82,10 +89,31 @@ async def _accept(request: Request, settings: Settings) -> dict[str, str]:
         raise Unauthorized(str(error)) from None
     try:
         # The same parse, depth limit included, as the worker's: what is queued, it can read.
-        load_content(parse_envelope(body))
+        envelope = parse_envelope(body)
+        content = load_content(envelope)
     except InvalidEnvelope as error:
         raise BadPayload(str(error)) from None
+    if envelope.event == EventType.SEND and await _echo_of_own_send(request, content):
+        return {"status": "known"}
     await enqueue_event(
         request.app.state.producer, body, received_at, settings.webhook_enqueue_timeout_seconds
     )
     return {"status": "queued"}
+
+
+async def _echo_of_own_send(request: Request, content: object) -> bool:
+    """TikTok echoes every message the shop sends, the bot's own replies included: one
+    per DM. The delivery that sent a reply left a marker under TikTok's message id, and
+    the worker would only find it and stop; the marker is what the event would have told
+    it, so the echo is acknowledged here without a task. Any doubt (no marker yet, since
+    TikTok may echo before its answer to the send is read; Redis failing) queues it."""
+    message_id = content.get("message_id") if isinstance(content, dict) else None
+    if not isinstance(message_id, str) or not message_id:
+        return False
+    try:
+        known = await request.app.state.redis.exists(redis_keys.sent_by_tiktok_id(message_id))
+    except RedisError:
+        return False
+    if known:
+        log.debug("echo_of_own_send", tiktok_message_id=message_id)
+    return bool(known)

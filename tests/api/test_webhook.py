@@ -18,7 +18,7 @@ from app.core.embedded import EmbeddedRedis
 from app.main import create_app
 from app.services.tiktok.connection import mark_disconnected
 from tests.conftest import TestServices
-from tests.factories import encode, signed, text_message
+from tests.factories import echo, encode, signed, text_message
 
 SECRET = "test-client-secret"
 
@@ -72,6 +72,27 @@ async def test_valid_event_is_queued_and_acknowledged(
     assert await redis_client.llen("maintenance") == 0
     message = orjson.loads(await redis_client.lindex("events", 0))
     assert message["headers"]["task"] == "philia.process_event"
+
+
+async def test_the_echo_of_the_bots_own_reply_needs_no_task(
+    bot: httpx.AsyncClient, redis_client: aioredis.Redis
+) -> None:
+    """A reply the bot sent left a marker under TikTok's message id: its echo is answered
+    200 and not queued. An echo of anything else (staff typing in the app, an automation,
+    a reply whose send is not recorded yet) is queued for the worker as before."""
+    await redis_client.set(redis_keys.sent_by_tiktok_id("tt-ours"), 7)
+    body, signature = signed(echo("here you go", message_id="tt-ours"), SECRET)
+    response = await bot.post("/webhook/tiktok", content=body, headers=signature)
+    assert response.status_code == 200 and await queued(redis_client) == 0
+    for other in ("tt-typed-in-the-app", "tt-not-recorded-yet"):
+        body, signature = signed(echo("hi, it's Sam", message_id=other), SECRET)
+        assert (
+            await bot.post("/webhook/tiktok", content=body, headers=signature)
+        ).status_code == 200
+    # A customer's message with the same id as a marker is never skipped.
+    body, signature = signed(text_message(message_id="tt-ours"), SECRET)
+    assert (await bot.post("/webhook/tiktok", content=body, headers=signature)).status_code == 200
+    assert await queued(redis_client) == 3
 
 
 async def test_alternative_header_name_is_accepted(
