@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import redis.asyncio as aioredis
 from fastapi import APIRouter, Request
 from redis.exceptions import RedisError
 
@@ -13,6 +14,7 @@ from app.core import redis_keys
 from app.core.config import Settings
 from app.core.errors import BadPayload, PayloadTooLarge, PhiliaError, Unauthorized
 from app.core.logging import get_logger
+from app.services.messaging.inbound import Outcome
 from app.services.tiktok.signature import SIGNATURE_HEADERS, InvalidSignature, verify_signature
 from app.services.tiktok.webhook import (
     EventType,
@@ -93,7 +95,7 @@ async def _accept(request: Request, settings: Settings) -> dict[str, str]:
         content = load_content(envelope)
     except InvalidEnvelope as error:
         raise BadPayload(str(error)) from None
-    if envelope.event == EventType.SEND and await _echo_of_own_send(request, content):
+    if envelope.event == EventType.SEND and await _echo_of_own_send(request, content, settings):
         return {"status": "known"}
     await enqueue_event(
         request.app.state.producer, body, received_at, settings.webhook_enqueue_timeout_seconds
@@ -101,19 +103,33 @@ async def _accept(request: Request, settings: Settings) -> dict[str, str]:
     return {"status": "queued"}
 
 
-async def _echo_of_own_send(request: Request, content: object) -> bool:
+# One round trip: when the send's marker is there, mark the echo's event handled as the
+# worker would have (readers of that marker, the scenario runner among them, see no
+# difference) and say so.
+_SETTLE_OWN_ECHO = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2], 'NX')
+return 1
+"""
+
+
+async def _echo_of_own_send(request: Request, content: object, settings: Settings) -> bool:
     """TikTok echoes every message the shop sends, the bot's own replies included: one
     per DM. The delivery that sent a reply left a marker under TikTok's message id, and
     the worker would only find it and stop; the marker is what the event would have told
-    it, so the echo is acknowledged here without a task. Any doubt (no marker yet, since
-    TikTok may echo before its answer to the send is read; Redis failing) queues it."""
+    it, so the echo is settled here without a task. Any doubt (no marker yet, since TikTok
+    may echo before its answer to the send is read; Redis failing) queues it."""
     message_id = content.get("message_id") if isinstance(content, dict) else None
     if not isinstance(message_id, str) or not message_id:
         return False
+    redis: aioredis.Redis = request.app.state.redis
     try:
-        known = await request.app.state.redis.exists(redis_keys.sent_by_tiktok_id(message_id))
+        settled = await redis.register_script(_SETTLE_OWN_ECHO)(
+            keys=[redis_keys.sent_by_tiktok_id(message_id), redis_keys.event_handled(message_id)],
+            args=[Outcome.ECHO.value, settings.idempotency_ttl_hours * 3600],
+        )
     except RedisError:
         return False
-    if known:
+    if settled:
         log.debug("echo_of_own_send", tiktok_message_id=message_id)
-    return bool(known)
+    return bool(settled)

@@ -84,6 +84,8 @@ async def test_the_echo_of_the_bots_own_reply_needs_no_task(
     body, signature = signed(echo("here you go", message_id="tt-ours"), SECRET)
     response = await bot.post("/webhook/tiktok", content=body, headers=signature)
     assert response.status_code == 200 and await queued(redis_client) == 0
+    # Settled as the worker would have settled it: its event is marked handled, as an echo.
+    assert await redis_client.get(redis_keys.event_handled("tt-ours")) == b"echo"
     for other in ("tt-typed-in-the-app", "tt-not-recorded-yet"):
         body, signature = signed(echo("hi, it's Sam", message_id=other), SECRET)
         assert (
