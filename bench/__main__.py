@@ -5,7 +5,8 @@
    and answers 200. No ratio is reported when the bare endpoint stays under 3,000 req/s:
    then the generator or the machine, not the webhook, is what was measured.
 2. Worker: messages handled per second (webhook event to reply accepted by the TikTok
-   stand-in), against a bare Celery task that only increments a Redis counter.
+   stand-in, which echoes every reply to the webhook as TikTok does), against a bare
+   Celery task that only increments a Redis counter.
 3. End to end: latency from webhook to the reply recorded by the stand-in, at a steady
    50 messages/s.
 
@@ -527,6 +528,8 @@ async def run(stack: Stack) -> list[Figure]:
     redis = aioredis.Redis.from_url(stack.env["REDIS_URL"])
     assert stack.sandbox_url is not None
     async with SandboxControl(stack.sandbox_url) as sandbox:
+        # As TikTok does: every reply is echoed back to the webhook (im_send_msg).
+        await sandbox.configure(echo_sends=True)
         figures = await bench_ingress(stack, redis)
         stack.start_worker()
         # Its start-up is not timed: one task through the queue and back first.

@@ -97,8 +97,11 @@ async def sandbox(stack: Stack) -> AsyncIterator[SandboxControl]:
     async with SandboxControl(stack.sandbox_url, timeout=60) as control:
         await control.clear_failures()
         await control.clear_random_faults()
-        # TikTok delivers a webhook again until the bot answers 2xx.
-        await control.configure(webhook_redelivery_seconds=120)
+        # TikTok delivers a webhook again until the bot answers 2xx, and echoes every send
+        # it accepts (im_send_msg): the evidence a reply whose worker died mid-send went
+        # out. Without echoes, a reply TikTok took just before the kill is sent again
+        # once RESEND_UNCONFIRMED_AFTER_SECONDS passes, which real TikTok never allows.
+        await control.configure(webhook_redelivery_seconds=120, echo_sends=True)
         yield control
 
 
