@@ -122,9 +122,12 @@ async def _echo_of_own_send(request: Request, content: object, settings: Setting
     message_id = content.get("message_id") if isinstance(content, dict) else None
     if not isinstance(message_id, str) or not message_id:
         return False
-    redis: aioredis.Redis = request.app.state.redis
+    state = request.app.state
+    if getattr(state, "settle_own_echo", None) is None:
+        redis: aioredis.Redis = state.redis
+        state.settle_own_echo = redis.register_script(_SETTLE_OWN_ECHO)
     try:
-        settled = await redis.register_script(_SETTLE_OWN_ECHO)(
+        settled = await state.settle_own_echo(
             keys=[redis_keys.sent_by_tiktok_id(message_id), redis_keys.event_handled(message_id)],
             args=[Outcome.ECHO.value, settings.idempotency_ttl_hours * 3600],
         )

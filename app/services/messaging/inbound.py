@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 import structlog
@@ -57,6 +58,7 @@ from app.services.tiktok.webhook import (
 from app.services.turns import Brain, Reply, TurnResult
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 EnqueueDeliveries = Callable[[Sequence[int]], Awaitable[None]]
 # Tells staff why a conversation needs a person, or (None) why the whole shop does.
@@ -270,43 +272,9 @@ class InboundPipeline:
     async def _handle_customer_message(
         self, event_id: str, envelope: WebhookEnvelope, content: MessageContent
     ) -> Outcome:
-        message_type, text = _read_as(content)
-        apologise: frozenset[str] = frozenset()
-        while True:
-            try:
-                # Recording the message and answering the oldest pending turn share one
-                # transaction: the conversation lock is taken before the insert, so
-                # whoever holds it sees every earlier message that is already recorded.
-                async with transaction(self.session_factory) as session:
-                    conversations = ConversationRepository(session)
-                    conversation, customer, created = await conversations.locked_or_created(
-                        content.conversation_id, content.from_user.id, content.sender
-                    )
-                    message = await MessageRepository(session).record_event(
-                        Direction.INBOUND,
-                        {
-                            "conversation_id": conversation.id,
-                            "event_id": event_id,
-                            "message_type": message_type,
-                            "text": text,
-                            "payload": content.model_dump(mode="json", by_alias=True),
-                            "entities": {},
-                            "status": MessageStatus.RECEIVED,
-                            "sent_at": _utc_from_ms(content.timestamp),
-                        },
-                    )
-                    if message is not None:
-                        await self.window.refresh(
-                            content.from_user.id, content.timestamp, conversation
-                        )
-                    # A conversation created just now has no other message to wait for.
-                    pending = [message] if created and message is not None else None
-                    step = await self._answer_next_turn(
-                        session, conversation, customer, apologise, pending
-                    )
-                break
-            except _BrainFailed as failed:
-                apologise |= failed.event_ids
+        conversation, message, step = await self._until_answered(
+            lambda apologise: self._record_and_answer(event_id, content, apologise)
+        )
         if message is None:
             log.info("event_duplicate", source="database")
         await self._after_commit(conversation, step)
@@ -314,23 +282,72 @@ class InboundPipeline:
             await self.drain(conversation.id)
         return Outcome.HANDLED if message is not None else Outcome.DUPLICATE
 
+    async def _record_and_answer(
+        self, event_id: str, content: MessageContent, apologise: frozenset[str]
+    ) -> tuple[Conversation, Message | None, _TurnStep]:
+        """Recording the message and answering the oldest pending turn share one
+        transaction: the conversation lock is taken before the insert, so whoever holds it
+        sees every earlier message that is already recorded."""
+        message_type, text = _read_as(content)
+        async with transaction(self.session_factory) as session:
+            conversation, customer, created = await ConversationRepository(
+                session
+            ).locked_or_created(content.conversation_id, content.from_user.id, content.sender)
+            message = await MessageRepository(session).record_event(
+                Direction.INBOUND,
+                {
+                    "conversation_id": conversation.id,
+                    "event_id": event_id,
+                    "message_type": message_type,
+                    "text": text,
+                    "payload": content.model_dump(mode="json", by_alias=True),
+                    "entities": {},
+                    "status": MessageStatus.RECEIVED,
+                    "sent_at": _utc_from_ms(content.timestamp),
+                },
+            )
+            if message is not None:
+                await self.window.refresh(content.from_user.id, content.timestamp, conversation)
+            # A conversation created just now has no other message to wait for.
+            pending = [message] if created and message is not None else None
+            step = await self._answer_next_turn(session, conversation, customer, apologise, pending)
+        return conversation, message, step
+
     async def drain(self, conversation_id: int) -> None:
         """Handle every pending message of the conversation, oldest first, turn by turn."""
-        apologise: frozenset[str] = frozenset()
         while True:
-            try:
-                async with transaction(self.session_factory) as session:
-                    locked = await ConversationRepository(session).get_for_update(conversation_id)
-                    if locked is None:
-                        return
-                    conversation, customer = locked
-                    step = await self._answer_next_turn(session, conversation, customer, apologise)
-            except _BrainFailed as failed:
-                apologise |= failed.event_ids
-                continue
+            answered = await self._until_answered(
+                lambda apologise: self._answer_locked(conversation_id, apologise)
+            )
+            if answered is None:
+                return
+            conversation, step = answered
             await self._after_commit(conversation, step)
             if not step.more_pending:
                 return
+
+    async def _answer_locked(
+        self, conversation_id: int, apologise: frozenset[str]
+    ) -> tuple[Conversation, _TurnStep] | None:
+        async with transaction(self.session_factory) as session:
+            locked = await ConversationRepository(session).get_for_update(conversation_id)
+            if locked is None:
+                return None
+            conversation, customer = locked
+            step = await self._answer_next_turn(session, conversation, customer, apologise)
+        return conversation, step
+
+    @staticmethod
+    async def _until_answered(attempt: Callable[[frozenset[str]], Awaitable[T]]) -> T:
+        """Run `attempt` (one turn's transaction). When the brain fails mid-turn, the
+        transaction is gone with what it wrote, and the turn is attempted again with the
+        failed turn's events to be answered with an apology."""
+        apologise: frozenset[str] = frozenset()
+        while True:
+            try:
+                return await attempt(apologise)
+            except _BrainFailed as failed:
+                apologise |= failed.event_ids
 
     async def _answer_next_turn(
         self,

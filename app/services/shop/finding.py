@@ -84,8 +84,7 @@ class PieceFinder:
 
     async def unmatched_words(self, text: str) -> list[str]:
         """The content words of `text` that name no piece of the shop."""
-        _, unmatched = (await self._matcher()).scores(text)
-        return unmatched
+        return (await self._matcher()).unmatched(text)
 
     async def find(self, text: str, route: RouteResult) -> Found:
         """The piece(s) the customer means: SKU, a pick from the list just shown, a whole

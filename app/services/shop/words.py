@@ -197,12 +197,9 @@ class ItemMatcher:
             scores += hits * math.log(1 + len(self.skus) / named)
         return scores, unmatched
 
-    def scores(self, text: str) -> tuple[dict[str, float], list[str]]:
-        """Each named piece's score for the words of `text`, and the content words that
-        name no piece at all."""
-        scores, unmatched = self._scores(text)
-        named = np.flatnonzero(scores)
-        return {self.skus[n]: float(scores[n]) for n in named}, unmatched
+    def unmatched(self, text: str) -> list[str]:
+        """The content words of `text` that name no piece at all."""
+        return self._scores(text)[1]
 
     def match(self, text: str, context: Iterable[str] = ()) -> Match:
         """The pieces `text` names, best first. Pieces of the conversation (`context`: just
