@@ -17,7 +17,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from app.db.models import (
@@ -239,7 +238,10 @@ _QUEUE = (
     .returning(_outbox.c.id)
 )
 
-_earlier_entry, _earlier_message = aliased(OutboxEntry), aliased(Message)
+_conversations = cast(Table, Conversation.__table__)
+_customers = cast(Table, Customer.__table__)
+_earlier_entry = _outbox.alias("earlier_entry")
+_earlier_message = _messages.alias("earlier_message")
 
 
 def _of_earlier_replies(column: ColumnElement[Any]) -> ScalarSelect[Any]:
@@ -248,31 +250,62 @@ def _of_earlier_replies(column: ColumnElement[Any]) -> ScalarSelect[Any]:
     return (
         select(column)
         .select_from(_earlier_entry)
-        .join(_earlier_message, _earlier_message.id == _earlier_entry.message_id)
+        .join(_earlier_message, _earlier_message.c.id == _earlier_entry.c.message_id)
         .where(
-            _earlier_message.conversation_id == Conversation.id,
-            _earlier_entry.id < bindparam("outbox_id"),
-            _earlier_entry.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]),
+            _earlier_message.c.conversation_id == _conversations.c.id,
+            _earlier_entry.c.id < bindparam("outbox_id"),
+            _earlier_entry.c.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]),
         )
-        .correlate(Conversation)
+        .correlate(_conversations)
         .scalar_subquery()
     )
 
 
+# Rows, not mapped objects: the claim is on every reply's path, and loading four entities
+# into the identity map cost more than the statement.
 _CLAIM = (
     select(
-        OutboxEntry,
-        Message,
-        Conversation,
-        Customer,
+        _outbox.c.id,
+        _outbox.c.status,
+        _outbox.c.attempts,
+        _messages.c.id,
+        _messages.c.message_type,
+        _messages.c.text,
+        _messages.c.payload,
+        _conversations.c.id,
+        _conversations.c.tiktok_conversation_id,
+        _conversations.c.window_expires_at,
+        _conversations.c.replies_in_window,
+        _customers.c.tiktok_user_id,
         _of_earlier_replies(func.count()),
-        _of_earlier_replies(func.max(_earlier_entry.next_attempt_at)),
+        _of_earlier_replies(func.max(_earlier_entry.c.next_attempt_at)),
     )
-    .join(Message, Message.id == OutboxEntry.message_id)
-    .join(Conversation, Conversation.id == Message.conversation_id)
-    .join(Customer, Customer.id == Conversation.customer_id)
-    .where(OutboxEntry.id == bindparam("outbox_id"))
-    .with_for_update(of=OutboxEntry, skip_locked=True)
+    .select_from(_outbox)
+    .join(_messages, _messages.c.id == _outbox.c.message_id)
+    .join(_conversations, _conversations.c.id == _messages.c.conversation_id)
+    .join(_customers, _customers.c.id == _conversations.c.customer_id)
+    .where(_outbox.c.id == bindparam("outbox_id"))
+    .with_for_update(of=_outbox, skip_locked=True)
+)
+
+# A claim's two writes, one statement: the conversation's mirror of the quota it reserved,
+# and the row becoming `sending`.
+_quota_mirror = (
+    update(_conversations)
+    .where(_conversations.c.id == bindparam("claim_conversation_id"))
+    .values(replies_in_window=bindparam("claim_replies_in_window"))
+    .returning(_conversations.c.id)
+    .cte("quota_mirror")
+)
+_MARK_SENDING = (
+    update(_outbox)
+    .where(_outbox.c.id == bindparam("outbox_id"), exists(select(_quota_mirror.c.id)))
+    .values(
+        status=OutboxStatus.SENDING,
+        attempts=_outbox.c.attempts + 1,
+        claimed_at=bindparam("claimed_at"),
+        next_attempt_at=None,
+    )
 )
 
 _sent_entry = (
@@ -293,14 +326,24 @@ _MARK_SENT = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class Claimable:
-    """An outbox row locked for its claim, with its message, conversation and customer."""
+    """An outbox row locked for its claim, with what its delivery needs to know of its
+    message, conversation and customer."""
 
-    entry: OutboxEntry
-    message: Message
-    conversation: Conversation
-    customer: Customer
+    outbox_id: int
+    status: OutboxStatus
+    attempts: int
+    message_id: int
+    message_type: str
+    text: str | None
+    payload: dict[str, Any] | None
+    conversation_id: int
+    tiktok_conversation_id: str
+    # The conversation's mirror of its window and quota (WindowService reads and sets it).
+    window_expires_at: datetime | None
+    replies_in_window: int
+    tiktok_user_id: str
     earlier_waiting: int  # earlier replies of the conversation not yet delivered
     earlier_due: datetime | None  # the soonest any of them is due
 
@@ -348,7 +391,36 @@ class OutboxRepository:
         row = (await self.session.execute(_CLAIM, {"outbox_id": outbox_id})).one_or_none()
         if row is None:
             return None
-        return Claimable(row[0], row[1], row[2], row[3], int(row[4]), row[5])
+        (outbox_id, status, attempts, message_id, message_type, text, payload) = row[:7]
+        (conversation_id, tiktok_conversation_id, window_end, replies, user_id) = row[7:12]
+        return Claimable(
+            outbox_id=outbox_id,
+            status=status,
+            attempts=attempts,
+            message_id=message_id,
+            message_type=message_type,
+            text=text,
+            payload=payload,
+            conversation_id=conversation_id,
+            tiktok_conversation_id=tiktok_conversation_id,
+            window_expires_at=window_end,
+            replies_in_window=replies,
+            tiktok_user_id=user_id,
+            earlier_waiting=int(row[12]),
+            earlier_due=row[13],
+        )
+
+    async def mark_sending(self, claimed: Claimable, claimed_at: datetime) -> None:
+        """The claim's writes (see `transitions.claim`)."""
+        await self.session.execute(
+            _MARK_SENDING,
+            {
+                "outbox_id": claimed.outbox_id,
+                "claimed_at": claimed_at,
+                "claim_conversation_id": claimed.conversation_id,
+                "claim_replies_in_window": claimed.replies_in_window,
+            },
+        )
 
     async def mark_sent(
         self, outbox_id: int, message_id: int, tiktok_message_id: str, sent_at: datetime

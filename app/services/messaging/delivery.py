@@ -181,7 +181,7 @@ class DeliveryService:
     async def _claim(self, outbox_id: int) -> _Claim | DeliveryResult:
         async with transaction(self.session_factory) as session:
             claimed = await OutboxRepository(session).claim(outbox_id)
-            if claimed is None or claimed.entry.status != OutboxStatus.PENDING:
+            if claimed is None or claimed.status != OutboxStatus.PENDING:
                 # Someone else holds it, or it is already done: a duplicate task.
                 return DeliveryResult(Delivery.SKIPPED)
             if await disconnected_since(self.redis) is not None:
@@ -191,8 +191,7 @@ class DeliveryService:
                 # TikTok is reconnected.
                 log.info("reply_waiting", reason="tiktok_disconnected")
                 return DeliveryResult(Delivery.WAITING)
-            entry, message, conversation = claimed.entry, claimed.message, claimed.conversation
-            customer, due = claimed.customer, claimed.earlier_due
+            due = claimed.earlier_due
             if claimed.earlier_waiting:
                 now = utc_now()
                 delay = max(0.3, (due - now).total_seconds()) if due and due > now else 0.3
@@ -201,20 +200,23 @@ class DeliveryService:
                 # look again no later than the longest ordinary backoff.
                 delay = min(delay, max(0.3, self.settings.retry_backoff_cap_seconds))
                 return DeliveryResult(Delivery.DEFERRED, retry_in=delay)
-            refusal = await self.window.reserve_reply(customer.tiktok_user_id, conversation)
+            refusal = await self.window.reserve_reply(claimed.tiktok_user_id, claimed)
             if refusal is not None:
+                entry = await OutboxRepository(session).get_for_update(outbox_id)
+                message = await MessageRepository(session).get(claimed.message_id)
+                assert entry is not None and message is not None
                 transitions.mark_not_delivered(entry, message, OutboxStatus.NOT_SENT, refusal.value)
                 log.info("reply_not_sent", reason=refusal.name.lower())
                 return DeliveryResult(Delivery.NOT_SENT)
             claimed_at = utc_now()
-            transitions.claim(entry, claimed_at)
+            await transitions.claim(session, claimed, claimed_at)
             return _Claim(
-                message_id=message.id,
-                conversation_tiktok_id=conversation.tiktok_conversation_id,
-                message_type=message.message_type,
-                text=message.text,
-                image_url=(message.payload or {}).get("image_url"),
-                attempts=entry.attempts,
+                message_id=claimed.message_id,
+                conversation_tiktok_id=claimed.tiktok_conversation_id,
+                message_type=claimed.message_type,
+                text=claimed.text,
+                image_url=(claimed.payload or {}).get("image_url"),
+                attempts=claimed.attempts + 1,
                 claimed_at=claimed_at,
             )
 

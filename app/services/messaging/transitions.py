@@ -21,7 +21,7 @@ from app.db.models import (
     OutboxEntry,
     OutboxStatus,
 )
-from app.db.repositories.conversations import OutboxRepository
+from app.db.repositories.conversations import Claimable, OutboxRepository
 
 MAX_REASON_CHARS = 2000
 
@@ -47,15 +47,14 @@ def handoff_lapsed(conversation: Conversation, now: datetime, idle: timedelta) -
     )
 
 
-def claim(entry: OutboxEntry, now: datetime) -> None:
+async def claim(session: AsyncSession, claimed: Claimable, now: datetime) -> None:
     """A worker is about to call TikTok: from here until its result is recorded the outcome
-    is uncertain (the sweeper settles it from evidence if the worker dies)."""
-    entry.status = OutboxStatus.SENDING
-    entry.attempts += 1
-    entry.claimed_at = now
-    # On a `sending` row a time here means "waiting for TikTok's echo" (`await_echo`): the
-    # previous attempt's "not before" must not read as that.
-    entry.next_attempt_at = None
+    is uncertain (the sweeper settles it from evidence if the worker dies). The row becomes
+    `sending`, one more attempt, claimed now, and the conversation keeps the quota its
+    window reserved. Its `next_attempt_at` is cleared: on a `sending` row a time there means
+    "waiting for TikTok's echo" (`await_echo`), which the previous attempt's "not before"
+    must not read as."""
+    await OutboxRepository(session).mark_sending(claimed, now)
 
 
 def requeue_by_hand(entry: OutboxEntry) -> None:

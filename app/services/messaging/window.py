@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Protocol
 
 import redis.asyncio as aioredis
 
@@ -61,6 +62,14 @@ return 0
 """
 
 
+class WindowMirror(Protocol):
+    """PostgreSQL's copy of a customer's window and quota: a conversation, or the row a
+    delivery claimed without loading one."""
+
+    window_expires_at: datetime | None
+    replies_in_window: int
+
+
 class Refusal(StrEnum):
     WINDOW_CLOSED = "window closed: the customer's last message is over 48 h old"
     QUOTA_SPENT = "reply quota for this window is spent"
@@ -107,7 +116,7 @@ class WindowService:
             conversation.replies_in_window = 0
         return True
 
-    async def _restore_from_mirror(self, user_id: str, conversation: Conversation) -> None:
+    async def _restore_from_mirror(self, user_id: str, conversation: WindowMirror) -> None:
         end = conversation.window_expires_at
         if end is None or end.timestamp() <= unix_now():
             return
@@ -117,7 +126,7 @@ class WindowService:
             redis_keys.quota(user_id), conversation.replies_in_window, pxat=stamp_ms, nx=True
         )
 
-    async def reserve_reply(self, user_id: str, conversation: Conversation) -> Refusal | None:
+    async def reserve_reply(self, user_id: str, conversation: WindowMirror) -> Refusal | None:
         """Take one reply slot; the refusal says why nothing may be sent."""
         keys = [redis_keys.window(user_id), redis_keys.quota(user_id)]
         used = int(await self._reserve(keys=keys, args=[self.settings.reply_quota]))
@@ -131,7 +140,7 @@ class WindowService:
         conversation.replies_in_window = used
         return None
 
-    async def count_sent_elsewhere(self, user_id: str, conversation: Conversation) -> None:
+    async def count_sent_elsewhere(self, user_id: str, conversation: WindowMirror) -> None:
         """A message the shop sent outside the bot (staff in the TikTok app, TikTok's
         automations, another tool) spends quota as the bot's replies do. `conversation`
         already counts it: a window Redis lost is restored from that mirror, not counted
@@ -140,12 +149,12 @@ class WindowService:
         if int(await self._count(keys=keys)) == -1:
             await self._restore_from_mirror(user_id, conversation)
 
-    async def release_reply(self, user_id: str, conversation: Conversation) -> None:
+    async def release_reply(self, user_id: str, conversation: WindowMirror) -> None:
         """Give a slot back when a reserved reply was not delivered after all."""
         left = int(await self._release(keys=[redis_keys.quota(user_id)]))
         conversation.replies_in_window = left
 
-    async def state(self, user_id: str, conversation: Conversation) -> WindowState:
+    async def state(self, user_id: str, conversation: WindowMirror) -> WindowState:
         end_raw, used_raw = await self.redis.mget(
             redis_keys.window(user_id), redis_keys.quota(user_id)
         )

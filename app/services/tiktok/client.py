@@ -93,27 +93,36 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
 
 
 _CLAIM_SLOT = """
--- KEYS: the slot keys; ARGV[1]: holder id; ARGV[2]: in-flight lease (ms).
--- Take the first free slot; otherwise say how long until the soonest one frees.
-local wait = -1
-for index, key in ipairs(KEYS) do
-    if redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
-        return {index, 0}
-    end
-    local ttl = redis.call('PTTL', key)
-    if ttl >= 0 and (wait < 0 or ttl < wait) then
-        wait = ttl
-    end
+-- KEYS[1]: the slots (a sorted set: holder -> when its slot frees, ms on Redis's clock);
+-- ARGV[1]: holder id; ARGV[2]: in-flight lease (ms); ARGV[3]: slots in all.
+-- Take a free slot; otherwise say how long until the soonest one frees.
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+    local lease = tonumber(ARGV[2])
+    redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+    -- No holder outlives its lease, so neither does the set once no one uses it.
+    redis.call('PEXPIRE', KEYS[1], lease)
+    return {1, 0}
 end
-return {0, wait}
+local soonest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, tonumber(soonest[2]) - now}
 """
 
 _RELEASE_SLOT = """
--- KEYS[1]: the slot; ARGV[1]: holder id; ARGV[2]: hold after completion (ms).
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+-- KEYS[1]: the slots; ARGV[1]: holder id; ARGV[2]: hold after completion (ms).
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+    return 0
 end
-return 0
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local hold = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], 'XX', now + hold, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < hold then
+    redis.call('PEXPIRE', KEYS[1], hold)
+end
+return 1
 """
 
 
@@ -138,8 +147,9 @@ class SendRateLimiter:
     Every business API call takes a slot (sends, uploads, capability checks); the OAuth
     refresh does not, since it runs under the refresh lock and must not wait behind sends.
 
-    Expiry runs on Redis's clock (PX), so the workers' clocks do not matter. A worker that
-    dies mid-call frees its slot after `lease_seconds`.
+    Slots are members of one sorted set, scored with when they free on Redis's clock (TIME
+    inside the scripts), so the workers' clocks do not matter. A worker that dies mid-call
+    frees its slot after `lease_seconds`.
     """
 
     def __init__(
@@ -154,9 +164,10 @@ class SendRateLimiter:
     ) -> None:
         if per_second < 1:
             raise ValueError("per_second must be >= 1")
-        # One hash tag for all slots: the claim script touches them together, which Redis
-        # Cluster allows only within one hash slot.
-        self._slots = [f"{{{key}}}:slot:{index}" for index in range(per_second)]
+        # One sorted set of holders rather than a key per slot: a claim costs the same at
+        # 10 slots as at 1,000, and Redis Cluster keeps it in one hash slot.
+        self._key = key
+        self._capacity = per_second
         self._claim = redis.register_script(_CLAIM_SLOT)
         self._release = redis.register_script(_RELEASE_SLOT)
         self._lease_ms = int(lease_seconds * 1000)
@@ -168,7 +179,7 @@ class SendRateLimiter:
         """Wait for a free slot, hold it for the call inside, then for one more second."""
         holder = uuid.uuid4().hex
         try:
-            key = await self._acquire(holder)
+            await self._acquire(holder)
         except RedisError as error:
             raise _local_outage(error) from error
         try:
@@ -176,17 +187,19 @@ class SendRateLimiter:
         finally:
             # Runs for failed calls too: a call that may have reached TikTok counts.
             try:
-                await self._release(keys=[key], args=[holder, 1000])
+                await self._release(keys=[self._key], args=[holder, 1000])
             except RedisError as error:
                 # The lease then runs out by itself, later than needed but never sooner.
                 log.warning("tiktok_rate_slot_release_failed", error=str(error))
 
-    async def _acquire(self, holder: str) -> str:
+    async def _acquire(self, holder: str) -> None:
         deadline = time.monotonic() + self._max_wait
         while True:
-            index, wait_ms = await self._claim(keys=self._slots, args=[holder, self._lease_ms])
-            if int(index) > 0:
-                return self._slots[int(index) - 1]
+            taken, wait_ms = await self._claim(
+                keys=[self._key], args=[holder, self._lease_ms, self._capacity]
+            )
+            if int(taken):
+                return
             # Sleep until the soonest blocked slot frees, but poll at least every
             # max_poll: in-flight slots (long lease) free the moment their call returns.
             # The jitter keeps waiting workers from all retrying at the same instant.

@@ -6,16 +6,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import OutboxEntry, OutboxStatus
+from app.db.repositories.conversations import ConversationRepository, OutboxRepository
 from app.services.messaging import transitions
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def test_waiting_for_the_echo_keeps_the_reply_sending_with_its_deadline_and_reason() -> None:
-    entry = OutboxEntry(status=OutboxStatus.PENDING, attempts=0, next_attempt_at=None)
-    transitions.claim(entry, NOW)
+    entry = OutboxEntry(status=OutboxStatus.SENDING, attempts=1, claimed_at=NOW)
     assert not transitions.awaiting_echo(entry)  # the call is under way
     transitions.await_echo(entry, NOW + timedelta(minutes=5), "timeout calling /send")
     assert (entry.status, entry.attempts, entry.next_attempt_at, entry.last_error) == (
@@ -27,11 +28,32 @@ def test_waiting_for_the_echo_keeps_the_reply_sending_with_its_deadline_and_reas
     assert transitions.awaiting_echo(entry)
 
 
-def test_a_new_claim_is_not_mistaken_for_one_waiting_for_its_echo() -> None:
-    entry = OutboxEntry(status=OutboxStatus.SENDING, attempts=0)
+async def test_a_new_claim_is_not_mistaken_for_one_waiting_for_its_echo(
+    session: AsyncSession,
+) -> None:
+    conversation, _ = await ConversationRepository(session).ensure_locked("conv-1", "user-1", None)
+    outbox = OutboxRepository(session)
+    outbox_id = await outbox.queue(conversation.id, "text", "hello", {}, "bot")
+    entry = await outbox.get_for_update(outbox_id)
+    assert entry is not None
     transitions.retry_later(entry, NOW + timedelta(seconds=30), "HTTP 503")
-    transitions.claim(entry, NOW + timedelta(seconds=30))
-    assert entry.next_attempt_at is None and not transitions.awaiting_echo(entry)
+    await session.flush()
+
+    claimed = await outbox.claim(outbox_id)
+    assert claimed is not None and claimed.conversation_id == conversation.id
+    claimed.replies_in_window = 3  # what the window reserved
+    await transitions.claim(session, claimed, NOW + timedelta(seconds=30))
+
+    await session.refresh(entry)
+    await session.refresh(conversation)
+    assert (entry.status, entry.attempts, entry.claimed_at, entry.next_attempt_at) == (
+        OutboxStatus.SENDING,
+        1,
+        NOW + timedelta(seconds=30),
+        None,
+    )
+    assert not transitions.awaiting_echo(entry)
+    assert conversation.replies_in_window == 3
 
 
 @pytest.mark.parametrize(
