@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import redis.asyncio as aioredis
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +35,29 @@ def run_in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
             async with transaction(create_session_factory(engine)) as session:
                 return await work(session)
         finally:
+            await engine.dispose()
+
+    return asyncio.run(_main())
+
+
+def run_with_shop(
+    work: Callable[[AsyncSession, Settings, aioredis.Redis], Awaitable[T]],
+) -> T:
+    """As `run_in_transaction`, for work that also reads the reply windows in Redis."""
+    settings = settings_for_cli()
+    if settings.redis_url is None:
+        typer.echo("REDIS_URL is not set (make run starts an embedded Redis)", err=True)
+        raise typer.Exit(2)
+    redis_url = settings.redis_url
+
+    async def _main() -> T:
+        engine = create_engine(settings)
+        redis = aioredis.Redis.from_url(redis_url)
+        try:
+            async with transaction(create_session_factory(engine)) as session:
+                return await work(session, settings, redis)
+        finally:
+            await redis.aclose()
             await engine.dispose()
 
     return asyncio.run(_main())

@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -187,6 +188,19 @@ class Settings(BaseSettings):
     )
     new_drops_count: int = 5
     human_inactivity_timeout_hours: int = 24
+
+    # What the shop says unasked. Each kind can be switched off; reminders and drop alerts
+    # also wait out the quiet hours (shop time, [start, end), equal hours: none) and reach a
+    # customer at most once per PROACTIVE_MIN_GAP_HOURS. A hold's reminder goes out this long
+    # before it lapses.
+    hold_reminders: bool = True
+    hold_reminder_lead_hours: float = Field(default=3.0, gt=0)
+    sale_confirmations: bool = True
+    drop_alerts: bool = True
+    shop_timezone: str = "UTC"
+    quiet_hours_start: int = Field(default=21, ge=0, le=23)
+    quiet_hours_end: int = Field(default=9, ge=0, le=23)
+    proactive_min_gap_hours: float = Field(default=24.0, ge=0)
     # Order numbers a customer may ask about that are not theirs (real or made up) within
     # the window; beyond that, no number is looked up and a person takes the conversation.
     order_lookup_max_misses: int = Field(default=5, ge=1)
@@ -228,6 +242,17 @@ class Settings(BaseSettings):
     # SANDBOX_URL (`make run` sets it), else at TIKTOK_API_BASE when that is not TikTok.
     simulator_enabled: bool | None = None
     sandbox_url: str | None = None
+
+    @field_validator("shop_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name, like Europe/London)"
+            ) from error
+        return value
 
     @field_validator("media_allowed_hosts", mode="before")
     @classmethod

@@ -99,6 +99,16 @@ class HoldStatus(StrEnum):
     CONVERTED = "converted"
 
 
+class ProactiveKind(StrEnum):
+    """What the shop says without being asked, so the shop can see what each kind earns."""
+
+    HOLD_REMINDER = "hold_reminder"  # a hold lapses soon
+    SALE_CONFIRMATION = "sale_confirmation"  # a held piece was paid for
+    WAITLIST_BACK = "waitlist_back"  # a waited-for piece is on sale again
+    WAITLIST_SOLD = "waitlist_sold"  # a waited-for piece sold
+    DROP_ALERT = "drop_alert"  # new pieces in the customer's size
+
+
 class OutboxStatus(StrEnum):
     PENDING = "pending"
     SENDING = "sending"  # claimed: a TikTok call may be in flight
@@ -121,6 +131,8 @@ class Customer(TimestampMixin, Base):
     username: Mapped[str | None] = mapped_column(String(255))
     # The customer's own size, once stated ("I'm usually an M").
     usual_size: Mapped[str | None] = mapped_column(String(16))
+    # The last reminder or alert the shop sent unasked: at most one a day per customer.
+    last_proactive_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     # How the admin names a row in lists and select boxes.
     def __str__(self) -> str:
@@ -153,7 +165,10 @@ class Message(Base):
     __table_args__ = (
         _check_in("direction", Direction),
         _check_in("status", MessageStatus),
+        _check_in("proactive_kind", ProactiveKind),
         Index("ix_messages_conversation_created", "conversation_id", "created_at"),
+        # The staff's insights read a period of messages.
+        Index("ix_messages_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -172,6 +187,8 @@ class Message(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     # Staff author for outbound messages typed in the inbox or the TikTok app.
     sent_by: Mapped[str | None] = mapped_column(String(32))
+    # Set on what the shop sent unasked (a reminder, an alert, a notice); NULL on answers.
+    proactive_kind: Mapped[ProactiveKind | None] = mapped_column(EnumText(ProactiveKind, 24))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -284,6 +301,7 @@ class Hold(TimestampMixin, Base):
             postgresql_where=text("status = 'active'"),
         ),
         Index("ix_holds_customer_status", "customer_id", "status"),
+        Index("ix_holds_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -293,10 +311,39 @@ class Hold(TimestampMixin, Base):
     status: Mapped[HoldStatus] = mapped_column(EnumText(HoldStatus, 16), default=HoldStatus.ACTIVE)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the customer was reminded that it lapses soon: once per hold.
+    reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The order that turned it into a sale (status `converted`).
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
 
     # For the admin's lists and forms; the bot's code works with the ids.
     item: Mapped[Item] = relationship()
     customer: Mapped[Customer | None] = relationship()
+
+
+class AlertSubscription(TimestampMixin, Base):
+    """A customer's opt-in to hear about new pieces: of a category, in a size (each NULL:
+    any). STOP ends every one of the customer's at once."""
+
+    __tablename__ = "alert_subscriptions"
+    __table_args__ = (
+        _check_in("category", Category),
+        Index(
+            "ix_alert_subscriptions_active",
+            "customer_id",
+            postgresql_where=text("stopped_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    category: Mapped[Category | None] = mapped_column(EnumText(Category, 32))
+    size: Mapped[str | None] = mapped_column(String(8))
+    # Pieces listed up to this moment have been considered for this customer.
+    seen_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    customer: Mapped[Customer] = relationship()
 
 
 class WaitlistEntry(TimestampMixin, Base):

@@ -12,6 +12,7 @@ import json
 import math
 import re
 from collections.abc import Hashable
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,7 +32,15 @@ from app.scenarios.raw import read_webhook
 
 DEFAULT_CUSTOMER = "customer-1"
 MAX_DUPLICATES = 100
-MESSAGE_KEYS = ("send", "share_post", "image", "raw")
+MESSAGE_KEYS = ("send", "share_post", "image", "raw", "shop")
+# What the shop does in a `shop` turn (this project's addition to the format): staff mark
+# the customer's hold paid in the inbox, import catalogue rows (`csv`, with its header), or
+# the beat's follow-through runs (optionally as it would `after` a while: the run's own clock
+# moves, the bot's processes keep real time).
+ShopAction = Literal["mark_paid", "import_catalog", "follow_up"]
+# Expectations about a webhook or a conversation's handling: a shop turn posts none.
+_MESSAGE_ONLY_EXPECT = ("intent", "status", "mode", "dead_letters")
+_DURATION = re.compile(r"^(?:(?P<d>\d+)\s*d)?\s*(?:(?P<h>\d+)\s*h)?\s*(?:(?P<m>\d+)\s*m(?:in)?)?$")
 
 
 class ScenarioError(Exception):
@@ -59,6 +68,22 @@ def _lower_case(value: Any) -> Any:
 Text = Annotated[str, BeforeValidator(_text_from_scalar)]
 Needles = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_list_from_scalar)]
 Mode = Annotated[Literal["bot", "human"], BeforeValidator(_lower_case)]
+
+
+def _duration(value: Any) -> Any:
+    # `after: 21h30m`, `after: 2d`, `after: 90m`; a bare number is minutes.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return timedelta(minutes=value)
+    if isinstance(value, str):
+        found = _DURATION.match(value.strip().lower())
+        if found is None or not any(found.groupdict().values()):
+            raise ValueError(f"{value!r} is not a duration like 21h30m, 2d or 90m")
+        days, hours, minutes = (int(found[name] or 0) for name in ("d", "h", "m"))
+        return timedelta(days=days, hours=hours, minutes=minutes)
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
 def _json_problem(value: Any, path: str = "") -> str | None:
@@ -155,6 +180,12 @@ class Turn(BaseModel):
     # One webhook body as TikTok would send it, posted unchanged (see raw_body). `customer`
     # does not apply: the body's `content.from_user` says who wrote.
     raw: RawBody | None = None
+    shop: ShopAction | None = None
+    # mark_paid: the held piece (default: the customer's latest hold). follow_up: how much
+    # later than now it runs.
+    sku: Text | None = Field(default=None, pattern=r"^PT-\d{4}$")
+    after: Duration | None = None
+    csv: str | None = Field(default=None, min_length=1)
     customer: Text | None = Field(default=None, min_length=1)
     duplicate: int = Field(default=1, ge=1, le=MAX_DUPLICATES)
     expect: Expect = Field(default_factory=Expect)
@@ -167,6 +198,22 @@ class Turn(BaseModel):
         if len(given) != 1:
             found = f"found {', '.join(given)}" if given else "found none"
             raise ValueError(f"a turn needs exactly one of {', '.join(MESSAGE_KEYS)} ({found})")
+        if self.sku is not None and self.shop != "mark_paid":
+            raise ValueError("sku goes with shop: mark_paid")
+        if self.after is not None and self.shop != "follow_up":
+            raise ValueError("after goes with shop: follow_up")
+        if (self.csv is not None) != (self.shop == "import_catalog"):
+            raise ValueError(
+                "shop: import_catalog needs csv (the rows with their header), and only it"
+            )
+        if self.shop is not None:
+            if self.duplicate != 1:
+                raise ValueError("duplicate applies to webhooks, not to a shop turn")
+            wrong = [
+                name for name in _MESSAGE_ONLY_EXPECT if getattr(self.expect, name) is not None
+            ]
+            if wrong:
+                raise ValueError(f"a shop turn posts no webhook: {', '.join(wrong)} cannot apply")
         return self
 
     def raw_body(self) -> bytes:
@@ -191,6 +238,12 @@ class Turn(BaseModel):
             return f"shares video {self.share_post}"
         if self.raw is not None:
             return read_webhook(self.raw_body()).describe()
+        if self.shop == "mark_paid":
+            return f"the shop marks {self.sku or 'the hold'} paid"
+        if self.shop == "import_catalog":
+            return "the shop imports catalogue rows"
+        if self.shop == "follow_up":
+            return f"the shop follows up{f' {self.after} later' if self.after else ''}"
         return "sends a photo"
 
 

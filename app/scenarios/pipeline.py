@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -31,7 +32,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from app.core import redis_keys
-from app.core.clock import utc_now
+from app.core.clock import moved_by, utc_now
 from app.core.config import Settings, normalize_database_url
 from app.db.migrate import create_scratch_database, drop_database, truncate_all_tables
 from app.db.models import Conversation, ConversationMode, MessageStatus, OutboxStatus
@@ -41,14 +42,20 @@ from app.db.repositories.conversations import (
     MessageRepository,
     OutboxRepository,
 )
+from app.db.repositories.holds import HoldRepository
 from app.db.repositories.inbox import InboxRepository
+from app.db.repositories.orders import CustomerRepository
+from app.db.session import create_session_factory, transaction
 from app.sandbox.control import SandboxControl
 from app.sandbox.redis_claims import CLAIM_TTL_SECONDS, claim_key
 from app.sandbox.stack import Stack, free_port
 from app.sandbox.tiktok import RecordedMessage
-from app.services.shop import load_default_faq
+from app.scenarios.model import Turn
+from app.services.shop import HoldNotActive, load_default_faq, run_followthrough, sell_hold
 from app.services.shop.catalog_io import ImportFailed, import_catalog, import_orders
 from app.services.tiktok.signature import signature_header
+from app.worker.enqueue import delivery_enqueuer
+from app.worker.producer import AsyncTaskProducer
 from app.worker.task_names import EVENTS_QUEUE, MAINTENANCE_QUEUE, SENDS_QUEUE
 
 POLL_SECONDS = 0.05
@@ -491,6 +498,86 @@ class ScenarioPipeline:
             newest = await DeadLetterRepository(session).list(include_retried=True, limit=1)
         return newest[0].id if newest else 0
 
+    async def shop_action(self, turn: Turn, customer: str) -> None:
+        """A `shop` turn, through the services the inbox and the beat task use, in this
+        process: its clock moves for `after`, the bot's processes keep real time. Quiet
+        hours are off for it, so that a file passes at any hour of the day."""
+        settings = self.settings.model_copy(update={"quiet_hours_start": 0, "quiet_hours_end": 0})
+        factory = create_session_factory(self.engine)
+        enqueue = delivery_enqueuer(AsyncTaskProducer(self.redis), timeout_seconds=5.0)
+        if turn.shop == "import_catalog":
+            assert turn.csv is not None
+            try:
+                async with transaction(factory) as session:
+                    await import_catalog(session, turn.csv)
+            except ImportFailed as error:
+                raise ShopActionFailed(f"the catalogue rows were refused: {error}") from None
+            return
+        if turn.shop == "mark_paid":
+            hold_id, customer_id = await self._hold_of(customer, turn.sku)
+            try:
+                await sell_hold(
+                    factory,
+                    settings,
+                    self.redis,
+                    enqueue,
+                    hold_id=hold_id,
+                    customer_id=customer_id,
+                )
+            except HoldNotActive as error:
+                raise ShopActionFailed(str(error)) from None
+            return
+        with moved_by(turn.after or timedelta(0)):
+            await run_followthrough(factory, settings, self.redis, enqueue)
+
+    async def _hold_of(self, customer: str, sku: str | None) -> tuple[int, int]:
+        async with AsyncSession(self.engine) as session:
+            found = await CustomerRepository(session).get_by_tiktok_id(customer)
+            holds = (
+                [] if found is None else await HoldRepository(session).active_for_customer(found.id)
+            )
+        chosen = [hold for hold, held_sku in holds if sku is None or held_sku == sku]
+        if found is None or not chosen:
+            raise ShopActionFailed(f"{customer} has no active hold{f' on {sku}' if sku else ''}")
+        return chosen[-1].id, found.id
+
+    async def wait_sends_settled(
+        self, after_seq: int, limit_seconds: float
+    ) -> list[RecordedMessage]:
+        """Poll until what a shop turn queued is over: queues empty, no reply of any
+        conversation pending or being sent, every echo handled. Returns what was sent."""
+        deadline = time.monotonic() + limit_seconds
+        stable = 0
+        while True:
+            self.check_processes()
+            waiting, sent = await self._sends_waiting_for(after_seq)
+            stable = stable + 1 if waiting is None else 0
+            if stable >= STABLE_POLLS:
+                return sent
+            if time.monotonic() >= deadline:
+                raise TurnNotSettled(f"timed out after {limit_seconds:g} s waiting for {waiting}")
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _sends_waiting_for(self, after_seq: int) -> tuple[str | None, list[RecordedMessage]]:
+        if await self.broker_backlog():
+            return "the queues to empty", []
+        async with AsyncSession(self.engine) as session:
+            open_sends = await OutboxRepository(session).count_in(_OPEN_SENDS)
+        if open_sends:
+            return f"{open_sends} messages still to send", []
+        sent = [
+            message
+            for message in await self.sandbox.messages()
+            if message.seq > after_seq and message.source == "api"
+        ]
+        if sent:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for message in sent:
+                    pipe.exists(redis_keys.event_handled(message.message_id))
+                if not all(await pipe.execute()):
+                    return "the echoes of the messages to be handled", []
+        return None, sent
+
     async def wait_settled(
         self, played: PlayedEvent, after_seq: int, after_dead_letter: int, limit_seconds: float
     ) -> Settled:
@@ -585,6 +672,10 @@ class ScenarioPipeline:
         )
         traced = parked or bool(marked) or (row is not None)
         return _Probe(settled, "the worker to finish the event", traced=traced)
+
+
+class ShopActionFailed(Exception):
+    """A shop turn that could not be done (no such hold, say); the message says why."""
 
 
 async def _conversation_by_tiktok_id(

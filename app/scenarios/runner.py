@@ -17,6 +17,7 @@ from app.scenarios.pipeline import (
     PlayedEvent,
     Posted,
     ScenarioPipeline,
+    ShopActionFailed,
     TurnNotSettled,
 )
 from app.scenarios.raw import read_webhook
@@ -72,6 +73,18 @@ class ScenarioRunner:
         pipeline = self.pipeline
         after_seq = await pipeline.last_seq()
         after_dead_letter = await pipeline.last_dead_letter()
+        if turn.shop is not None:
+            try:
+                await pipeline.shop_action(turn, customer)
+                shop_sent = await pipeline.wait_sends_settled(after_seq, self.turn_seconds)
+            except (ShopActionFailed, TurnNotSettled) as error:
+                return report(None, [str(error)])
+            # Every message the action caused, whoever it went to (a sale tells the buyer
+            # and the piece's waitlist).
+            observation = Observation(
+                intent=None, replies=[SentMessage(m.message_type, m.text) for m in shop_sent]
+            )
+            return report(observation, differences(turn.expect, observation))
         if turn.raw is not None:
             body = turn.raw_body()
             facts = read_webhook(body)

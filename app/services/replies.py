@@ -111,6 +111,15 @@ WAITLIST_JOINED = (
 )
 WAITLIST_ALREADY = "You're already on the waitlist for {item} (#{position} in line) 🔔"
 WAITLIST_WHICH = "Which piece do you want to wait for? Send me its SKU (like PT-0005)."
+WAITLIST_SOLD = "Update on {item}: it just sold, sorry 😢 Reply 2 to see the newest drops 🛍️"
+SALE_CONFIRMED = (
+    "Payment received, thank you! 🎉 {item} is officially yours (order {order}). "
+    "Ask me about {order} anytime for its status 📦"
+)
+HOLD_REMINDER = (
+    "Heads-up ⏳ {item} is on hold for you until {until} ({price}), then it goes back on sale.\n"
+    "{checkout}\nChanged your mind? Reply CANCEL HOLD and I'll let it go."
+)
 WAITLIST_NOTICE = (
     "Good news! {item} is available again ✨ {price}\n"
     "You were first on the waitlist: reply HOLD {sku} to grab it before someone else does."
@@ -214,4 +223,16 @@ ORDER_LOOKUP_PAUSED = (
 
 # New drops.
 NEW_DROPS = "Fresh in 🔥 our newest pieces:\n{lines}\nAsk me about any of them by SKU!"
+NEW_DROPS_ALERTS_OFFER = "\nWant a DM when new pieces in your size land? Reply ALERTS 🔔"
+ALERTS_ON = (
+    "Done! 🔔 I'll message you here when new {what} land. At most one message a day, never at "
+    "night, and only while our chat is open (TikTok allows 48 h after your last message). "
+    "Reply STOP anytime to stop."
+)
+ALERTS_ALREADY = "You're already set for alerts on new {what} 🔔 Reply STOP anytime to stop."
+ALERTS_OFF = "Done, no more drop alerts from us ✅ You can still message anytime 💬"
+ALERTS_NONE = "You're not getting any alerts from us 👍 You can still message anytime 💬"
+DROP_ALERT = (
+    "New in {what} ✨\n{lines}\nWant one? Reply HOLD and its SKU. Reply STOP to stop these alerts."
+)
 NEW_DROPS_NONE = "Nothing new is available right now 🥲 New pieces drop often, so check back soon!"

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, Literal, cast
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from sqladmin import Admin, BaseView, ModelView, expose
 from sqladmin.authentication import AuthenticationBackend
 from sqladmin.helpers import object_identifier_values, secure_filename
@@ -31,6 +31,8 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute
 from wtforms import SelectField, TextAreaField
 
+from app.core.clock import utc_now
+from app.core.config import Settings
 from app.core.logging import get_logger
 from app.db.models import (
     Category,
@@ -49,7 +51,9 @@ from app.db.models import (
     OrderStatus,
     WaitlistEntry,
 )
+from app.db.repositories.items import DropRepository
 from app.db.session import transaction
+from app.services.shop import policy_for, record_sales
 from app.services.shop.catalog_io import (
     ImportFailed,
     ImportSummary,
@@ -60,6 +64,7 @@ from app.services.shop.catalog_io import (
 from app.services.staff.auth import SignedIn
 from app.web.guards import AdminGate
 from app.web.templating import TEMPLATES_DIR
+from app.worker.enqueue import delivery_enqueuer
 
 log = get_logger(__name__)
 
@@ -296,7 +301,37 @@ class DropAdmin(ShopModelView, model=Drop):
     form_excluded_columns: ClassVar[Any] = [Drop.created_at, Drop.updated_at]
 
 
-class OrderAdmin(ShopModelView, model=Order):
+async def settle_sales(app: Starlette) -> None:
+    """Pieces on the orders just recorded become sales (`record_sales`), and what their
+    customers are told is queued once that is committed. Failing here loses nothing: the
+    order is saved, and the beat task settles it within a minute."""
+    state = app.state
+    settings: Settings = state.settings
+    try:
+        async with transaction(state.session_factory) as session:
+            report = await record_sales(
+                session, settings, policy_for(settings, state.redis), utc_now()
+            )
+    except Exception as error:
+        log.warning("sales_settle_deferred", error=repr(error))
+        return
+    enqueue = delivery_enqueuer(state.producer, settings.webhook_enqueue_timeout_seconds)
+    await enqueue(report.outbox_ids)
+
+
+class _SettlesSales(ShopModelView):
+    """An order or order line saved in the admin settles its pieces as sales at once."""
+
+    main_app: ClassVar[Starlette | None] = None  # set per app by install_admin
+
+    async def after_model_change(
+        self, data: dict[str, Any], model: Any, is_created: bool, request: Request
+    ) -> None:
+        if self.main_app is not None:
+            await settle_sales(self.main_app)
+
+
+class OrderAdmin(_SettlesSales, model=Order):
     name = "Order"
     name_plural = "Orders"
     icon = "fa-solid fa-receipt"
@@ -321,7 +356,7 @@ class OrderAdmin(ShopModelView, model=Order):
     }
 
 
-class OrderLineAdmin(ShopModelView, model=OrderItem):
+class OrderLineAdmin(_SettlesSales, model=OrderItem):
     name = "Order line"
     name_plural = "Order lines"
     icon = "fa-solid fa-list"
@@ -423,6 +458,8 @@ def _import_view(main_app: Starlette) -> type[BaseView]:
                 # One transaction: a bad row rolls back every row before it.
                 async with transaction(main_app.state.session_factory) as session:
                     summary: ImportSummary = await importer(session, text)
+                if wanted.kind == "orders":
+                    await settle_sales(main_app)
             except ImportFailed as failure:
                 context["failure"] = failure
                 log.info("csv_import_failed", kind=wanted.kind, row=failure.row)
@@ -434,12 +471,57 @@ def _import_view(main_app: Starlette) -> type[BaseView]:
     return CatalogImportView
 
 
-def _of_this_app(view: type[ShopModelView]) -> type[ShopModelView]:
+class PublishRequest(BaseModel):
+    drop_id: int = Field(ge=1, le=2**63 - 1)
+
+
+def _publish_view(main_app: Starlette) -> type[BaseView]:
+    class PublishDropView(BaseView):
+        """Publish a drop: its pieces on sale count as new from now on, so the customers
+        who opted in to alerts hear about the ones that fit them (the beat task sends them
+        within a minute, inside each customer's window)."""
+
+        name = "Publish a drop"
+        icon = "fa-solid fa-bullhorn"
+
+        @expose("/publish-drop", methods=["GET", "POST"], identity="publish_drop")
+        async def publish_page(self, request: Request) -> Response:
+            context: dict[str, Any] = {}
+            status_code = 200
+            state = main_app.state
+            if request.method == "POST":
+                async with request.form() as form:
+                    raw = form.get("drop_id")
+                try:
+                    wanted = PublishRequest.model_validate({"drop_id": raw})
+                except ValidationError:
+                    context["problem"], status_code = "Choose a drop to publish.", 400
+                else:
+                    async with transaction(state.session_factory) as session:
+                        drop = await DropRepository(session).publish(wanted.drop_id, utc_now())
+                        published = drop.name if drop is not None else None
+                    if published is None:
+                        context["problem"], status_code = "There is no such drop.", 404
+                    else:
+                        context["published"] = published
+                        log.info("drop_published", drop=published)
+            async with state.session_factory() as session:
+                context["drops"] = await DropRepository(session).overview()
+            return await self.templates.TemplateResponse(
+                request, "philia/publish_drop.html", context, status_code=status_code
+            )
+
+    return PublishDropView
+
+
+def _of_this_app(view: type[ShopModelView], app: Starlette) -> type[ShopModelView]:
     # sqladmin keeps the session maker, templates and Admin on the view *class*: a class
     # per app, or a second app built in the process (tests build many) would rebind the
     # views of the first to its own engine.
     own = types.new_class(
-        view.__name__, (view,), exec_body=lambda ns: ns.update(__module__=view.__module__)
+        view.__name__,
+        (view,),
+        exec_body=lambda ns: ns.update(__module__=view.__module__, main_app=app),
     )
     return cast(type[ShopModelView], own)
 
@@ -466,7 +548,8 @@ def install_admin(app: Starlette) -> Admin:
         HoldAdmin,
         WaitlistAdmin,
     ):
-        admin.add_view(_of_this_app(view))
+        admin.add_view(_of_this_app(view, app))
     admin.add_view(_import_view(app))
+    admin.add_view(_publish_view(app))
     app.state.admin = admin
     return admin

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.responses import RedirectResponse, Response
 
 from app.core.config import Settings
-from app.core.errors import PhiliaError, QueueUnavailable
+from app.core.errors import PhiliaError
 from app.core.logging import get_logger
 from app.services.staff.auth import SignedIn, StaffAuth
 from app.services.staff.inbox import StaffInbox
@@ -24,9 +23,7 @@ from app.web.guards import (
     tokens_match,
 )
 from app.web.templating import templates
-from app.worker import task_names
-from app.worker.enqueue import publish
-from app.worker.task_names import SENDS_QUEUE
+from app.worker.enqueue import delivery_enqueuer
 
 log = get_logger(__name__)
 
@@ -110,22 +107,7 @@ StaffForm = Annotated[SignedIn, Depends(_staff_form)]
 async def _inbox(request: Request) -> StaffInbox:
     state = request.app.state
     settings: Settings = state.settings
-
-    async def enqueue(outbox_ids: Sequence[int]) -> None:
-        for outbox_id in outbox_ids:
-            try:
-                await publish(
-                    state.producer,
-                    task_names.DELIVER_OUTBOX,
-                    [outbox_id],
-                    queue=SENDS_QUEUE,
-                    timeout_seconds=settings.webhook_enqueue_timeout_seconds,
-                )
-            except QueueUnavailable:
-                # The reply is committed in the outbox; the sweeper sends what was
-                # not enqueued, so the person's reply is late, not lost.
-                log.warning("staff_reply_enqueue_deferred", outbox_id=outbox_id)
-
+    enqueue = delivery_enqueuer(state.producer, settings.webhook_enqueue_timeout_seconds)
     return StaffInbox(state.session_factory, state.redis, settings, enqueue)
 
 

@@ -9,8 +9,10 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from app.core.config import Settings
+from app.core.logging import get_logger
 from app.db.models import Message
 from app.services.messaging.alerts import tiktok_alerts
+from app.services.shop import sell_hold
 from app.services.staff.auth import SignedIn
 from app.services.staff.inbox import (
     ConversationView,
@@ -20,6 +22,9 @@ from app.services.staff.inbox import (
 from app.web.deps import InboxDep, StaffApi, StaffForm, StaffPage
 from app.web.guards import StaffRoute, is_script_request
 from app.web.templating import author, clock, countdown, describe, templates
+from app.worker.enqueue import delivery_enqueuer
+
+log = get_logger(__name__)
 
 router = APIRouter(prefix="/inbox", route_class=StaffRoute, include_in_schema=False)
 
@@ -234,4 +239,31 @@ async def take_over(
     await inbox.take_over(conversation_id, staff)
     if is_script_request(request):
         return JSONResponse({"mode": "human"})
+    return RedirectResponse(f"/inbox/{conversation_id}", status_code=303)
+
+
+@router.post("/{conversation_id}/holds/{hold_id}/paid")
+async def mark_paid(
+    request: Request,
+    conversation_id: ConversationId,
+    hold_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)],
+    staff: StaffForm,
+    inbox: InboxDep,
+) -> Response:
+    """The customer paid for a held piece: an order is recorded for it, the hold becomes a
+    sale, the customer is thanked and the piece's waitlist told (followthrough.py)."""
+    view = await inbox.conversation(conversation_id)
+    state = request.app.state
+    settings: Settings = state.settings
+    order_number = await sell_hold(
+        state.session_factory,
+        settings,
+        state.redis,
+        delivery_enqueuer(state.producer, settings.webhook_enqueue_timeout_seconds),
+        hold_id=hold_id,
+        customer_id=view.customer.id,
+    )
+    log.info("staff_marked_paid", staff_id=staff.staff_id, hold_id=hold_id, order=order_number)
+    if is_script_request(request):
+        return JSONResponse({"order_number": order_number}, status_code=201)
     return RedirectResponse(f"/inbox/{conversation_id}", status_code=303)

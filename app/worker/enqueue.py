@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 
 from app.core.errors import QueueUnavailable
 from app.core.logging import get_logger
 from app.worker import task_names
 from app.worker.producer import AsyncTaskProducer
-from app.worker.task_names import EVENTS_QUEUE
+from app.worker.task_names import EVENTS_QUEUE, SENDS_QUEUE
 
 log = get_logger(__name__)
 
@@ -41,3 +42,25 @@ async def enqueue_event(
         queue=EVENTS_QUEUE,
         timeout_seconds=timeout_seconds,
     )
+
+
+def delivery_enqueuer(
+    producer: AsyncTaskProducer, timeout_seconds: float
+) -> Callable[[Sequence[int]], Awaitable[None]]:
+    """Hands committed outbox rows to the sends worker, one task each. A row the queue does
+    not take stays pending in the outbox, and the sweeper sends it: late, never lost."""
+
+    async def enqueue(outbox_ids: Sequence[int]) -> None:
+        for outbox_id in outbox_ids:
+            try:
+                await publish(
+                    producer,
+                    task_names.DELIVER_OUTBOX,
+                    [outbox_id],
+                    queue=SENDS_QUEUE,
+                    timeout_seconds=timeout_seconds,
+                )
+            except QueueUnavailable:
+                log.warning("delivery_enqueue_deferred", outbox_id=outbox_id)
+
+    return enqueue

@@ -26,7 +26,7 @@ from app.services.messaging.delivery import Delivery, DeliveryService
 from app.services.messaging.inbound import InboundPipeline
 from app.services.messaging.media import CachedMediaResolver
 from app.services.router import get_router
-from app.services.shop import ShopBrain, run_hold_expiry
+from app.services.shop import ShopBrain, run_followthrough
 from app.services.staff.notify import StaffNotifier
 from app.services.tiktok.client import TikTokClient
 from app.services.tiktok.connection import disconnected_since
@@ -268,15 +268,28 @@ async def _expire_holds(runtime: WorkerRuntime) -> int:
     async def _enqueue(outbox_ids: Sequence[int]) -> None:
         enqueue_deliveries(outbox_ids)
 
-    report = await run_hold_expiry(runtime.session_factory, runtime.settings, _enqueue)
-    if report.expired:
-        log.info("holds_expired", count=report.expired, waitlist_notified=report.notified)
+    report = await run_followthrough(
+        runtime.session_factory, runtime.settings, runtime.redis, _enqueue
+    )
+    if report.expired or report.sold or report.reminded or report.alerted or report.counted:
+        log.info(
+            "holds_followed_through",
+            expired=report.expired,
+            sold=report.sold,
+            converted=report.converted,
+            reminded=report.reminded,
+            alerted=report.alerted,
+            not_allowed=report.counted,
+            messages=len(report.outbox_ids),
+        )
     return report.expired
 
 
 @celery_app.task(name=task_names.EXPIRE_HOLDS)
 def expire_holds() -> int:
-    """Ends lapsed holds and tells each freed piece's first waitlisted customer."""
+    """A hold's follow-through (`app/services/shop/followthrough.py`): pieces on recorded
+    orders sold, lapsed holds ended (each freed piece's first waitlisted customer told),
+    reminders before a hold lapses."""
     structlog.contextvars.clear_contextvars()
     return run_async(_expire_holds)
 

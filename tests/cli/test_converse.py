@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -223,7 +224,7 @@ def test_failures_are_reported_per_turn_and_malformed_files_do_not_stop_the_run(
         at + r"5: expected no reply, got \d+ messages?: " + reply,
         re.escape(
             f"{malformed}: invalid scenario file: turn 1: a turn needs exactly one of send, "
-            "share_post, image, raw (found send, image)"
+            "share_post, image, raw, shop (found send, image)"
         ),
         "2 passed, 6 failed",
     ]
@@ -299,6 +300,14 @@ def test_every_public_scenario_parses() -> None:
             "no_reply: true contradicts replies",
         ),
         ("name: x\nname: y\nturns:\n  - send: a\n", "line 2, column 1: duplicate key 'name'"),
+        ("name: x\nturns:\n  - shop: refund\n", "turn 1: shop: Input should be"),
+        ("name: x\nturns:\n  - shop: follow_up\n    after: soon\n", "not a duration like"),
+        ("name: x\nturns:\n  - shop: follow_up\n    sku: PT-0001\n", "sku goes with"),
+        ("name: x\nturns:\n  - send: a\n    after: 2h\n", "after goes with shop: follow_up"),
+        (
+            "name: x\nturns:\n  - shop: mark_paid\n    expect: {intent: hold}\n",
+            "a shop turn posts no webhook: intent cannot apply",
+        ),
         ("- a\n- b\n", "expected a mapping with `name` and `turns`"),
         ("", "expected a mapping with `name` and `turns`"),
     ],
@@ -321,6 +330,22 @@ def test_defaults_and_scalars_written_without_quotes() -> None:
     assert (second.send, scenario.customer_for(second)) == ("3", "42")
     assert second.expect.reply_contains == ["sold"]
     assert second.duplicate == 1
+
+
+def test_shop_turns_and_their_durations() -> None:
+    scenario = parse_scenario(
+        "name: x\nturns:\n"
+        "  - shop: mark_paid\n    sku: PT-0006\n    expect: {replies: 2}\n"
+        "  - shop: follow_up\n    after: 21h30m\n"
+        "  - shop: follow_up\n    after: 2d\n"
+        "  - shop: follow_up\n    after: 90\n"
+    )
+    paid, later, days, minutes = scenario.turns
+    assert (paid.shop, paid.sku, paid.expect.replies) == ("mark_paid", "PT-0006", 2)
+    assert later.after == timedelta(hours=21, minutes=30)
+    assert days.after == timedelta(days=2) and minutes.after == timedelta(minutes=90)
+    assert paid.describe() == "the shop marks PT-0006 paid"
+    assert later.describe() == "the shop follows up 21:30:00 later"
 
 
 def test_checks_compare_the_joined_text_case_insensitively() -> None:

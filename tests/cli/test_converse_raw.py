@@ -134,7 +134,7 @@ def test_raw_values_json_cannot_hold_are_refused(raw: str, message: str) -> None
 def test_a_turn_has_exactly_one_of_send_share_post_image_raw(turn: str, found: str) -> None:
     with pytest.raises(ScenarioError) as raised:
         parse_scenario(f"name: x\nturns:\n  - {turn}\n")
-    message = f"turn 1: a turn needs exactly one of send, share_post, image, raw ({found})"
+    message = f"turn 1: a turn needs exactly one of send, share_post, image, raw, shop ({found})"
     assert message in str(raised.value)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -12,9 +13,21 @@ import redis.asyncio as aioredis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.db.models import Customer, Drop, FaqEntry, Hold, Item, WaitlistEntry
-from app.services.shop.catalog_io import CATALOG_COLUMNS
-from tests.web.conftest import add_conversation, csrf_in
+from app.core.config import get_settings
+from app.db.models import (
+    Customer,
+    Drop,
+    FaqEntry,
+    Hold,
+    Item,
+    Message,
+    Order,
+    OutboxEntry,
+    WaitlistEntry,
+)
+from app.services.shop import place_hold
+from app.services.shop.catalog_io import CATALOG_COLUMNS, ORDER_COLUMNS
+from tests.web.conftest import Thread, add_conversation, csrf_in
 
 VIEWS = (
     "item",
@@ -224,3 +237,115 @@ async def test_the_upload_needs_the_csrf_token(
     )
     assert response.status_code == 403
     assert await item_count(committed_db) == 0
+
+
+async def held_by_customer(
+    client: httpx.AsyncClient, engine: AsyncEngine, redis: aioredis.Redis, name: str
+) -> tuple[Thread, int]:
+    """A customer in an open window holding PT-0101 (imported through the admin)."""
+    assert (await upload(client, catalog_csv(item_row("PT-0101")))).status_code == 200
+    thread = await add_conversation(engine, redis, name, mode="bot")
+    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+        item = await session.scalar(select(Item).where(Item.sku == "PT-0101"))
+        customer = await session.scalar(
+            select(Customer).where(Customer.tiktok_user_id == thread.user_id)
+        )
+        assert item is not None and customer is not None
+        placed = await place_hold(session, get_settings(), item, customer)
+        assert placed.hold is not None
+    return thread, placed.hold.id
+
+
+async def sale_of(engine: AsyncEngine, hold_id: int) -> tuple[str, str, list[str]]:
+    """The hold's status, its piece's, and the kinds of what the shop said unasked."""
+    async with AsyncSession(engine) as session:
+        hold = await session.get_one(Hold, hold_id)
+        item = await session.get_one(Item, hold.item_id)
+        kinds = await session.scalars(
+            select(Message.proactive_kind)
+            .join(OutboxEntry, OutboxEntry.message_id == Message.id)
+            .where(Message.proactive_kind.is_not(None))
+        )
+        return hold.status, item.status, [str(kind) for kind in kinds]
+
+
+async def test_an_orders_csv_makes_the_held_piece_a_sale(
+    signed_in: httpx.AsyncClient, committed_db: AsyncEngine, redis_client: aioredis.Redis
+) -> None:
+    thread, hold_id = await held_by_customer(signed_in, committed_db, redis_client, "ola")
+    orders = io.StringIO()
+    writer = csv.DictWriter(orders, fieldnames=ORDER_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerow(
+        {name: "" for name in ORDER_COLUMNS}
+        | {
+            "order_number": "PH-20001",
+            "customer_tiktok_id": thread.user_id,
+            "status": "paid",
+            "items": "PT-0101",
+            "placed_at": "2026-11-30T10:00:00Z",
+            "total": "28.00",
+            "currency": "USD",
+        }
+    )
+    response = await upload(signed_in, orders.getvalue().encode(), kind="orders")
+    assert response.status_code == 200, response.text[:500]
+    assert await sale_of(committed_db, hold_id) == ("converted", "sold", ["sale_confirmation"])
+
+
+async def test_an_order_line_added_in_the_admin_makes_the_held_piece_a_sale(
+    signed_in: httpx.AsyncClient, committed_db: AsyncEngine, redis_client: aioredis.Redis
+) -> None:
+    thread, hold_id = await held_by_customer(signed_in, committed_db, redis_client, "pia")
+    async with AsyncSession(committed_db, expire_on_commit=False) as session, session.begin():
+        customer = await session.scalar(
+            select(Customer).where(Customer.tiktok_user_id == thread.user_id)
+        )
+        assert customer is not None
+        order = Order(
+            order_number="PH-20002",
+            customer_id=customer.id,
+            status="paid",
+            placed_at=datetime.now(UTC),
+            total=Decimal("28.00"),
+            currency="USD",
+        )
+        session.add(order)
+        await session.flush()
+        item_id = await session.scalar(select(Item.id).where(Item.sku == "PT-0101"))
+    assert await sale_of(committed_db, hold_id) == ("active", "reserved", [])
+    token = await admin_csrf(signed_in, "/admin/order-item/create")
+    created = await signed_in.post(
+        "/admin/order-item/create",
+        data={"order": str(order.id), "item": str(item_id), "csrf_token": token, "save": "Save"},
+    )
+    assert created.status_code == 302, created.text[:500]
+    assert await sale_of(committed_db, hold_id) == ("converted", "sold", ["sale_confirmation"])
+
+
+async def test_publishing_a_drop_releases_it_now(
+    signed_in: httpx.AsyncClient, committed_db: AsyncEngine
+) -> None:
+    content = catalog_csv(item_row("PT-0101", drop="Winter drop"), item_row("PT-0102"))
+    assert (await upload(signed_in, content)).status_code == 200
+    page = await signed_in.get("/admin/publish-drop")
+    assert page.status_code == 200 and "Winter drop" in page.text
+    async with AsyncSession(committed_db) as session:
+        drop = await session.scalar(select(Drop).where(Drop.name == "Winter drop"))
+    assert drop is not None and drop.released_at is None
+    token = csrf_in(page.text)
+    refused = await signed_in.post("/admin/publish-drop", data={"drop_id": str(drop.id)})
+    assert refused.status_code == 403  # no CSRF token
+    published = await signed_in.post(
+        "/admin/publish-drop", data={"drop_id": str(drop.id), "csrf_token": token}
+    )
+    assert published.status_code == 200 and "Published Winter drop" in published.text
+    async with AsyncSession(committed_db) as session:
+        released = await session.scalar(select(Drop.released_at).where(Drop.id == drop.id))
+    assert released is not None and abs(released - datetime.now(UTC)) < timedelta(minutes=1)
+    missing = await signed_in.post(
+        "/admin/publish-drop", data={"drop_id": "999999", "csrf_token": token}
+    )
+    assert missing.status_code == 404
+    bad = await signed_in.post("/admin/publish-drop", data={"drop_id": "x", "csrf_token": token})
+    assert bad.status_code == 400

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import orjson
@@ -12,8 +13,20 @@ import redis.asyncio as aioredis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.db.models import Conversation, Message, OutboxEntry, StaffUser
-from tests.web.conftest import add_conversation, page_csrf
+from app.core.config import get_settings
+from app.db.models import (
+    Conversation,
+    Customer,
+    Hold,
+    Item,
+    Message,
+    Order,
+    OutboxEntry,
+    StaffUser,
+)
+from app.services.shop import place_hold
+from app.services.shop.catalog_io import import_catalog
+from tests.web.conftest import add_conversation, csrf_in, page_csrf
 
 _ROW = re.compile(r'<tr class="conversation-row mode-(\w+)" data-conversation-id="(\d+)">')
 SCRIPT = {"X-Requested-With": "fetch"}
@@ -338,3 +351,53 @@ async def test_the_window_closing_shows_on_the_conversation(
     assert '<span id="replies-left">0</span>' in page.text
     poll = (await signed_in.get(f"/inbox/{thread.conversation_id}/messages")).json()
     assert poll["window"]["open"] is False and poll["window"]["label"] == "closed"
+
+
+async def test_mark_paid_on_a_hold_records_the_order_and_sells_the_piece(
+    signed_in: httpx.AsyncClient,
+    committed_db: AsyncEngine,
+    redis_client: aioredis.Redis,
+    shared_dir: Path,
+) -> None:
+    thread = await add_conversation(committed_db, redis_client, "nia", mode="human")
+    async with AsyncSession(committed_db, expire_on_commit=False) as session, session.begin():
+        await import_catalog(session, (shared_dir / "data" / "catalog.csv").read_text("utf-8"))
+        item = await session.scalar(select(Item).where(Item.sku == "PT-0006"))
+        customer = await session.scalar(
+            select(Customer).where(Customer.tiktok_user_id == thread.user_id)
+        )
+        assert item is not None and customer is not None
+        placed = await place_hold(session, get_settings(), item, customer)
+        assert placed.hold is not None
+        hold_id = placed.hold.id
+    page = await signed_in.get(f"/inbox/{thread.conversation_id}")
+    assert "On hold for this customer" in page.text and "PT-0006" in page.text
+    action = f"/inbox/{thread.conversation_id}/holds/{hold_id}/paid"
+    assert f'action="{action}"' in page.text
+    csrf = csrf_in(page.text)
+
+    response = await signed_in.post(action, data={"csrf_token": csrf})
+    assert response.status_code == 303
+    async with AsyncSession(committed_db) as session:
+        hold = await session.get_one(Hold, hold_id)
+        order = await session.get_one(Order, hold.order_id)
+        piece = await session.get_one(Item, hold.item_id)
+    assert hold.status == "converted" and piece.status == "sold"
+    assert order.status == "paid" and order.customer_id == customer.id
+    ((message, entry),) = [
+        pair
+        for pair in await outbound(committed_db, thread.conversation_id)
+        if pair[0].proactive_kind
+    ]
+    assert message.proactive_kind == "sale_confirmation" and order.order_number in (
+        message.text or ""
+    )
+    [task] = await queued_sends(redis_client)  # enqueued for the sends worker, after commit
+    assert task["headers"]["task"] == "philia.deliver_outbox"  # type: ignore[index]
+    assert f"[{entry.id}]" in str(task["headers"]["argsrepr"])  # type: ignore[index]
+    assert entry.status == "pending"
+    page = await signed_in.get(f"/inbox/{thread.conversation_id}")
+    assert "On hold for this customer" not in page.text
+
+    again = await signed_in.post(action, data={"csrf_token": csrf}, headers=SCRIPT)
+    assert again.status_code == 409 and again.json()["error"] == "hold_not_active"

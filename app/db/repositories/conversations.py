@@ -29,6 +29,7 @@ from app.db.models import (
     MessageStatus,
     OutboxEntry,
     OutboxStatus,
+    ProactiveKind,
 )
 
 
@@ -143,6 +144,21 @@ class ConversationRepository:
             .limit(1)
         )
 
+    async def latest_of_customer(self, customer_id: int) -> tuple[Conversation, Customer] | None:
+        """The customer's most recently active conversation, open window or not."""
+        row = (
+            await self.session.execute(
+                select(Conversation, Customer)
+                .join(Customer, Customer.id == Conversation.customer_id)
+                .where(Conversation.customer_id == customer_id)
+                .order_by(
+                    Conversation.window_expires_at.desc().nulls_last(), Conversation.id.desc()
+                )
+                .limit(1)
+            )
+        ).first()
+        return (row[0], row[1]) if row is not None else None
+
     async def lock_if_free(self, conversation_id: int) -> Conversation | None:
         """The conversation row, unless a turn holds it right now (then None: the caller
         skips what it wanted to write rather than wait and risk a lock cycle)."""
@@ -174,6 +190,27 @@ class MessageRepository:
             .returning(Message)
         )
         return await self.session.scalar(statement)
+
+    async def record_unsent(
+        self, conversation_id: int, text: str, kind: ProactiveKind, reason: str
+    ) -> Message:
+        """What the shop would have said unasked but may not (the window is closed, the
+        quota spent): kept in the history and counted, never queued."""
+        message = Message(
+            conversation_id=conversation_id,
+            direction=Direction.OUTBOUND,
+            message_type="text",
+            text=text,
+            payload={},
+            entities={},
+            status=MessageStatus.NOT_SENT,
+            status_reason=reason,
+            sent_by="bot",
+            proactive_kind=kind,
+        )
+        self.session.add(message)
+        await self.session.flush()
+        return message
 
     async def pending_inbound(self, conversation_id: int) -> Sequence[Message]:
         result = await self.session.scalars(
@@ -221,6 +258,7 @@ _queued_message = (
         entities={},
         status=MessageStatus.PENDING,
         sent_by=bindparam("queued_sent_by"),
+        proactive_kind=bindparam("queued_proactive_kind", type_=Message.proactive_kind.type),
     )
     .returning(_messages.c.id)
     .cte("queued_message")
@@ -371,6 +409,7 @@ class OutboxRepository:
         text: str | None,
         payload: dict[str, Any],
         sent_by: str,
+        proactive_kind: ProactiveKind | None = None,
     ) -> int:
         """An outbound message and its outbox row, in one statement (a CTE): every reply
         of every turn comes through here. Returns the outbox row's id."""
@@ -380,6 +419,7 @@ class OutboxRepository:
             "queued_text": text,
             "queued_payload": payload,
             "queued_sent_by": sent_by,
+            "queued_proactive_kind": proactive_kind,
         }
         return int((await self.session.execute(_QUEUE, values)).scalar_one())
 

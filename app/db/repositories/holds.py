@@ -80,6 +80,39 @@ class HoldRepository:
         )
         return list(found)
 
+    async def active_with_item(self, hold_id: int) -> tuple[Hold, Item] | None:
+        """An active hold and its piece, the hold locked."""
+        row = (
+            await self.session.execute(
+                select(Hold, Item)
+                .join(Item, Item.id == Hold.item_id)
+                .where(Hold.id == hold_id, Hold.status == HoldStatus.ACTIVE)
+                .with_for_update(of=Hold)
+            )
+        ).first()
+        return (row[0], row[1]) if row is not None else None
+
+    async def awaiting_reminder(
+        self, now: datetime, lapsing_before: datetime, limit: int
+    ) -> list[tuple[Hold, Item]]:
+        """Customer holds still running that lapse before `lapsing_before` and have had no
+        reminder, with their piece; locked, SKIP LOCKED as `lapsed`."""
+        rows = await self.session.execute(
+            select(Hold, Item)
+            .join(Item, Item.id == Hold.item_id)
+            .where(
+                Hold.status == HoldStatus.ACTIVE,
+                Hold.customer_id.is_not(None),
+                Hold.reminded_at.is_(None),
+                Hold.expires_at > now,
+                Hold.expires_at <= lapsing_before,
+            )
+            .order_by(Hold.expires_at, Hold.id)
+            .limit(limit)
+            .with_for_update(of=Hold, skip_locked=True)
+        )
+        return [(hold, item) for hold, item in rows.all()]
+
     async def release_item_if_reserved(self, item_id: int) -> Item | None:
         """Put a piece back on sale, unless staff sold it meanwhile."""
         released = await self.session.scalar(

@@ -6,8 +6,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -108,6 +109,25 @@ class ItemRepository:
             statement = statement.limit(limit)
         return list((await self.session.scalars(statement)).unique())
 
+    async def listed_between(self, after: datetime, until: datetime) -> list[tuple[Item, datetime]]:
+        """Pieces on sale that were listed in (after, until], newest first, with their photos
+        and when each was listed: when it was added, or when its drop was published if that
+        was later. A piece of a drop not published yet (released in the future) waits."""
+        listed = func.greatest(Item.created_at, func.coalesce(Drop.released_at, Item.created_at))
+        rows = await self.session.execute(
+            select(Item, listed)
+            .outerjoin(Drop, Drop.id == Item.drop_id)
+            .where(
+                Item.status == ItemStatus.AVAILABLE,
+                or_(Drop.released_at.is_(None), Drop.released_at <= until),
+                listed > after,
+                listed <= until,
+            )
+            .order_by(listed.desc(), Item.sku)
+            .options(selectinload(Item.images))
+        )
+        return [(item, at) for item, at in rows.all()]
+
     async def by_skus_with_media(self, skus: Sequence[str]) -> dict[str, Item]:
         """For the catalogue import: every piece named, with its videos and photos."""
         if not skus:
@@ -149,5 +169,26 @@ class DropRepository:
         if drop is None:
             drop = Drop(name=name)
             self.session.add(drop)
+            await self.session.flush()
+        return drop
+
+    async def overview(self) -> list[tuple[Drop, int]]:
+        """Every drop with how many of its pieces are on sale, newest first."""
+        on_sale = (
+            select(func.count())
+            .where(Item.drop_id == Drop.id, Item.status == ItemStatus.AVAILABLE)
+            .correlate(Drop)
+            .scalar_subquery()
+        )
+        rows = await self.session.execute(
+            select(Drop, on_sale).order_by(Drop.released_at.desc().nulls_first(), Drop.name.desc())
+        )
+        return [(drop, int(count)) for drop, count in rows.all()]
+
+    async def publish(self, drop_id: int, now: datetime) -> Drop | None:
+        """Release the drop now: its pieces on sale count as listed from this moment."""
+        drop = await self.session.get(Drop, drop_id, with_for_update=True)
+        if drop is not None:
+            drop.released_at = now
             await self.session.flush()
         return drop

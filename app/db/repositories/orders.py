@@ -1,10 +1,17 @@
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from app.db.models import Customer, Order, OrderItem
+from app.db.models import Customer, Item, ItemStatus, Order, OrderItem, OrderStatus
+
+ORDER_NUMBER_PREFIX = "PH-"
+FIRST_ORDER_NUMBER = 10001
+LAST_ORDER_NUMBER = 99999  # PH- and five digits (PRODUCT.md)
 
 
 class CustomerRepository:
@@ -61,3 +68,57 @@ class OrderRepository:
             .options(selectinload(Order.lines).selectinload(OrderItem.item))
         )
         return list(found)
+
+    async def ordered_unsold(
+        self, limit: int, item_ids: Sequence[int] | None = None
+    ) -> list[tuple[Item, Order]]:
+        """Pieces on a recorded order (any status but cancelled) that are not marked sold yet,
+        each with its earliest such order; the pieces locked (SKIP LOCKED: a concurrent
+        settlement takes the others)."""
+        statement = (
+            select(Item, Order)
+            .join(OrderItem, OrderItem.item_id == Item.id)
+            .join(Order, Order.id == OrderItem.order_id)
+            .where(Order.status != OrderStatus.CANCELLED, Item.status != ItemStatus.SOLD)
+            .order_by(Item.id, Order.placed_at, Order.id)
+            .limit(limit)
+            .with_for_update(of=Item, skip_locked=True)
+        )
+        if item_ids is not None:
+            statement = statement.where(Item.id.in_(item_ids))
+        first: dict[int, tuple[Item, Order]] = {}
+        for item, order in (await self.session.execute(statement)).all():
+            first.setdefault(item.id, (item, order))
+        return list(first.values())
+
+    async def next_order_number(self) -> str:
+        """The number after the highest in the shop's format; an order recorded at the same
+        instant with the same number fails on the unique constraint (the caller retries)."""
+        highest = await self.session.scalar(
+            select(func.max(Order.order_number)).where(
+                Order.order_number.regexp_match(r"^PH-[0-9]{5}$")
+            )
+        )
+        number = int(highest[len(ORDER_NUMBER_PREFIX) :]) + 1 if highest else FIRST_ORDER_NUMBER
+        if number > LAST_ORDER_NUMBER:
+            raise OrderNumbersExhausted
+        return f"{ORDER_NUMBER_PREFIX}{number:05d}"
+
+    async def record_paid(self, customer_id: int, item: Item, now: datetime) -> Order:
+        """An order paid now for one piece, at its listed price."""
+        order = Order(
+            order_number=await self.next_order_number(),
+            customer_id=customer_id,
+            status=OrderStatus.PAID,
+            placed_at=now,
+            total=item.price,
+            currency=item.currency,
+            lines=[OrderItem(item_id=item.id)],
+        )
+        self.session.add(order)
+        await self.session.flush()
+        return order
+
+
+class OrderNumbersExhausted(Exception):
+    """Every PH- number with five digits is taken."""

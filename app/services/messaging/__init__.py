@@ -10,6 +10,8 @@ Others may import:
 - `outbound.queue_replies`: a reply into the outbox, committed with what caused it (the
   shop's waitlist notices, the staff inbox);
 - `window.WindowService`, `window.WindowState`: the 48 h window and the reply quota;
+- `proactive.ProactivePolicy`: what the shop says unasked (reminders, confirmations,
+  notices, alerts): window, quota, quiet hours, one a day; `proactive.Outcome`, `Said`;
 - `transitions`: every change of a conversation's mode and of a reply's delivery state;
 - `alerts.tiktok_alerts`: what is wrong with the TikTok connection (disconnected, events
   for another account), for /readyz and the staff inbox.

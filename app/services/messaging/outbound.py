@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import Conversation
+from app.db.models import Conversation, ProactiveKind
 from app.db.repositories.conversations import OutboxRepository
 from app.services.tiktok.text import split_text
 from app.services.turns import Reply
@@ -35,15 +35,21 @@ async def queue_replies(
     *,
     max_text_chars: int,
     sent_by: str = "bot",
+    proactive_kind: ProactiveKind | None = None,
 ) -> list[int]:
     outbox = OutboxRepository(session)
     outbox_ids: list[int] = []
     for reply in expand_replies(planned, max_text_chars):
         if reply.image_url is not None:
             queued = outbox.queue(
-                conversation.id, "image", None, {"image_url": reply.image_url}, sent_by
+                conversation.id,
+                "image",
+                None,
+                {"image_url": reply.image_url},
+                sent_by,
+                proactive_kind,
             )
         else:
-            queued = outbox.queue(conversation.id, "text", reply.text, {}, sent_by)
+            queued = outbox.queue(conversation.id, "text", reply.text, {}, sent_by, proactive_kind)
         outbox_ids.append(await queued)
     return outbox_ids

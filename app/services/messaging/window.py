@@ -163,7 +163,10 @@ class WindowService:
             end_raw, used_raw = await self.redis.mget(
                 redis_keys.window(user_id), redis_keys.quota(user_id)
             )
-        if end_raw is None:
+        # The key expires with the window, on Redis's clock; the end it holds is compared as
+        # well, so that a caller whose clock runs ahead (a sweep deciding for a later moment,
+        # a test) does not see a window that will be closed by then.
+        if end_raw is None or int(end_raw) / 1000 <= unix_now():
             return WindowState(False, None, 0, 0)
         used = int(used_raw or 0)
         ends_at = int(end_raw) / 1000

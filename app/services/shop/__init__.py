@@ -11,7 +11,9 @@ is the package's own:
 - finding.py: which piece is meant (SKU, shared video, conversation, words);
 - answers.py: the answer per intent, and the actions (hold, waitlist, release);
 - words.py, sizing.py, describe.py, context.py, holds.py, faq.py, phrasing.py and
-  order_lookups.py: the vocabulary, fit, wording, memory, holds, FAQ and throttle they use.
+  order_lookups.py: the vocabulary, fit, wording, memory, holds, FAQ and throttle they use;
+- followthrough.py: holds that become sales, reminders before a hold lapses, lapsed holds
+  (the beat task's `run_followthrough`, and `record_sales` for whoever records an order).
 """
 
 from __future__ import annotations
@@ -22,12 +24,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from app.services.shop.brain import ShopBrain
     from app.services.shop.faq import import_faq, load_default_faq
+    from app.services.shop.followthrough import (
+        FollowThrough,
+        HoldNotActive,
+        policy_for,
+        record_sales,
+        run_followthrough,
+        sell_hold,
+    )
     from app.services.shop.holds import (
         ExpiryReport,
         expire_lapsed_holds,
         join_waitlist,
         place_hold,
-        run_hold_expiry,
     )
 
 # Each name is imported on first use: `catalog_io` (the admin's import and export) is a
@@ -41,18 +50,28 @@ _HOMES = {
     "expire_lapsed_holds": "holds",
     "join_waitlist": "holds",
     "place_hold": "holds",
-    "run_hold_expiry": "holds",
+    "FollowThrough": "followthrough",
+    "policy_for": "followthrough",
+    "record_sales": "followthrough",
+    "run_followthrough": "followthrough",
+    "sell_hold": "followthrough",
+    "HoldNotActive": "followthrough",
 }
 
 __all__ = [
     "ExpiryReport",
+    "FollowThrough",
+    "HoldNotActive",
     "ShopBrain",
     "expire_lapsed_holds",
     "import_faq",
     "join_waitlist",
     "load_default_faq",
     "place_hold",
-    "run_hold_expiry",
+    "policy_for",
+    "record_sales",
+    "run_followthrough",
+    "sell_hold",
 ]
 
 

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.clock import utc_now
 from app.core.config import Settings
 from app.core.logging import get_logger
-from app.db.models import Customer, HoldStatus, Item, ItemStatus, Order, OrderStatus
+from app.db.models import Category, Customer, HoldStatus, Item, ItemStatus, Order, OrderStatus
+from app.db.repositories.alerts import AlertRepository
 from app.db.repositories.faq import FaqRepository
 from app.db.repositories.holds import HoldRepository
 from app.db.repositories.items import ItemRepository
@@ -40,7 +41,14 @@ from app.services.shop.sizing import (
     kind_of_size,
     own_size,
 )
-from app.services.shop.words import all_skus, asks_condition, haggles, refers_back, stated_own_size
+from app.services.shop.words import (
+    all_skus,
+    asks_condition,
+    haggles,
+    named_category,
+    refers_back,
+    stated_own_size,
+)
 from app.services.turns import Reply
 
 log = get_logger(__name__)
@@ -110,6 +118,13 @@ class Answers:
             return [Reply(answer)]
         if reading.ask is Ask.SEE_PHOTO:
             return await self.photo(text, route)
+        if reading.ask is Ask.ALERTS_OFF:
+            self.context.last_intent = reading.intent.value
+            return [Reply(await self.alerts_off())]
+        if reading.ask is Ask.ALERTS_ON:
+            self.context.last_intent = reading.intent.value
+            size = route.entities.size or reading.own_size or self.customer.usual_size
+            return [Reply(await self.alerts_on(named_category(text), size))]
         self.context.last_intent = reading.intent.value
         return await self._answer_intent(reading.intent, text, route)
 
@@ -526,10 +541,28 @@ class Answers:
         self.context.remember_list([item.sku for item in newest])
         self.offer_choose(newest, Intent.AVAILABILITY)
         lines = "\n".join(describe.item_line(item, self.chart) for item in newest)
-        out = [Reply(replies.NEW_DROPS.format(lines=lines))]
+        text = replies.NEW_DROPS.format(lines=lines)
+        if not await AlertRepository(self.session).has_active(self.customer.id):
+            text += replies.NEW_DROPS_ALERTS_OFFER
+        out = [Reply(text)]
         if self.settings.images_enabled and newest[0].images:
             out.append(Reply(image_url=newest[0].images[0].url))
         return out
+
+    async def alerts_on(self, category: str | None, size: str | None) -> str:
+        """Opt in to hear about new pieces (of a category, in a size: either may be any)."""
+        kind = Category(category) if category is not None else None
+        added = await AlertRepository(self.session).subscribe(
+            self.customer.id, kind, size, self.now
+        )
+        log.info("alerts_subscribed", category=category, size=size, new=added)
+        template = replies.ALERTS_ON if added else replies.ALERTS_ALREADY
+        return template.format(what=describe.alert_subject(kind, size))
+
+    async def alerts_off(self) -> str:
+        stopped = await AlertRepository(self.session).stop_all(self.customer.id, self.now)
+        log.info("alerts_stopped", subscriptions=stopped)
+        return replies.ALERTS_OFF if stopped else replies.ALERTS_NONE
 
     async def photo(self, text: str, route: RouteResult) -> list[Reply]:
         """ "can I see more pics?": the piece's main photo, when images can be sent."""

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from app.db.models import Item, ItemStatus
+from app.db.models import Category, Item, ItemStatus
 from app.services import replies
 from app.services.identifiers import normalize_size
 from app.services.shop.sizing import (
@@ -17,6 +17,7 @@ from app.services.shop.sizing import (
     Verdict,
     compare_direction,
     fit_of,
+    kind_of_size,
     number,
 )
 
@@ -172,3 +173,23 @@ def verdict_suffix(verdict: Verdict, fit: Fit, own: OwnSize) -> str:
     if verdict is Verdict.SNUG:
         return replies.FOR_YOU_SNUG
     return replies.FOR_YOU_WONT.format(direction=compare_direction(fit, own))
+
+
+_ALERT_CATEGORIES = {
+    Category.TOPS: "tops",
+    Category.OUTERWEAR: "jackets & coats",
+    Category.BOTTOMS: "bottoms",
+    Category.DRESSES: "dresses",
+    Category.SHOES: "shoes",
+    Category.ACCESSORIES: "accessories",
+}
+
+
+def alert_subject(category: Category | None, size: str | None) -> str:
+    """ "jackets & coats that fit an M", "pieces": what a customer's alerts are about."""
+    what = _ALERT_CATEGORIES[category] if category is not None else "pieces"
+    if size is None:
+        return what
+    kind = kind_of_size(size)
+    shown = size_for_text(kind, size) if kind is not FitKind.UNKNOWN else size
+    return f"{what} that fit {shown}"

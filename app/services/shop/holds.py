@@ -10,7 +10,6 @@ is still open is told, through the outbox like any other reply.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -21,10 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.clock import utc_now
 from app.core.config import Settings
 from app.core.logging import get_logger
-from app.db.models import Customer, Hold, HoldStatus, Item, ItemStatus
+from app.db.models import Customer, Hold, HoldStatus, Item, ItemStatus, ProactiveKind
 from app.db.repositories.conversations import ConversationRepository
 from app.db.repositories.holds import HoldRepository, WaitlistRepository
-from app.db.session import SessionFactory, transaction
 from app.services import replies
 from app.services.messaging.outbound import queue_replies
 from app.services.shop.context import Offer, load_context, save_context
@@ -118,7 +116,11 @@ async def notify_first_waiting(
             item=item_name(item), price=price(item), sku=item.sku
         )
         outbox_ids = await queue_replies(
-            session, conversation, [Reply(notice)], max_text_chars=settings.max_text_chars
+            session,
+            conversation,
+            [Reply(notice)],
+            max_text_chars=settings.max_text_chars,
+            proactive_kind=ProactiveKind.WAITLIST_BACK,
         )
         entry.notified_at = now
         # So that a bare "yes" / "hold" answers the notice. A conversation in the middle of
@@ -164,23 +166,4 @@ async def expire_lapsed_holds(
         if outbox_ids:
             report.notified += 1
             report.outbox_ids.extend(outbox_ids)
-    return report
-
-
-async def run_hold_expiry(
-    session_factory: SessionFactory,
-    settings: Settings,
-    enqueue: Callable[[Sequence[int]], Awaitable[None]],
-    now: datetime | None = None,
-) -> ExpiryReport:
-    """What `philia.expire_holds` runs: expire in one transaction, then enqueue the
-    notices once it is committed (a rolled-back expiry never messages anyone)."""
-    async with transaction(session_factory) as session:
-        report = await expire_lapsed_holds(session, settings, now)
-    if report.outbox_ids:
-        try:
-            await enqueue(report.outbox_ids)
-        except Exception as error:
-            # The rows are committed: the outbox sweeper sends them later.
-            log.warning("waitlist_enqueue_failed", error=repr(error), outbox=report.outbox_ids)
     return report

@@ -22,6 +22,7 @@ from app.services.router.hold_gate import HOLD_VERBS
 from app.services.shop.context import Offer, ShopContext
 from app.services.shop.finding import PieceFinder
 from app.services.shop.words import (
+    about_stock,
     asks_waitlist,
     content_words,
     has_action_word,
@@ -29,8 +30,10 @@ from app.services.shop.words import (
     is_yes,
     ordinal_choice,
     releases_hold,
+    says_stop,
     simplify,
     stated_own_size,
+    wants_alerts,
     wants_photo,
 )
 
@@ -59,6 +62,8 @@ class Ask(StrEnum):
     DECLINE_OFFER = "decline_offer"  # a bare "no" to it
     RELEASE_HOLD = "release_hold"  # the customer lets one of their holds go
     JOIN_WAITLIST = "join_waitlist"
+    ALERTS_ON = "alerts_on"  # "let me know when you get jackets in M"
+    ALERTS_OFF = "alerts_off"  # "STOP"
     SEE_PHOTO = "see_photo"
     ANSWER_INTENT = "answer_intent"  # everything else: the answer to `Reading.intent`
 
@@ -133,6 +138,9 @@ async def _ask_and_intent(
     finder: PieceFinder,
 ) -> tuple[Ask, Intent]:
     routed = route.intent
+    if says_stop(text):
+        # Before anything else: a STOP is obeyed whatever the conversation was about.
+        return Ask.ALERTS_OFF, Intent.OTHER
     if offer is not None and offer.action != "choose" and routed not in _FIRM_INTENTS:
         if is_yes(text):
             return Ask.ACCEPT_OFFER, Intent.HOLD if offer.sku is not None else routed
@@ -144,6 +152,8 @@ async def _ask_and_intent(
         # Joining the waitlist is labelled `hold`: the customer asks to reserve the piece
         # the moment it frees up (the router is trained the same way).
         return Ask.JOIN_WAITLIST, Intent.HOLD
+    if _wants_alerts(text, route):
+        return Ask.ALERTS_ON, Intent.NEW_DROPS
     if wants_photo(text) and routed in (Intent.OTHER, Intent.AVAILABILITY, Intent.SIZING):
         return Ask.SEE_PHOTO, routed
     continued = await _continued_intent(text, route, offer, context, finder)
@@ -172,6 +182,16 @@ def _wants_release(text: str, intent: Intent) -> bool:
     # "cancel my order" stays with a person; "cancel my hold" is the customer's own.
     names_hold = "hold" in simplify(text).split()
     return intent in (Intent.OTHER, Intent.HOLD) or (intent is Intent.HUMAN and names_hold)
+
+
+def _wants_alerts(text: str, route: RouteResult) -> bool:
+    if not wants_alerts(text) or route.intent is Intent.HUMAN:
+        return False
+    # The router reads "let me know when you get…" as a delivery question now and then:
+    # the words about stock, and no order named, say otherwise.
+    if route.intent is Intent.ORDER_STATUS:
+        return route.entities.order_number is None and about_stock(text)
+    return True
 
 
 def _wants_waitlist(text: str, intent: Intent) -> bool:

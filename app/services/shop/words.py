@@ -396,3 +396,59 @@ def ordinal_choice(text: str) -> int | None:
     if len(picks) != 1 or rest:
         return None
     return picks[0]
+
+
+# "let me know when you get jackets in M", "notify me about new drops", "ALERTS".
+_ALERTS = re.compile(
+    r"^(?:alerts?|drop alerts?|notify me|alert me|subscribe)(?: please| pls| plz)?$"
+    r"|\b(?:let me know|lmk|notify me|alert me|tell me|message me|text me|dm me|ping me"
+    r"|hit me up|keep me posted|keep me updated|give me a heads up)\b.*"
+    r"\b(?:when|if|once|whenever|as soon as|about)\b.*"
+    r"\b(?:new|more|get|gets|got|drop|drops|restock|restocks|land|lands|come|comes|arrive"
+    r"|arrives|list|post|have)\b"
+)
+# "STOP" and the usual ways of saying it; a whole message, or an unmistakable phrase.
+_STOP_WHOLE = re.compile(
+    r"^(?:stop|stopall|stop all|stop it|stop alerts?|stop messages|stop messaging"
+    r"|stop texting|unsubscribe|unsub|opt out|optout|cancel alerts?|no more)"
+    r"(?: please| pls| plz| thanks| thank you| now)*$"
+)
+_STOP_PHRASE = re.compile(
+    r"\b(?:unsubscribe|opt me out|stop (?:sending|messaging|texting|dming|alerting|notifying)"
+    r"(?: me)?|no more (?:alerts|messages|notifications|drop alerts|texts|dms)"
+    r"|(?:turn off|cancel|stop|disable|end) (?:the |my |these |all )?(?:drop )?"
+    r"(?:alerts|notifications))\b"
+)
+
+
+def wants_alerts(text: str) -> bool:
+    """The customer asks to hear about new pieces ("let me know when you get jackets in M")."""
+    return _ALERTS.search(simplify(text)) is not None
+
+
+def says_stop(text: str) -> bool:
+    """ "STOP", "unsubscribe", "stop messaging me", "no more alerts": alerts end at once."""
+    plain = simplify(text)
+    return _STOP_WHOLE.match(plain) is not None or _STOP_PHRASE.search(plain) is not None
+
+
+def named_category(text: str) -> str | None:
+    """The one category the message names ("jackets in M" -> outerwear), if exactly one."""
+    words = simplify(text).split()
+    named = {CATEGORY_WORDS.get(word, word) for word in words} & _CATEGORY_NAMES
+    return named.pop() if len(named) == 1 else None
+
+
+_STOCK = re.compile(r"\b(?:new|drop|drops|restock|restocks|pieces|stuff|items|arrivals)\b")
+_ORDER_WORDS = re.compile(
+    r"\b(?:order|orders|package|parcel|shipping|shipped|ships|tracking|refund)\b"
+)
+
+
+def about_stock(text: str) -> bool:
+    """Whether an alerts request is about the shop's stock ("jackets in M", "new drops")
+    rather than the customer's own order ("let me know when you get my order out")."""
+    plain = simplify(text)
+    if _ORDER_WORDS.search(plain):
+        return False
+    return named_category(text) is not None or _STOCK.search(plain) is not None

@@ -19,8 +19,9 @@ from app.core.clock import unix_now, utc_now
 from app.core.config import Settings
 from app.core.errors import Conflict, NotFound
 from app.core.logging import get_logger
-from app.db.models import Conversation, ConversationMode, Customer, Message
+from app.db.models import Conversation, ConversationMode, Customer, Hold, Message
 from app.db.repositories.conversations import ConversationRepository, MessageRepository
+from app.db.repositories.holds import HoldRepository
 from app.db.repositories.inbox import InboxRepository
 from app.db.session import SessionFactory, transaction
 from app.services.messaging import transitions
@@ -94,6 +95,8 @@ class ConversationView:
     customer: Customer
     messages: Sequence[Message]
     window: WindowView
+    # The customer's active holds, each with its SKU ("mark paid" on the page).
+    holds: Sequence[tuple[Hold, str]] = ()
 
 
 class StaffInbox:
@@ -128,9 +131,14 @@ class StaffInbox:
             found = await self._load(session, conversation_id)
             messages = await MessageRepository(session).history(conversation_id, history)
             queued = await InboxRepository(session).pending_outbound([conversation_id])
-        conversation, customer = found
+            conversation, customer = found
+            holds = await HoldRepository(session).active_for_customer(customer.id)
         return ConversationView(
-            conversation, customer, messages, await self._window(customer, conversation, queued)
+            conversation,
+            customer,
+            messages,
+            await self._window(customer, conversation, queued),
+            holds,
         )
 
     async def messages_after(

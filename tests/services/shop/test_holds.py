@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import redis.asyncio as aioredis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
@@ -25,7 +26,7 @@ from app.db.models import (
 from app.db.session import create_session_factory, transaction
 from app.services import replies
 from app.services.router import HybridRouter
-from app.services.shop import ShopBrain, expire_lapsed_holds, run_hold_expiry
+from app.services.shop import ShopBrain, expire_lapsed_holds, run_followthrough
 from app.services.shop.context import load_context
 from app.worker.celery_app import celery_app
 from tests.factories import add_conversation_for, add_customer
@@ -299,7 +300,7 @@ async def test_a_piece_sold_meanwhile_stays_sold(make_chat: MakeChat) -> None:
 
 
 async def test_expiry_task_enqueues_after_commit(
-    committed_shop: AsyncEngine, offline_router: HybridRouter
+    committed_shop: AsyncEngine, offline_router: HybridRouter, redis_client: aioredis.Redis
 ) -> None:
     settings = get_settings()
     factory = create_session_factory(committed_shop)
@@ -324,8 +325,8 @@ async def test_expiry_task_enqueues_after_commit(
         assert count == len(ids)
         enqueued.append(ids)
 
-    report = await run_hold_expiry(
-        factory, settings, enqueue, now=datetime.now(UTC) + timedelta(days=2)
+    report = await run_followthrough(
+        factory, settings, redis_client, enqueue, now=datetime.now(UTC) + timedelta(days=2)
     )
     assert report.expired == 1 and len(enqueued) == 1 and len(enqueued[0]) == 1
 

@@ -20,15 +20,23 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.config import get_settings
-from app.db.models import Conversation, Customer, Item, Message, WaitlistEntry
+from app.db.models import (
+    Conversation,
+    Customer,
+    Hold,
+    HoldStatus,
+    Item,
+    Message,
+    WaitlistEntry,
+)
 from app.db.session import create_session_factory
 from app.services import replies
 from app.services.messaging.delivery import DeliveryService
 from app.services.messaging.inbound import InboundPipeline
 from app.services.router import HybridRouter
-from app.services.shop import ShopBrain, run_hold_expiry
+from app.services.shop import HoldNotActive, ShopBrain, run_followthrough, sell_hold
 from app.services.shop.context import load_context
-from tests.conftest import SHARED_DIR
+from tests.conftest import SHARED_DIR, Clock
 from tests.factories import Envelope, as_queued, image_message, share_post, text_message
 from tests.fakes import CollectingSender, FixedMedia
 from tests.services.shop.conftest import load_reference_shop
@@ -203,13 +211,14 @@ async def test_waitlist_notice_reaches_the_customer_through_the_outbox(shop: Sho
     async def enqueue(ids: Sequence[int]) -> None:
         shop.queued.extend(ids)
 
-    report = await run_hold_expiry(
+    report = await run_followthrough(
         shop.pipeline.session_factory,
         shop.pipeline.settings,
+        shop.pipeline.redis,
         enqueue,
         now=datetime.now(UTC) + timedelta(hours=25),
     )
-    assert (report.expired, report.notified) == (1, 1)
+    assert (report.expired, len(report.outbox_ids)) == (1, 1)
     await shop.deliver()
     (notice,) = shop.sender.sent[seen:]
     assert notice.conversation_id == "conv-cust-waiter"
@@ -259,3 +268,79 @@ async def test_a_bug_mid_turn_leaves_nothing_behind_and_still_answers(
     monkeypatch.setattr(Answers, "waitlist", original)
     _, joined = await shop.play("cust-bug", "waitlist")
     assert "in line" in (joined[0].text or "")
+
+
+async def _active_hold(shop: Shop, sku: str) -> tuple[int, int]:
+    async with AsyncSession(shop.engine) as session:
+        row = (
+            await session.execute(
+                select(Hold.id, Hold.customer_id)
+                .join(Item, Item.id == Hold.item_id)
+                .where(Item.sku == sku, Hold.status == HoldStatus.ACTIVE)
+            )
+        ).one()
+    assert row[1] is not None
+    return row[0], row[1]
+
+
+async def test_mark_paid_sells_the_held_piece_thanks_the_buyer_and_tells_the_waitlist(
+    shop: Shop,
+) -> None:
+    await shop.play("cust-buyer", "can you hold PT-0009?")
+    await shop.play("cust-wait", "is PT-0009 still available?")
+    await shop.play("cust-wait", "waitlist")
+    hold_id, customer_id = await _active_hold(shop, "PT-0009")
+    seen = len(shop.sender.sent)
+
+    async def enqueue(ids: Sequence[int]) -> None:
+        shop.queued.extend(ids)
+
+    pipeline = shop.pipeline
+
+    async def mark_paid() -> str:
+        return await sell_hold(
+            pipeline.session_factory,
+            pipeline.settings,
+            pipeline.redis,
+            enqueue,
+            hold_id=hold_id,
+            customer_id=customer_id,
+        )
+
+    number = await mark_paid()
+    await shop.deliver()
+    told = {message.conversation_id: message.text or "" for message in shop.sender.sent[seen:]}
+    assert set(told) == {"conv-cust-buyer", "conv-cust-wait"}
+    assert number in told["conv-cust-buyer"] and "yours" in told["conv-cust-buyer"]
+    assert "sold" in told["conv-cust-wait"]
+    _, status = await shop.play("cust-buyer", f"any news on order {number}?")
+    assert number in (status[0].text or "")
+    _, sold = await shop.play("cust-wait", "is PT-0009 still available?")
+    assert "sold" in (sold[0].text or "")
+    with pytest.raises(HoldNotActive):  # a second click, or a stale page
+        await mark_paid()
+
+
+async def test_the_hold_reminder_goes_out_once_and_can_be_answered(
+    shop: Shop, clock: Clock
+) -> None:
+    await shop.play("cust-remind", "hold PT-0009 please")
+    seen = len(shop.sender.sent)
+    settings = shop.pipeline.settings.model_copy(
+        update={"quiet_hours_start": 0, "quiet_hours_end": 0}
+    )
+
+    async def enqueue(ids: Sequence[int]) -> None:
+        shop.queued.extend(ids)
+
+    clock.advance(timedelta(hours=21, minutes=30))
+    for _ in range(2):  # the beat runs every minute: one reminder all the same
+        await run_followthrough(
+            shop.pipeline.session_factory, settings, shop.pipeline.redis, enqueue
+        )
+        await shop.deliver()
+    (reminder,) = shop.sender.sent[seen:]
+    assert reminder.conversation_id == "conv-cust-remind"
+    assert "PT-0009" in (reminder.text or "") and "CANCEL HOLD" in (reminder.text or "")
+    _, released = await shop.play("cust-remind", "CANCEL HOLD")
+    assert "let go" in (released[0].text or "")
