@@ -9,6 +9,8 @@
    Celery task that only increments a Redis counter.
 3. End to end: latency from webhook to the reply recorded by the stand-in, at a steady
    50 messages/s.
+4. The staff's /insights over a month of 100,000 messages (bench/traffic.py), against the
+   inbox page in the same session.
 
 Figures go to stdout as a table and to bench-results/pipeline.json.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -25,6 +28,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -32,16 +36,18 @@ import orjson
 import redis.asyncio as aioredis
 from celery import Celery
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from app.core.config import PROJECT_ROOT, Settings, get_settings, normalize_database_url
 from app.db.migrate import create_scratch_database, drop_database
 from app.sandbox.control import SandboxControl
 from app.sandbox.stack import Stack, free_port
+from app.services.staff.auth import Passwords, create_account
 from app.services.tiktok.signature import signature_header
 from app.worker import task_names
 from app.worker.celery_app import create_celery
 from app.worker.task_names import EVENTS_QUEUE, SENDS_QUEUE
+from bench.traffic import month_of_traffic, write
 from bench.wrk import WrkResult, ensure_wrk, run_wrk
 
 SECRET = "bench-client-secret"
@@ -407,6 +413,62 @@ def memory_figures(stack: Stack, after: str) -> list[Figure]:
     ]
 
 
+INSIGHTS_PER_DAY = 1650  # 30 days: ~50,000 customer messages, ~100,000 messages in all
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+async def bench_insights(stack: Stack) -> list[Figure]:
+    """/insights over a month of traffic (bench/traffic.py), through the API as a signed-in
+    person sees it, against the inbox page in the same session."""
+    engine = create_async_engine(stack.env["DATABASE_URL"])
+    first = datetime.now(UTC).date() - timedelta(days=29)
+    traffic = month_of_traffic(first, days=30, per_day=INSIGHTS_PER_DAY, seed=3)
+    try:
+        await write(engine, traffic)
+        async with AsyncSession(engine) as session, session.begin():
+            await create_account(
+                session, Passwords(), "bench@philia.test", "Bench", "bench-pw-8f3k2"
+            )
+        async with engine.connect() as connection:
+            messages = await connection.scalar(text("SELECT count(*) FROM messages"))
+    finally:
+        await engine.dispose()
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60.0) as client:
+        login = await client.get("/login")
+        found = _CSRF.search(login.text)
+        assert found is not None, "no CSRF token on the login page"
+        signed = await client.post(
+            "/login",
+            data={"email": "bench@philia.test", "password": "bench-pw-8f3k2",
+                  "csrf_token": found.group(1), "next": "/inbox"},
+        )  # fmt: skip
+        assert signed.status_code == 303, signed.text[:300]
+
+        async def timed(path: str) -> list[float]:
+            await client.get(path)  # warm: the first render compiles the template
+            took = []
+            for _ in range(7):
+                started = time.perf_counter()
+                response = await client.get(path)
+                took.append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 200, (path, response.status_code)
+            return took
+
+        insights, inbox = await timed("/insights"), await timed("/inbox")
+    print(f"insights: {messages} messages in the database", file=sys.stderr)
+    return [
+        Figure("messages in the database (insights)", float(messages or 0), "count"),
+        Figure(
+            "/insights render p50, 30 days",
+            statistics.median(insights),
+            "ms",
+            statistics.median(inbox),
+            "< 500 ms (baseline: /inbox)",
+        ),
+        Figure("/insights render max of 7", max(insights), "ms", goal="< 500 ms"),
+    ]
+
+
 async def bench_dm_cost(stack: Stack) -> list[Figure]:
     """SQL statements, transactions and CPU per DM, counted in a process of its own that
     handles DMs as a worker task does (bench/dm_cost.py)."""
@@ -540,6 +602,7 @@ async def run(stack: Stack) -> list[Figure]:
         figures += memory_figures(stack, "demo shop")
         figures += await bench_catalogue(stack, sandbox)
         figures += memory_figures(stack, f"{BIG_CATALOGUE // 1000}k pieces indexed")
+        figures += await bench_insights(stack)
     await redis.aclose()
     return figures
 

@@ -6,6 +6,7 @@ account loaded. Screenshots of every step land in test-artifacts/browser/."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -97,3 +98,26 @@ class Shots:
         path = ARTIFACTS / f"{self.name}-{self.step:02d}-{label}.png"
         await self.page.screenshot(path=str(path), full_page=True)
         return path
+
+
+def record_problems(page: Page) -> list[str]:
+    """Console errors, CSP violations and script errors the page reports from now on."""
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(f"{message.text} at {message.location['url']}")
+            if message.type == "error" or "Content Security Policy" in message.text
+            else None
+        ),
+    )
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    return problems
+
+
+async def log_in(page: Page, api_url: str) -> None:
+    await page.goto(f"{api_url}/login")
+    await page.fill('input[name="email"]', EMAIL)
+    await page.fill('input[name="password"]', PASSWORD)
+    await page.click('button:has-text("Log in")')
+    await page.wait_for_url(re.compile(r"/inbox$"))

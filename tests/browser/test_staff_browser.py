@@ -11,7 +11,7 @@ from playwright.async_api import Page, expect
 from app.sandbox.control import SandboxControl
 from app.sandbox.stack import Stack
 from app.services import replies
-from tests.browser.conftest import Shots, needs_chromium
+from tests.browser.conftest import Shots, log_in, needs_chromium, record_problems
 from tests.e2e.conftest import eventually
 from tests.web.conftest import EMAIL, PASSWORD
 
@@ -81,23 +81,9 @@ async def test_every_staff_page_runs_under_its_content_security_policy(
 ) -> None:
     """The CSP headers must not break the pages: no violation and no script error on the
     inbox, the admin's list, edit and create pages, or the simulator."""
-    problems: list[str] = []
-    page.on(
-        "console",
-        lambda message: (
-            problems.append(message.text)
-            if message.type == "error" or "Content Security Policy" in message.text
-            else None
-        ),
-    )
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    problems = record_problems(page)
     shots = Shots(page, "csp")
-
-    await page.goto(f"{shop.api_url}/login")
-    await page.fill('input[name="email"]', EMAIL)
-    await page.fill('input[name="password"]', PASSWORD)
-    await page.click('button:has-text("Log in")')
-    await page.wait_for_url(re.compile(r"/inbox$"))
+    await log_in(page, shop.api_url)
 
     await page.goto(f"{shop.api_url}/admin/item/list")
     await expect(page.locator("table")).to_contain_text("PT-")
