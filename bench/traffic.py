@@ -40,6 +40,7 @@ PIECE_INTENTS = frozenset({"availability", "sizing", "price", "hold"})
 SIZES = ("S", "M", "L", "XL")
 HOURS = [1, 1, 1, 1, 1, 1, 2, 3, 4, 5, 6, 6, 7, 7, 6, 6, 7, 8, 9, 10, 10, 8, 5, 2]
 WINDOW_CLOSED = "window closed: the customer's last message is over 48 h old"
+LATE = "window closed before the message was handled: nothing sent"
 PROACTIVE_KINDS = ("hold_reminder", "drop_alert", "waitlist_back", "sale_confirmation")
 
 
@@ -137,6 +138,14 @@ def _a_turn(rng: random.Random, traffic: Traffic, customer: int, at: datetime) -
         entities["sku"] = rng.choice(traffic.items).sku
     if intent in ("sizing", "new_drops") and rng.random() < 0.5:
         entities["size"] = rng.choice((*SIZES, "XS", "XXL"))
+    if rng.random() < 0.02:
+        # Reached the worker after its window had closed (TikTok delivering days late):
+        # recorded, not routed, never answered.
+        traffic.messages.append(
+            SeedMessage(customer, "inbound", at, sent_at=at - timedelta(days=3),
+                        status_reason=LATE)
+        )  # fmt: skip
+        return at
     traffic.messages.append(
         SeedMessage(
             customer,

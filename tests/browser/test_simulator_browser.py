@@ -45,8 +45,9 @@ async def test_hi_shows_the_menu_and_2_shows_new_drops_with_a_photo(
     await expect(page.locator("li.bubble.bot", has_text="Fresh in")).to_have_count(1)
     photo = page.locator("li.bubble.bot img")
     await expect(photo.first).to_be_visible()
-    # The bytes the bot uploaded to TikTok, decoded by the browser as a real picture.
-    loaded = await photo.first.evaluate("img => img.complete && img.naturalWidth > 0")
+    # The bytes the bot uploaded to TikTok, decoded by the browser as a real picture (visible
+    # is not loaded yet: decode() waits for the bytes, and fails on a broken image).
+    loaded = await photo.first.evaluate("img => img.decode().then(() => img.naturalWidth > 0)")
     assert loaded
     src = await photo.first.get_attribute("src")
     assert src is not None and src.startswith("/simulator/media/")

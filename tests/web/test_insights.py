@@ -77,9 +77,9 @@ async def test_every_number_is_the_one_computed_from_the_seed(
     by_hour: Counter[tuple[int, str]] = Counter()
     for m in inbound:
         local = m.created_at.astimezone(zone)
-        by_day[local.date(), m.intent or ""] += 1
-        by_layer[local.date(), m.layer or ""] += 1
-        by_hour[local.hour, m.intent or ""] += 1
+        by_day[local.date(), m.intent or "unrouted"] += 1  # never routed: a late message
+        by_layer[local.date(), m.layer or "none"] += 1
+        by_hour[local.hour, m.intent or "unrouted"] += 1
     assert {
         (day, intent): n
         for day, counts in found.by_day_intent.items()
@@ -195,6 +195,8 @@ async def test_every_number_is_the_one_computed_from_the_seed(
         0,
     )
     assert found.missed.dead_letters == sum(start <= at < end for at in seeded.dead_letters)
+    late = [m for m in inbound if (m.status_reason or "").startswith("window closed")]
+    assert late and found.missed.unanswered == len(late)
     assert {w.customer for w in found.waiting} == {
         f"@{seeded.customers[n]}" for n in seeded.waiting
     }

@@ -75,10 +75,11 @@ class PieceDemand:
 
 @dataclass(frozen=True)
 class Missed:
-    window_closed: int
-    quota: int
+    window_closed: int  # what the shop would have sent, refused: the window had closed
+    quota: int  # refused: the window's reply quota was spent
     other_not_sent: int
     dead_letters: int
+    unanswered: int  # customer messages handled only after their window had closed
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,12 @@ SELECT
   count(*) FILTER (WHERE m.status_reason IS NULL OR (m.status_reason NOT LIKE 'window closed%'
                    AND m.status_reason NOT LIKE 'reply quota%')) AS other,
   (SELECT count(*) FROM dead_letters d WHERE d.created_at >= :start AND d.created_at < :end)
-      AS dead_letters
+      AS dead_letters,
+  -- Customer messages the worker reached only after their window had closed (a backlog,
+  -- TikTok delivering late): recorded, never answered.
+  (SELECT count(*) FROM messages i
+     WHERE i.direction = 'inbound' AND i.status_reason LIKE 'window closed%'
+       AND i.created_at >= :start AND i.created_at < :end) AS unanswered
 FROM messages m
 WHERE m.direction = 'outbound' AND m.status IN ('not_sent', 'failed')
   AND m.created_at >= :start AND m.created_at < :end

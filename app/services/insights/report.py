@@ -86,7 +86,7 @@ class Insights:
     proactive: list[ProactiveRow] = field(default_factory=list)
     demand: list[PieceDemand] = field(default_factory=list)
     sizes: list[SizeGap] = field(default_factory=list)
-    missed: Missed = field(default_factory=lambda: Missed(0, 0, 0, 0))
+    missed: Missed = field(default_factory=lambda: Missed(0, 0, 0, 0, 0))
     waiting: list[WaitingHandoff] = field(default_factory=list)
 
     @property
@@ -255,6 +255,7 @@ def tables(found: Insights) -> dict[str, Table]:
         "missed": (
             ["what", "count"],
             [
+                ["customer messages unanswered: window closed", missed.unanswered],
                 ["not sent: window closed", missed.window_closed],
                 ["not sent: reply quota", missed.quota],
                 ["not sent: other", missed.other_not_sent],
