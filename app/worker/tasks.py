@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from celery import Task
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.core.clock import utc_now
 from app.core.config import get_settings
@@ -163,13 +166,36 @@ async def _park_event(runtime: WorkerRuntime, body: str, error: str, attempts: i
         )
 
 
+# How long an event task waits out Redis being unreachable before it gives up the attempt.
+# Giving up means asking Celery for a retry, which is a publish to that same Redis: when it
+# fails too, the message is only handed out again after the broker's visibility timeout
+# (minutes). A Redis restart takes seconds, so the task waits it out itself first.
+REDIS_BLIP_PAUSES = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+T = TypeVar("T")
+
+
+def through_redis_blips(work: Callable[[], T], pauses: Sequence[float] = REDIS_BLIP_PAUSES) -> T:
+    """`work()`, run again after each pause while Redis cannot be reached (it must be
+    idempotent: an event's handling is). The last failure is raised."""
+    for pause in pauses:
+        try:
+            return work()
+        except (RedisConnectionError, RedisTimeoutError) as error:
+            log.warning("redis_unreachable_waiting", error=str(error), pause=pause)
+            time.sleep(pause)
+    return work()
+
+
 @celery_app.task(name=task_names.PROCESS_EVENT, bind=True, max_retries=None, queue=EVENTS_QUEUE)
 def process_event(self: Task[Any, Any], body: str, received_at: float) -> str:
     structlog.contextvars.clear_contextvars()
     settings = get_settings()
     attempts = self.request.retries + 1
     try:
-        outcome = run_async(lambda rt: rt.service("pipeline", _pipeline).handle(body))
+        outcome = through_redis_blips(
+            lambda: run_async(lambda rt: rt.service("pipeline", _pipeline).handle(body))
+        )
         return outcome.value
     except InvalidEnvelope as error:
         # Retrying cannot fix a malformed event: park it for a person straight away.
