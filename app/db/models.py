@@ -390,11 +390,18 @@ class Order(TimestampMixin, Base):
 
 class OrderItem(Base):
     __tablename__ = "order_items"
-    __table_args__ = (UniqueConstraint("order_id", "item_id"),)
+    __table_args__ = (
+        UniqueConstraint("order_id", "item_id"),
+        # What the follow-through looks for every minute: lines not applied yet.
+        Index("ix_order_items_unsettled", "item_id", postgresql_where=text("settled_at IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="RESTRICT"))
+    # When the sale this line records was applied to its piece (sold, holds ended, customers
+    # told): once, so that a piece put back on sale later (a return) stays on sale.
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     order: Mapped[Order] = relationship(back_populates="lines")
     item: Mapped[Item] = relationship()

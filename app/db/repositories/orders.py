@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from app.db.models import Customer, Item, ItemStatus, Order, OrderItem, OrderStatus
+from app.db.models import Customer, Item, Order, OrderItem, OrderStatus
 
 ORDER_NUMBER_PREFIX = "PH-"
 FIRST_ORDER_NUMBER = 10001
@@ -69,27 +69,27 @@ class OrderRepository:
         )
         return list(found)
 
-    async def ordered_unsold(
+    async def unsettled_lines(
         self, limit: int, item_ids: Sequence[int] | None = None
-    ) -> list[tuple[Item, Order]]:
-        """Pieces on a recorded order (any status but cancelled) that are not marked sold yet,
-        each with its earliest such order; the pieces locked (SKIP LOCKED: a concurrent
-        settlement takes the others)."""
+    ) -> list[tuple[OrderItem, Item, Order]]:
+        """Order lines whose sale has not been applied yet (orders in any status but
+        cancelled), with their piece and order, earliest order first for each piece; the
+        lines locked (SKIP LOCKED: a concurrent settlement takes the others)."""
         statement = (
-            select(Item, Order)
-            .join(OrderItem, OrderItem.item_id == Item.id)
+            select(OrderItem, Item, Order)
+            .join(Item, Item.id == OrderItem.item_id)
             .join(Order, Order.id == OrderItem.order_id)
-            .where(Order.status != OrderStatus.CANCELLED, Item.status != ItemStatus.SOLD)
+            .where(OrderItem.settled_at.is_(None), Order.status != OrderStatus.CANCELLED)
             .order_by(Item.id, Order.placed_at, Order.id)
             .limit(limit)
-            .with_for_update(of=Item, skip_locked=True)
+            .with_for_update(of=OrderItem, skip_locked=True)
         )
         if item_ids is not None:
             statement = statement.where(Item.id.in_(item_ids))
-        first: dict[int, tuple[Item, Order]] = {}
-        for item, order in (await self.session.execute(statement)).all():
-            first.setdefault(item.id, (item, order))
-        return list(first.values())
+        return [
+            (line, item, order)
+            for line, item, order in (await self.session.execute(statement)).all()
+        ]
 
     async def next_order_number(self) -> str:
         """The number after the highest in the shop's format; an order recorded at the same

@@ -81,11 +81,18 @@ async def record_sales(
     limit: int = 200,
     report: FollowThrough | None = None,
 ) -> FollowThrough:
-    """Every piece on a recorded order (not cancelled) becomes sold: a hold its buyer had
-    is converted and its buyer thanked; anyone else holding or waiting for it is told."""
+    """Every piece on a newly recorded order (not cancelled) becomes sold: a hold its buyer
+    had is converted and its buyer thanked; anyone else holding or waiting for it is told.
+    Each order line is applied once: a piece the shop puts back on sale later stays so."""
     report = report or FollowThrough()
-    for item, order in await OrderRepository(session).ordered_unsold(limit, item_ids):
+    sold: set[int] = set()
+    for line, item, order in await OrderRepository(session).unsettled_lines(limit, item_ids):
+        line.settled_at = now
+        if item.id in sold or item.status is ItemStatus.SOLD:
+            continue  # an earlier order of the piece, or the shop marked it sold already
+        sold.add(item.id)
         await _sell(session, settings, policy, item, order, now, report)
+    await session.flush()
     return report
 
 

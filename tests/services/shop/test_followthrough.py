@@ -341,3 +341,21 @@ def test_an_unknown_time_zone_is_refused() -> None:
 def test_the_wording_names_the_piece_and_the_way_out() -> None:
     assert "{checkout}" in replies.HOLD_REMINDER and "CANCEL HOLD" in replies.HOLD_REMINDER
     assert "{order}" in replies.SALE_CONFIRMED
+
+
+async def test_a_piece_put_back_on_sale_after_its_order_stays_on_sale(
+    make_chat: MakeChat, redis_client: aioredis.Redis
+) -> None:
+    holder = await chat_in_window(make_chat, "cust-returned")
+    await holder.say("hold PT-0006")
+    piece_sold = await piece(holder, "PT-0006")
+    await OrderRepository(holder.session).record_paid(holder.customer.id, piece_sold, utc_now())
+    settings = holder.brain.settings
+    first = await record_sales(holder.session, settings, policy(holder, redis_client), utc_now())
+    assert first.sold == 1
+    # Returned and relisted by the shop: the order still names it, the sale was applied once.
+    piece_sold.status = ItemStatus.AVAILABLE
+    await holder.session.flush()
+    again = await record_sales(holder.session, settings, policy(holder, redis_client), utc_now())
+    assert (again.sold, again.outbox_ids) == (0, [])
+    assert (await piece(holder, "PT-0006")).status is ItemStatus.AVAILABLE

@@ -1,6 +1,7 @@
 """Follow-through and alerts: a hold remembers its reminder and the order that made it a
 sale, a message says which kind of unasked message it was, a customer when they last got
-one, and customers can opt in to hear about new pieces (alert_subscriptions); messages and
+one, an order line when its sale was applied, and customers can opt in to hear about new
+pieces (alert_subscriptions); messages and
 holds are indexed by when they were made, for the staff's insights over a period.
 
 Revision ID: 0004
@@ -71,6 +72,16 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_subscriptions")),
     )
+    op.add_column("order_items", sa.Column("settled_at", sa.DateTime(timezone=True), nullable=True))
+    # The lines already there are history: their pieces are as the shop left them.
+    op.execute("UPDATE order_items SET settled_at = now() WHERE settled_at IS NULL")
+    op.create_index(
+        "ix_order_items_unsettled",
+        "order_items",
+        ["item_id"],
+        unique=False,
+        postgresql_where=sa.text("settled_at IS NULL"),
+    )
     op.create_index("ix_messages_created_at", "messages", ["created_at"], unique=False)
     op.create_index("ix_holds_created_at", "holds", ["created_at"], unique=False)
     op.create_index(
@@ -83,6 +94,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_order_items_unsettled", table_name="order_items")
+    op.drop_column("order_items", "settled_at")
     op.drop_index("ix_holds_created_at", table_name="holds")
     op.drop_index("ix_messages_created_at", table_name="messages")
     op.drop_index("ix_alert_subscriptions_active", table_name="alert_subscriptions")
