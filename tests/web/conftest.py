@@ -15,12 +15,14 @@ import pytest
 import redis.asyncio as aioredis
 from argon2 import PasswordHasher
 from fastapi import FastAPI
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core import redis_keys
 from app.core.config import Settings, get_settings
-from app.db.models import Direction, Message, MessageStatus, StaffUser
+from app.db.models import Customer, Direction, Item, Message, MessageStatus, StaffUser
 from app.main import create_app
+from app.services.shop import place_hold
 from app.services.staff.auth import Passwords, create_account
 from tests.factories import add_conversation_for, add_customer
 
@@ -186,3 +188,14 @@ async def add_conversation(
         await redis.set(redis_keys.window(user_id), end_ms, pxat=end_ms)
         await redis.set(redis_keys.quota(user_id), replies_used, pxat=end_ms)
     return thread
+
+
+async def place_hold_for(engine: AsyncEngine, user_id: str, sku: str) -> int:
+    """A hold of the customer on the piece, placed as the bot places one; its id."""
+    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+        item = await session.scalar(select(Item).where(Item.sku == sku))
+        customer = await session.scalar(select(Customer).where(Customer.tiktok_user_id == user_id))
+        assert item is not None and customer is not None
+        placed = await place_hold(session, get_settings(), item, customer)
+        assert placed.hold is not None
+        return placed.hold.id

@@ -13,7 +13,6 @@ import redis.asyncio as aioredis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.core.config import get_settings
 from app.db.models import (
     Customer,
     Drop,
@@ -25,9 +24,8 @@ from app.db.models import (
     OutboxEntry,
     WaitlistEntry,
 )
-from app.services.shop import place_hold
 from app.services.shop.catalog_io import CATALOG_COLUMNS, ORDER_COLUMNS
-from tests.web.conftest import Thread, add_conversation, csrf_in
+from tests.web.conftest import Thread, add_conversation, csrf_in, place_hold_for
 
 VIEWS = (
     "item",
@@ -245,15 +243,7 @@ async def held_by_customer(
     """A customer in an open window holding PT-0101 (imported through the admin)."""
     assert (await upload(client, catalog_csv(item_row("PT-0101")))).status_code == 200
     thread = await add_conversation(engine, redis, name, mode="bot")
-    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
-        item = await session.scalar(select(Item).where(Item.sku == "PT-0101"))
-        customer = await session.scalar(
-            select(Customer).where(Customer.tiktok_user_id == thread.user_id)
-        )
-        assert item is not None and customer is not None
-        placed = await place_hold(session, get_settings(), item, customer)
-        assert placed.hold is not None
-    return thread, placed.hold.id
+    return thread, await place_hold_for(engine, thread.user_id, "PT-0101")
 
 
 async def sale_of(engine: AsyncEngine, hold_id: int) -> tuple[str, str, list[str]]:

@@ -13,7 +13,6 @@ import redis.asyncio as aioredis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.core.config import get_settings
 from app.db.models import (
     Conversation,
     Customer,
@@ -24,9 +23,8 @@ from app.db.models import (
     OutboxEntry,
     StaffUser,
 )
-from app.services.shop import place_hold
 from app.services.shop.catalog_io import import_catalog
-from tests.web.conftest import add_conversation, csrf_in, page_csrf
+from tests.web.conftest import add_conversation, csrf_in, page_csrf, place_hold_for
 
 _ROW = re.compile(r'<tr class="conversation-row mode-(\w+)" data-conversation-id="(\d+)">')
 SCRIPT = {"X-Requested-With": "fetch"}
@@ -360,16 +358,9 @@ async def test_mark_paid_on_a_hold_records_the_order_and_sells_the_piece(
     shared_dir: Path,
 ) -> None:
     thread = await add_conversation(committed_db, redis_client, "nia", mode="human")
-    async with AsyncSession(committed_db, expire_on_commit=False) as session, session.begin():
+    async with AsyncSession(committed_db) as session, session.begin():
         await import_catalog(session, (shared_dir / "data" / "catalog.csv").read_text("utf-8"))
-        item = await session.scalar(select(Item).where(Item.sku == "PT-0006"))
-        customer = await session.scalar(
-            select(Customer).where(Customer.tiktok_user_id == thread.user_id)
-        )
-        assert item is not None and customer is not None
-        placed = await place_hold(session, get_settings(), item, customer)
-        assert placed.hold is not None
-        hold_id = placed.hold.id
+    hold_id = await place_hold_for(committed_db, thread.user_id, "PT-0006")
     page = await signed_in.get(f"/inbox/{thread.conversation_id}")
     assert "On hold for this customer" in page.text and "PT-0006" in page.text
     action = f"/inbox/{thread.conversation_id}/holds/{hold_id}/paid"
@@ -382,8 +373,9 @@ async def test_mark_paid_on_a_hold_records_the_order_and_sells_the_piece(
         hold = await session.get_one(Hold, hold_id)
         order = await session.get_one(Order, hold.order_id)
         piece = await session.get_one(Item, hold.item_id)
+        buyer = await session.get_one(Customer, order.customer_id)
     assert hold.status == "converted" and piece.status == "sold"
-    assert order.status == "paid" and order.customer_id == customer.id
+    assert order.status == "paid" and buyer.tiktok_user_id == thread.user_id
     ((message, entry),) = [
         pair
         for pair in await outbound(committed_db, thread.conversation_id)
