@@ -25,6 +25,7 @@ from app.db.models import (
     Conversation,
     Customer,
     DeadLetter,
+    Handoff,
     Hold,
     Item,
     Message,
@@ -39,6 +40,11 @@ LAYERS = (("local", 60), ("pattern", 25), ("menu", 10), ("llm", 5))
 PIECE_INTENTS = frozenset({"availability", "sizing", "price", "hold"})
 SIZES = ("S", "M", "L", "XL")
 HOURS = [1, 1, 1, 1, 1, 1, 2, 3, 4, 5, 6, 6, 7, 7, 6, 6, 7, 8, 9, 10, 10, 8, 5, 2]
+HANDOFF_REASONS = (
+    "customer asked for a person",
+    "reply quota nearly spent",
+    "asked about many order numbers that are not theirs",
+)
 WINDOW_CLOSED = "window closed: the customer's last message is over 48 h old"
 LATE = "window closed before the message was handled: nothing sent"
 PROACTIVE_KINDS = ("hold_reminder", "drop_alert", "waitlist_back", "sale_confirmation")
@@ -64,7 +70,7 @@ class SeedMessage:
     status: str = "processed"
     status_reason: str | None = None
     proactive_kind: str | None = None
-    entities: dict[str, str] = field(default_factory=dict)
+    entities: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,6 +92,7 @@ class Traffic:
     holds: list[SeedHold] = field(default_factory=list)
     waitlist: list[tuple[int, str]] = field(default_factory=list)
     dead_letters: list[datetime] = field(default_factory=list)
+    handoffs: list[tuple[int, datetime, str]] = field(default_factory=list)  # customer, when, why
     # Conversations a person has taken and not answered yet: since when.
     waiting: dict[int, datetime] = field(default_factory=dict)
     held: set[str] = field(default_factory=set)  # pieces with a running hold
@@ -133,9 +140,12 @@ def month_of_traffic(
 
 def _a_turn(rng: random.Random, traffic: Traffic, customer: int, at: datetime) -> datetime:
     intent = _weighted(rng, INTENTS)
-    entities: dict[str, str] = {}
+    entities: dict[str, Any] = {}
     if intent in PIECE_INTENTS and rng.random() < 0.7:
         entities["sku"] = rng.choice(traffic.items).sku
+    if intent in PIECE_INTENTS and rng.random() < 0.6:
+        # The piece the answer was about: the one named, or one found by words or a video.
+        entities["pieces"] = [entities.get("sku") or rng.choice(traffic.items).sku]
     if intent in ("sizing", "new_drops") and rng.random() < 0.5:
         entities["size"] = rng.choice((*SIZES, "XS", "XXL"))
     if rng.random() < 0.02:
@@ -179,7 +189,11 @@ def _a_turn(rng: random.Random, traffic: Traffic, customer: int, at: datetime) -
         traffic.holds.append(SeedHold(customer, entities["sku"], at + timedelta(seconds=2), status))
     if intent == "availability" and "sku" in entities and rng.random() < 0.1:
         traffic.waitlist.append((customer, entities["sku"]))
-    if intent == "human":
+    reason = HANDOFF_REASONS[0] if intent == "human" else None
+    if reason is None and rng.random() < 0.03:
+        reason = rng.choice(HANDOFF_REASONS[1:])
+    if reason is not None:
+        traffic.handoffs.append((customer, answered, reason))
         if rng.random() < 0.75:
             replied = at + timedelta(minutes=rng.randint(2, 240), seconds=rng.randint(0, 59))
             traffic.messages.append(
@@ -293,6 +307,12 @@ async def write(engine: AsyncEngine, traffic: Traffic, batch: int = 5000) -> Non
                     item_id=item_ids[sku], customer_id=customer_ids[customer]
                 )
             )
+        for customer, at, reason in traffic.handoffs:
+            await connection.execute(
+                insert(table["handoffs"]).values(
+                    conversation_id=conversation_ids[customer], started_at=at, reason=reason
+                )
+            )
         for at in traffic.dead_letters:
             await connection.execute(
                 insert(table["dead_letters"]).values(
@@ -303,5 +323,5 @@ async def write(engine: AsyncEngine, traffic: Traffic, batch: int = 5000) -> Non
 
 
 def _tables() -> dict[str, Table]:
-    models = (Customer, Conversation, Item, Message, Hold, WaitlistEntry, DeadLetter)
+    models = (Customer, Conversation, Item, Message, Hold, WaitlistEntry, DeadLetter, Handoff)
     return {model.__tablename__: cast(Table, model.__table__) for model in models}

@@ -160,6 +160,21 @@ class Conversation(TimestampMixin, Base):
     customer: Mapped[Customer] = relationship()
 
 
+class Handoff(Base):
+    """The bot handed a conversation to a person (the customer asked, an answer needed one,
+    the quota ran low): when and why, so the shop can see how long a person took to reply.
+    A person taking over by themselves is not one: they are already there."""
+
+    __tablename__ = "handoffs"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+
+
 class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
@@ -182,6 +197,8 @@ class Message(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     intent: Mapped[str | None] = mapped_column(String(32))
     router_source: Mapped[str | None] = mapped_column(String(16))
+    # The router's entities (sku, size, order_number) and, on a customer's message, the
+    # pieces the answer was about ("pieces": SKUs), however the customer named them.
     entities: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     status: Mapped[MessageStatus] = mapped_column(EnumText(MessageStatus, 16))
     status_reason: Mapped[str | None] = mapped_column(Text)

@@ -101,8 +101,6 @@ async def test_every_number_is_the_one_computed_from_the_seed(
     for m in seeded.messages:
         conversation[m.conversation].append(m)
     reply_seconds: dict[date, list[float]] = defaultdict(list)
-    handoff_seconds: list[float] = []
-    asked_for_person = 0
     for m in inbound:
         later = sorted(
             (o for o in conversation[m.conversation]
@@ -113,26 +111,39 @@ async def test_every_number_is_the_one_computed_from_the_seed(
         if bot is not None and bot.sent_at is not None:
             seconds = (bot.sent_at - (m.sent_at or m.created_at)).total_seconds()
             reply_seconds[m.created_at.astimezone(zone).date()].append(max(0.0, seconds))
-        if m.intent == "human":
-            asked_for_person += 1
-            staff = next((o for o in later if o.sent_by == "staff"), None)
-            if staff is not None:
-                handoff_seconds.append(
-                    ((staff.sent_at or staff.created_at) - m.created_at).total_seconds()
-                )
     assert [row.day for row in found.speed] == sorted(reply_seconds)
     for row in found.speed:
         p50, p90 = _percentiles(reply_seconds[row.day])
         assert row.answered == len(reply_seconds[row.day])
         assert row.p50_seconds == pytest.approx(p50, abs=1e-3)
         assert row.p90_seconds == pytest.approx(p90, abs=1e-3)
-    assert (found.handoff.asked, found.handoff.answered) == (
-        asked_for_person,
-        len(handoff_seconds),
+
+    # Each hand-off (whatever its reason) to a person's first reply after it.
+    handed: dict[str | None, list[datetime]] = defaultdict(list)
+    waited: dict[str | None, list[float]] = defaultdict(list)
+    for customer, started, reason in seeded.handoffs:
+        if not start <= started < end:
+            continue
+        staff = min(
+            (o.created_at for o in conversation[customer]
+             if o.sent_by == "staff" and o.created_at >= started),
+            default=None,
+        )  # fmt: skip
+        for key in (None, reason):
+            handed[key].append(started)
+            if staff is not None:
+                waited[key].append((staff - started).total_seconds())
+    assert len({reason for _, _, reason in seeded.handoffs}) == 3  # the seed has every kind
+    reasons = sorted(
+        (reason for reason in handed if reason is not None),
+        key=lambda reason: (-len(handed[reason]), reason),
     )
-    p50, p90 = _percentiles(handoff_seconds)
-    assert found.handoff.p50_seconds == pytest.approx(p50, abs=1e-3)
-    assert found.handoff.p90_seconds == pytest.approx(p90, abs=1e-3)
+    assert [row.reason for row in found.handoff] == [None, *reasons]
+    for row in found.handoff:
+        assert (row.handed_over, row.answered) == (len(handed[row.reason]), len(waited[row.reason]))
+        p50, p90 = _percentiles(waited[row.reason])
+        assert row.p50_seconds == pytest.approx(p50, abs=1e-3)
+        assert row.p90_seconds == pytest.approx(p90, abs=1e-3)
 
     # Outcomes.
     holds = [h for h in seeded.holds if start <= h.created_at < end]
@@ -171,7 +182,13 @@ async def test_every_number_is_the_one_computed_from_the_seed(
     } == expected_kinds
 
     # Demand.
-    asked = Counter(m.entities["sku"] for m in inbound if "sku" in m.entities)
+    # A DM asked about a piece when it named it or its answer was about it: once per DM.
+    asked = Counter(
+        sku
+        for m in inbound
+        for sku in {m.entities.get("sku"), *m.entities.get("pieces", ())} - {None}
+    )
+    assert any(m.entities.get("pieces") and "sku" not in m.entities for m in inbound)
     held = Counter(h.sku for h in holds)
     waiting = Counter(sku for _, sku in dict.fromkeys(seeded.waitlist))
     assert {d.sku: (d.asked, d.holds, d.waitlist) for d in found.demand} == {

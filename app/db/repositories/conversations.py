@@ -25,6 +25,7 @@ from app.db.models import (
     Customer,
     DeadLetter,
     Direction,
+    Handoff,
     Message,
     MessageStatus,
     OutboxEntry,
@@ -134,16 +135,6 @@ class ConversationRepository:
         )
         return result.all()
 
-    async def open_for_customer(self, customer_id: int, now: datetime) -> Conversation | None:
-        """The customer's conversation whose reply window (PostgreSQL's mirror of Redis) is
-        still open; the delivery layer re-checks the real window before sending."""
-        return await self.session.scalar(
-            select(Conversation)
-            .where(Conversation.customer_id == customer_id, Conversation.window_expires_at > now)
-            .order_by(Conversation.window_expires_at.desc())
-            .limit(1)
-        )
-
     async def latest_of_customer(self, customer_id: int) -> tuple[Conversation, Customer] | None:
         """The customer's most recently active conversation, open window or not."""
         row = (
@@ -167,6 +158,17 @@ class ConversationRepository:
             .where(Conversation.id == conversation_id)
             .with_for_update(skip_locked=True)
             .execution_options(populate_existing=True)
+        )
+
+
+class HandoffRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, conversation_id: int, started_at: datetime, reason: str) -> None:
+        """Written with the turn that decided it (no statement of its own until the flush)."""
+        self.session.add(
+            Handoff(conversation_id=conversation_id, started_at=started_at, reason=reason)
         )
 
 

@@ -37,7 +37,8 @@ class SpeedRow:
 
 @dataclass(frozen=True)
 class HandoffSpeed:
-    asked: int
+    reason: str | None  # None: every hand-off
+    handed_over: int
     answered: int
     p50_seconds: float | None
     p90_seconds: float | None
@@ -133,23 +134,26 @@ GROUP BY day
 ORDER BY day
 """)
 
-# From a customer asking for a person to a person's first reply in that conversation.
+# From each hand-off (the bot handing a conversation to a person) to a person's first reply
+# in that conversation, for every hand-off and per reason.
 _HANDOFF = text("""
-SELECT count(*) AS asked, count(reply.sent_at) AS answered,
+SELECT h.reason, GROUPING(h.reason) AS every,
+       count(*) AS handed_over, count(reply.sent_at) AS answered,
        percentile_cont(0.5) WITHIN GROUP (
-           ORDER BY extract(epoch FROM reply.sent_at - m.created_at)) AS p50,
+           ORDER BY extract(epoch FROM reply.sent_at - h.started_at)) AS p50,
        percentile_cont(0.9) WITHIN GROUP (
-           ORDER BY extract(epoch FROM reply.sent_at - m.created_at)) AS p90
-FROM messages m
+           ORDER BY extract(epoch FROM reply.sent_at - h.started_at)) AS p90
+FROM handoffs h
 LEFT JOIN LATERAL (
     SELECT coalesce(o.sent_at, o.created_at) AS sent_at FROM messages o
-    WHERE o.conversation_id = m.conversation_id AND o.created_at >= m.created_at
+    WHERE o.conversation_id = h.conversation_id AND o.created_at >= h.started_at
       AND o.direction = 'outbound' AND o.sent_by = 'staff'
     ORDER BY o.created_at, o.id
     LIMIT 1
 ) reply ON true
-WHERE m.direction = 'inbound' AND m.intent = 'human'
-  AND m.created_at >= :start AND m.created_at < :end
+WHERE h.started_at >= :start AND h.started_at < :end
+GROUP BY GROUPING SETS ((), (h.reason))
+ORDER BY GROUPING(h.reason) DESC, count(*) DESC, h.reason
 """)
 
 _FUNNEL = text("""
@@ -198,14 +202,22 @@ GROUP BY m.proactive_kind
 ORDER BY m.proactive_kind
 """)
 
-# Demand per piece: the DMs that named it (the router's SKU), its holds in the period, the
-# customers waiting for it now.
+# Demand per piece: the DMs that asked about it (named by SKU, or the piece the answer was
+# about however it was named), its holds in the period, the customers waiting for it now.
 _DEMAND = text("""
 WITH asked AS (
-    SELECT m.entities ->> 'sku' AS sku, count(*) AS asked
+    SELECT piece.sku, count(DISTINCT m.id) AS asked
     FROM messages m
+    CROSS JOIN LATERAL (
+        SELECT m.entities ->> 'sku'
+        UNION
+        SELECT jsonb_array_elements_text(
+            CASE WHEN jsonb_typeof(m.entities -> 'pieces') = 'array'
+                 THEN m.entities -> 'pieces' ELSE '[]'::jsonb END)
+    ) AS piece(sku)
     WHERE m.direction = 'inbound'
-      AND m.created_at >= :start AND m.created_at < :end AND m.entities ? 'sku'
+      AND m.created_at >= :start AND m.created_at < :end
+      AND (m.entities ? 'sku' OR m.entities ? 'pieces') AND piece.sku IS NOT NULL
     GROUP BY 1
 ), held AS (
     SELECT h.item_id, count(*) AS holds FROM holds h
@@ -290,16 +302,19 @@ class InsightsRepository:
             for day, answered, p50, p90 in rows.all()
         ]
 
-    async def handoff_speed(self, start: datetime, end: datetime, tz: str) -> HandoffSpeed:
-        asked, answered, p50, p90 = (
-            await self.session.execute(_HANDOFF, self._period(start, end, tz))
-        ).one()
-        return HandoffSpeed(
-            int(asked),
-            int(answered),
-            float(p50) if p50 is not None else None,
-            float(p90) if p90 is not None else None,
-        )
+    async def handoff_speed(self, start: datetime, end: datetime, tz: str) -> list[HandoffSpeed]:
+        """Every hand-off first, then each reason, most frequent first."""
+        rows = await self.session.execute(_HANDOFF, self._period(start, end, tz))
+        return [
+            HandoffSpeed(
+                None if every else reason,
+                int(handed_over),
+                int(answered),
+                float(p50) if p50 is not None else None,
+                float(p90) if p90 is not None else None,
+            )
+            for reason, every, handed_over, answered, p50, p90 in rows.all()
+        ]
 
     async def funnel(self, start: datetime, end: datetime, tz: str) -> Funnel:
         values = {**self._period(start, end, tz), "piece_intents": list(PIECE_INTENTS)}

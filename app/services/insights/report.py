@@ -81,7 +81,8 @@ class Insights:
     by_hour_intent: dict[int, Counter[str]] = field(default_factory=dict)
     by_hour_layer: dict[int, Counter[str]] = field(default_factory=dict)
     speed: list[SpeedRow] = field(default_factory=list)
-    handoff: HandoffSpeed = field(default_factory=lambda: HandoffSpeed(0, 0, None, None))
+    # Every hand-off first, then per reason.
+    handoff: list[HandoffSpeed] = field(default_factory=list)
     funnel: Funnel = field(default_factory=lambda: Funnel(0, 0, 0, 0, 0))
     proactive: list[ProactiveRow] = field(default_factory=list)
     demand: list[PieceDemand] = field(default_factory=list)
@@ -215,14 +216,16 @@ def tables(found: Insights) -> dict[str, Table]:
             ],
         ),
         "handoff": (
-            ["asked_for_a_person", "answered_by_a_person", "p50_seconds", "p90_seconds"],
+            ["reason", "handed_over", "answered_by_a_person", "p50_seconds", "p90_seconds"],
             [
                 [
-                    found.handoff.asked,
-                    found.handoff.answered,
-                    _round(found.handoff.p50_seconds),
-                    _round(found.handoff.p90_seconds),
+                    row.reason or "every hand-off",
+                    row.handed_over,
+                    row.answered,
+                    _round(row.p50_seconds),
+                    _round(row.p90_seconds),
                 ]
+                for row in found.handoff
             ],
         ),
         "funnel": (

@@ -7,9 +7,10 @@ Others may import:
 - `delivery.DeliveryService`, `delivery.Delivery`: sends one outbox row, at most once
   (the worker's send task and sweeper);
 - `media.CachedMediaResolver`, `media.MediaUnavailable`: item photos to TikTok media ids;
-- `outbound.queue_replies`: a reply into the outbox, committed with what caused it (the
-  shop's waitlist notices, the staff inbox);
+- `outbound.queue_replies`: a reply into the outbox, committed with what caused it (a
+  turn's answer, the staff inbox);
 - `window.WindowService`, `window.WindowState`: the 48 h window and the reply quota;
+  `window.MirroredWindow`: the same read from PostgreSQL's mirror, where there is no Redis;
 - `proactive.ProactivePolicy`: what the shop says unasked (reminders, confirmations,
   notices, alerts): window, quota, quiet hours, one a day; `proactive.Outcome`, `Said`;
 - `transitions`: every change of a conversation's mode and of a reply's delivery state;

@@ -456,7 +456,7 @@ class InboundPipeline:
             )
         )
         if handoff_reason is not None:
-            transitions.take_over(conversation, now)
+            transitions.hand_over(session, conversation, now, handoff_reason)
         deliveries.extend(result.other_outbox_ids)
         finish(None, result)
         log.info(

@@ -25,13 +25,16 @@ from app.core.logging import get_logger
 from app.db.models import Conversation, ConversationMode, Customer, ProactiveKind
 from app.db.repositories.conversations import MessageRepository
 from app.services.messaging.outbound import expand_replies, queue_replies
-from app.services.messaging.window import WindowService
+from app.services.messaging.window import WindowReader
 from app.services.turns import Reply
 
 log = get_logger(__name__)
 
 # Courtesy kinds: the customer did not ask for this message at this moment.
 COURTESY = frozenset({ProactiveKind.HOLD_REMINDER, ProactiveKind.DROP_ALERT})
+# Only the confirmation of the customer's own purchase may take the quota's last slot: every
+# other kind leaves it for telling the customer a person will follow up.
+_MAY_TAKE_LAST_SLOT = frozenset({ProactiveKind.SALE_CONFIRMATION})
 _QUIET_STEP = timedelta(minutes=15)
 
 
@@ -64,7 +67,7 @@ class Said:
 
 
 class ProactivePolicy:
-    def __init__(self, settings: Settings, window: WindowService) -> None:
+    def __init__(self, settings: Settings, window: WindowReader) -> None:
         self.settings = settings
         self.window = window
         self._zone = ZoneInfo(settings.shop_timezone)
@@ -102,10 +105,11 @@ class ProactivePolicy:
             waiting = self._not_now(conversation, customer, now)
             if waiting is not None:
                 return Said(Outcome.LATER, reason=waiting.value)
-        # Every message it takes, and for anything unasked one more: the slot kept for a
-        # hand-off (a confirmation of the customer's own purchase may use the last one).
-        needed = len(expand_replies(replies, self.settings.max_text_chars)) + int(courtesy)
-        refusal = await self._not_allowed(conversation, customer, needed)
+        # Every message it takes, and one more: the slot kept for a hand-off.
+        needed = len(expand_replies(replies, self.settings.max_text_chars)) + int(
+            kind not in _MAY_TAKE_LAST_SLOT
+        )
+        refusal = await self._not_allowed(conversation, customer, needed, now)
         if refusal is not None:
             messages = MessageRepository(session)
             for reply in replies:
@@ -143,10 +147,11 @@ class ProactivePolicy:
         return None
 
     async def _not_allowed(
-        self, conversation: Conversation, customer: Customer, needed: int
+        self, conversation: Conversation, customer: Customer, needed: int, now: datetime
     ) -> NotAllowed | None:
         state = await self.window.state(customer.tiktok_user_id, conversation)
-        if not state.open:
+        # Judged at the moment decided for (a sweep may decide for a later one).
+        if not state.open or state.ends_at is None or state.ends_at <= now.timestamp():
             return NotAllowed.WINDOW_CLOSED
         if state.replies_left < needed:
             return NotAllowed.QUOTA_KEPT

@@ -21,7 +21,7 @@ from app.db.models import (
     OutboxEntry,
     OutboxStatus,
 )
-from app.db.repositories.conversations import Claimable, OutboxRepository
+from app.db.repositories.conversations import Claimable, HandoffRepository, OutboxRepository
 
 MAX_REASON_CHARS = 2000
 
@@ -30,6 +30,15 @@ def take_over(conversation: Conversation, now: datetime) -> None:
     """A person answers this conversation from now on; the bot stays silent."""
     conversation.mode = ConversationMode.HUMAN
     conversation.human_since = now
+
+
+def hand_over(
+    session: AsyncSession, conversation: Conversation, now: datetime, reason: str
+) -> None:
+    """The bot hands the conversation to a person (the customer asked, an answer needs one,
+    the quota runs low): recorded, so the shop can see how long a person took to reply."""
+    take_over(conversation, now)
+    HandoffRepository(session).add(conversation.id, now, reason)
 
 
 def hand_back(conversation: Conversation) -> None:

@@ -83,6 +83,29 @@ class WindowState:
     replies_left: int
 
 
+class WindowReader(Protocol):
+    """Where a customer's window and quota are read from before something is said unasked."""
+
+    async def state(self, user_id: str, conversation: WindowMirror) -> WindowState: ...
+
+
+class MirroredWindow:
+    """The window as PostgreSQL's mirror has it: for the brain run without Redis (the
+    `converse` and `route` tools, brain-only tests). The worker reads Redis, which also
+    counts replies reserved and not yet mirrored."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def state(self, user_id: str, conversation: WindowMirror) -> WindowState:
+        end = conversation.window_expires_at
+        if end is None or end.timestamp() <= unix_now():
+            return WindowState(False, None, 0, 0)
+        used = conversation.replies_in_window
+        left = max(0, self.settings.reply_quota - used)
+        return WindowState(True, end.timestamp(), used, left)
+
+
 class WindowService:
     def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
         self.redis = redis

@@ -23,6 +23,7 @@ from app.db.repositories.holds import HoldRepository
 from app.db.repositories.items import ItemRepository
 from app.db.repositories.orders import OrderRepository
 from app.services import replies
+from app.services.messaging.proactive import ProactivePolicy
 from app.services.router import Intent, RouteResult
 from app.services.shop import describe
 from app.services.shop.context import Offer, ShopContext
@@ -69,6 +70,7 @@ class Answers:
         customer: Customer,
         context: ShopContext,
         finder: PieceFinder,
+        proactive: ProactivePolicy,
         phraser: FaqPhraser | None = None,
         order_lookups: OrderLookupThrottle | None = None,
     ) -> None:
@@ -77,6 +79,7 @@ class Answers:
         self.customer = customer
         self.context = context
         self.finder = finder
+        self.proactive = proactive  # what another customer is told (a released piece's waitlist)
         self.phraser = phraser
         self.order_lookups = order_lookups
         self.chart: list[Decimal] = list(settings.size_chart_pit_to_pit_in)
@@ -433,7 +436,7 @@ class Answers:
             return replies.HOLD_RELEASE_NOT_YOURS.format(sku=named)
         hold, sku = chosen[0]
         self.notices.extend(
-            await end_hold(self.session, self.settings, hold, HoldStatus.RELEASED, self.now)
+            await end_hold(self.session, self.proactive, hold, HoldStatus.RELEASED, self.now)
         )
         item = await self.items.get(sku)
         self.context.remember_item(sku)

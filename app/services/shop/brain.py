@@ -21,6 +21,8 @@ from app.core.config import Settings, get_settings
 from app.db.models import Conversation, Customer, Message
 from app.db.repositories.items import ItemRepository
 from app.services import replies
+from app.services.messaging.proactive import ProactivePolicy
+from app.services.messaging.window import MirroredWindow, WindowService
 from app.services.router import HybridRouter, Intent, RouterContext, get_router
 from app.services.shop.answers import Answers
 from app.services.shop.context import load_context, save_context
@@ -47,6 +49,8 @@ class ShopBrain:
         # Without Redis (brain-only tools and tests) order lookups are not throttled; the
         # worker always passes its client.
         self.order_lookups = OrderLookupThrottle(redis, self.settings) if redis else None
+        window = WindowService(redis, self.settings) if redis else MirroredWindow(self.settings)
+        self.policy = ProactivePolicy(self.settings, window)
 
     @property
     def router(self) -> HybridRouter:
@@ -84,6 +88,7 @@ class ShopBrain:
             customer,
             context,
             finder,
+            self.policy,
             phraser=self.phraser,
             order_lookups=self.order_lookups,
         )
@@ -102,6 +107,10 @@ class ShopBrain:
             reading = await read_text(text, route, offer, context, finder)
             result = TurnResult(reading.intent.value, route.source, route.entities.model_dump())
             result.replies = await answers.answer_text(reading, text, route)
+        if context.discussed:
+            # However the customer named it (a SKU, words, a shared video, "it"): the
+            # staff's demand per piece counts every DM that asked about it.
+            result.entities["pieces"] = context.discussed
         save_context(conversation, context)
         result.other_outbox_ids.extend(answers.notices)
         result.handoff = answers.handoff

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from app.core.logging import get_logger
 from app.db.models import Conversation
@@ -49,6 +49,12 @@ class ShopContext(BaseModel):
     last_list: list[str] = Field(default_factory=list)
     offer: Offer | None = None
     sizes: dict[str, str] = Field(default_factory=dict)
+    # The pieces this turn's answer was about, one by one (not lists): not saved.
+    _discussed: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def discussed(self) -> list[str]:
+        return list(dict.fromkeys(self._discussed))
 
     def candidates(self) -> list[str]:
         """The pieces words are matched against first: those just listed or discussed."""
@@ -62,6 +68,7 @@ class ShopContext(BaseModel):
 
     def remember_item(self, sku: str) -> None:
         self.last_sku = sku
+        self._discussed.append(sku)
 
     def remember_list(self, skus: list[str]) -> None:
         self.last_list = list(skus)

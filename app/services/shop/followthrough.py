@@ -380,7 +380,7 @@ async def run_followthrough(
     policy = policy_for(settings, redis)
     async with transaction(session_factory) as session:
         report = await record_sales(session, settings, policy, now)
-        expiry = await expire_lapsed_holds(session, settings, now)
+        expiry = await expire_lapsed_holds(session, policy, now)
         report.expired = expiry.expired
         report.outbox_ids.extend(expiry.outbox_ids)
         if settings.hold_reminders:

@@ -4,8 +4,8 @@ A hold is one conditional UPDATE (`available` -> `reserved`) plus a Hold row, in
 savepoint: whatever the number of customers asking at the same instant, PostgreSQL lets
 exactly one UPDATE see `available`, and the partial unique index "one active hold per
 item" backs it up should a row ever be inconsistent. Holds lapse by themselves (the
-`philia.expire_holds` beat task); then the first waitlisted customer whose reply window
-is still open is told, through the outbox like any other reply.
+`philia.expire_holds` beat task); then the first waitlisted customer that TikTok's window
+and quota allow is told (`ProactivePolicy`), through the outbox like any reply.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from app.db.models import Customer, Hold, HoldStatus, Item, ItemStatus, Proactiv
 from app.db.repositories.conversations import ConversationRepository
 from app.db.repositories.holds import HoldRepository, WaitlistRepository
 from app.services import replies
-from app.services.messaging.outbound import queue_replies
+from app.services.messaging.proactive import Outcome, ProactivePolicy
 from app.services.shop.context import Offer, load_context, save_context
 from app.services.shop.describe import item_name, price
 from app.services.turns import Reply
@@ -102,26 +102,24 @@ class ExpiryReport:
 
 
 async def notify_first_waiting(
-    session: AsyncSession, settings: Settings, item: Item, now: datetime
+    session: AsyncSession, policy: ProactivePolicy, item: Item, now: datetime
 ) -> list[int]:
-    """Tell the first waitlisted customer whose window is open that the piece is back;
-    the outbox ids to enqueue after commit (empty when nobody can be told)."""
+    """Tell the first waitlisted customer the window and quota allow that the piece is back;
+    the outbox ids to enqueue after commit (empty when nobody can be told). Those passed
+    over are counted as not sent, and stay in line for the next time."""
     waitlist = WaitlistRepository(session)
     conversations = ConversationRepository(session)
+    notice = replies.WAITLIST_NOTICE.format(item=item_name(item), price=price(item), sku=item.sku)
     for entry in await waitlist.waiting(item.id):
-        conversation = await conversations.open_for_customer(entry.customer_id, now)
-        if conversation is None:
+        found = await conversations.latest_of_customer(entry.customer_id)
+        if found is None:
             continue
-        notice = replies.WAITLIST_NOTICE.format(
-            item=item_name(item), price=price(item), sku=item.sku
+        conversation, customer = found
+        said = await policy.say(
+            session, conversation, customer, ProactiveKind.WAITLIST_BACK, [Reply(notice)], now
         )
-        outbox_ids = await queue_replies(
-            session,
-            conversation,
-            [Reply(notice)],
-            max_text_chars=settings.max_text_chars,
-            proactive_kind=ProactiveKind.WAITLIST_BACK,
-        )
+        if said.outcome is not Outcome.QUEUED:
+            continue
         entry.notified_at = now
         # So that a bare "yes" / "hold" answers the notice. A conversation in the middle of
         # a turn is not waited for (that could deadlock with the turn's own hold).
@@ -133,12 +131,12 @@ async def notify_first_waiting(
             save_context(locked, context)
         await session.flush()
         log.info("waitlist_notified", sku=item.sku, customer_id=entry.customer_id)
-        return outbox_ids
+        return said.outbox_ids
     return []
 
 
 async def end_hold(
-    session: AsyncSession, settings: Settings, hold: Hold, status: HoldStatus, now: datetime
+    session: AsyncSession, policy: ProactivePolicy, hold: Hold, status: HoldStatus, now: datetime
 ) -> list[int]:
     """End a hold (expired, or released by its customer): the piece goes back on sale
     unless staff sold it meanwhile, and its first waitlisted customer is told. Returns
@@ -151,17 +149,17 @@ async def end_hold(
     log.info("hold_ended", hold_id=hold.id, status=status.value, released=item is not None)
     if item is None:
         return []
-    return await notify_first_waiting(session, settings, item, now)
+    return await notify_first_waiting(session, policy, item, now)
 
 
 async def expire_lapsed_holds(
-    session: AsyncSession, settings: Settings, now: datetime | None = None, limit: int = 200
+    session: AsyncSession, policy: ProactivePolicy, now: datetime | None = None, limit: int = 200
 ) -> ExpiryReport:
     """End every customer hold past its expiry."""
     now = now or utc_now()
     report = ExpiryReport()
     for hold in await HoldRepository(session).lapsed(now, limit):
-        outbox_ids = await end_hold(session, settings, hold, HoldStatus.EXPIRED, now)
+        outbox_ids = await end_hold(session, policy, hold, HoldStatus.EXPIRED, now)
         report.expired += 1
         if outbox_ids:
             report.notified += 1

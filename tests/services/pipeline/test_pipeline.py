@@ -15,6 +15,7 @@ from app.db.models import (
     Customer,
     DeadLetter,
     Direction,
+    Handoff,
     Message,
     OutboxEntry,
 )
@@ -230,6 +231,9 @@ async def test_last_quota_slot_is_kept_for_the_handoff_notice(
     assert harness.handoffs == ["reply quota nearly spent"]
     (conversation,) = await rows(committed_db, Conversation)
     assert conversation.mode == "human"  # type: ignore[attr-defined]
+    (handoff,) = await rows(committed_db, Handoff)
+    assert handoff.reason == "reply quota nearly spent"  # type: ignore[attr-defined]
+    assert handoff.started_at == conversation.human_since  # type: ignore[attr-defined]
 
 
 async def test_transient_failures_back_off_then_deliver(make_harness: MakeHarness) -> None:
@@ -288,6 +292,11 @@ async def test_handoff_silences_the_bot_and_notifies_staff(
     assert harness.handoffs == ["customer asked for a person"]
     await harness.receive(text_message("hello? anyone?", message_id="h2"))
     assert harness.queued == []
+    # Recorded once, for the staff's insights (how long until a person replied).
+    (handoff,) = await rows(committed_db, Handoff)
+    (conversation,) = await rows(committed_db, Conversation)
+    assert handoff.conversation_id == conversation.id  # type: ignore[attr-defined]
+    assert handoff.reason == "customer asked for a person"  # type: ignore[attr-defined]
 
 
 async def test_staff_echo_from_the_app_takes_over(
@@ -308,6 +317,7 @@ async def test_staff_echo_from_the_app_takes_over(
     assert harness.queued == []
     staff = await rows(committed_db, Message, Message.sent_by == "staff_app")
     assert [m.text for m in staff] == ["hey it's Mia!"]  # type: ignore[attr-defined]
+    assert await count(committed_db, Handoff) == 0  # a person taking over is not handed one
 
 
 async def test_with_resend_off_an_interrupted_send_is_parked_and_its_echo_confirms_it(

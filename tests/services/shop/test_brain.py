@@ -97,12 +97,27 @@ async def test_available_piece_with_price_fit_and_hold_offer(make_chat: MakeChat
     chat = await make_chat()
     result = await chat.say("is PT-0001 still available?")
     text = reply_text(result)
-    assert result.intent == "availability" and result.entities == {"sku": "PT-0001"}
+    assert result.intent == "availability"
+    assert result.entities == {"sku": "PT-0001", "pieces": ["PT-0001"]}
     for part in ("PT-0001", "available", "$120", "fits like an L", "21.5 in pit to pit", "HOLD"):
         assert part in text
     assert chat.context["last_sku"] == "PT-0001"
     assert chat.context["offer"]["action"] == "hold"
     assert await holds_of(chat) == []  # offering is not holding
+
+
+async def test_the_turn_records_the_piece_it_was_about_however_it_was_named(
+    make_chat: MakeChat,
+) -> None:
+    chat = await make_chat()
+    first = await chat.say("is PT-0001 still available?")
+    assert first.entities["pieces"] == ["PT-0001"]
+    # "it": no SKU in the words, so the router has none; the answer was about PT-0001.
+    again = await chat.say("what size is it?")
+    assert "sku" not in again.entities and again.entities["pieces"] == ["PT-0001"]
+    # A list of pieces is not a question about any one of them.
+    browsing = await chat.say("any jackets?")
+    assert "pieces" not in browsing.entities
 
 
 async def test_reserved_piece_offers_the_waitlist_and_yes_joins(make_chat: MakeChat) -> None:

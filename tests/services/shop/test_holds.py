@@ -233,22 +233,25 @@ async def test_expiry_frees_the_piece_and_tells_only_the_first_open_waitlister(
     assert hold.expires_at is not None
     lapse = hold.expires_at + timedelta(minutes=1)
     waiters: list[Chat] = []
-    for name in ("cust-closed", "cust-first-open", "cust-second-open"):
+    for name in ("cust-closed", "cust-quota-kept", "cust-first-open", "cust-second-open"):
         waiter = await make_chat(name)
         await waiter.say("is PT-0006 available?")
         await waiter.say("WAITLIST")
         waiters.append(waiter)
-    closed, first_open, second_open = waiters
+    closed, quota_kept, first_open, second_open = waiters
     # First in line, but their 48 h window is over when the hold ends: cannot be told.
     closed.conversation.window_expires_at = lapse - timedelta(hours=1)
+    # Second, with only the quota's last slot left: it stays kept for a person's follow-up.
+    quota_kept.conversation.window_expires_at = lapse + timedelta(hours=20)
+    quota_kept.conversation.replies_in_window = holder.brain.settings.reply_quota - 1
     first_open.conversation.window_expires_at = lapse + timedelta(hours=20)
     second_open.conversation.window_expires_at = lapse + timedelta(hours=30)
     await holder.session.flush()
 
     before = hold.expires_at - timedelta(seconds=1)
-    early = await expire_lapsed_holds(holder.session, holder.brain.settings, before)
+    early = await expire_lapsed_holds(holder.session, holder.brain.policy, before)
     assert early.expired == 0 and (await item(holder.session, "PT-0006")).status == "reserved"
-    report = await expire_lapsed_holds(holder.session, holder.brain.settings, lapse)
+    report = await expire_lapsed_holds(holder.session, holder.brain.policy, lapse)
     assert (report.expired, report.notified, len(report.outbox_ids)) == (1, 1, 1)
     assert (await item(holder.session, "PT-0006")).status == "available"
     await holder.session.refresh(hold)
@@ -257,7 +260,20 @@ async def test_expiry_frees_the_piece_and_tells_only_the_first_open_waitlister(
     (notice,) = await outbox_texts(holder.session, first_open.conversation)
     assert notice is not None and "PT-0006" in notice and "available again" in notice
     assert await outbox_texts(holder.session, closed.conversation) == []
+    assert await outbox_texts(holder.session, quota_kept.conversation) == []
     assert await outbox_texts(holder.session, second_open.conversation) == []
+    # Those passed over are counted, so the shop sees what the window and quota cost.
+    unsent = (
+        await holder.session.execute(
+            select(Message.conversation_id, Message.status_reason)
+            .where(Message.status == "not_sent", Message.proactive_kind == "waitlist_back")
+            .order_by(Message.id)
+        )
+    ).all()
+    assert [(c, reason.split(":")[0]) for c, reason in unsent] == [
+        (closed.conversation.id, "window closed"),
+        (quota_kept.conversation.id, "reply quota nearly spent"),
+    ]
     entries = {
         entry.customer_id: entry.notified_at
         for entry in await holder.session.scalars(
@@ -265,7 +281,9 @@ async def test_expiry_frees_the_piece_and_tells_only_the_first_open_waitlister(
         )
     }
     assert entries[first_open.customer.id] == lapse
-    assert entries[closed.customer.id] is None and entries[second_open.customer.id] is None
+    # Passed over, they stay in line for the next time the piece comes back.
+    assert entries[closed.customer.id] is None and entries[quota_kept.customer.id] is None
+    assert entries[second_open.customer.id] is None
 
     # The notice offers the hold: a bare "yes" takes it.
     await holder.session.refresh(first_open.conversation)
@@ -277,7 +295,7 @@ async def test_expiry_frees_the_piece_and_tells_only_the_first_open_waitlister(
 async def test_holds_imported_as_reserved_never_expire(make_chat: MakeChat) -> None:
     chat = await make_chat()
     far = datetime.now(UTC) + timedelta(days=3650)
-    report = await expire_lapsed_holds(chat.session, chat.brain.settings, far)
+    report = await expire_lapsed_holds(chat.session, chat.brain.policy, far)
     assert report.expired == 0
     assert (await item(chat.session, "PT-0005")).status == "reserved"
     assert len(await active_holds(chat.session, "PT-0005")) == 1
@@ -292,7 +310,7 @@ async def test_a_piece_sold_meanwhile_stays_sold(make_chat: MakeChat) -> None:
     (await item(holder.session, "PT-0013")).status = "sold"  # staff sold it
     await holder.session.flush()
     report = await expire_lapsed_holds(
-        holder.session, holder.brain.settings, datetime.now(UTC) + timedelta(days=2)
+        holder.session, holder.brain.policy, datetime.now(UTC) + timedelta(days=2)
     )
     assert (report.expired, report.notified) == (1, 0)
     assert (await item(holder.session, "PT-0013")).status == "sold"
