@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -31,7 +32,23 @@ def stack(services: TestServices, tmp_path_factory: pytest.TempPathFactory) -> I
     with module_stack(services, tmp_path_factory, "scale-out", env) as bot:
         bot.start_worker("worker-2")
         bot.wait_for_worker()
+        # The stack's readiness task proves one worker is up; the second may still be
+        # starting (seconds on a loaded machine) and would get no share of the queue.
+        wait_until_ready(bot, "worker-2")
         yield bot
+
+
+def wait_until_ready(stack: Stack, worker: str, timeout: float = 120) -> None:
+    assert stack.log_dir is not None
+    log = stack.log_dir / f"{worker}.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists():
+            for line in log.read_text(errors="replace").splitlines():
+                if line.startswith("{") and json.loads(line).get("event", "").endswith(" ready."):
+                    return
+        time.sleep(0.2)
+    raise TimeoutError(f"{worker} did not report ready within {timeout:.0f} s")
 
 
 def turns_answered_by(stack: Stack, worker: str) -> int:

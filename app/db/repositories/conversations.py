@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -17,6 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased, make_transient_to_detached
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from app.db.models import (
@@ -57,48 +58,26 @@ class ConversationRepository:
         self, tiktok_conversation_id: str, tiktok_user_id: str, username: str | None
     ) -> tuple[Conversation, Customer, bool]:
         """As `ensure_locked`, and whether this transaction created the conversation (then
-        it has no earlier messages)."""
-        found = await self._locked(Conversation.tiktok_conversation_id == tiktok_conversation_id)
-        if found is not None:
-            return (*found, False)
-        # First message of a conversation: concurrent first deliveries may race here. One
-        # statement creates both rows; DO UPDATE (a no-op) rather than DO NOTHING so that
-        # RETURNING gives the customer's id even when the customer exists already.
-        new_customer = insert(Customer).values(tiktok_user_id=tiktok_user_id, username=username)
-        customer = (
-            new_customer.on_conflict_do_update(
-                index_elements=[Customer.tiktok_user_id],
-                set_={"tiktok_user_id": new_customer.excluded.tiktok_user_id},
+        it has no earlier messages): one statement either way (`_LOCKED_OR_CREATED`)."""
+        row = (
+            await self.session.execute(
+                _LOCKED_OR_CREATED,
+                {
+                    "lock_conversation": tiktok_conversation_id,
+                    "new_user_id": tiktok_user_id,
+                    "new_username": username,
+                },
             )
-            .returning(Customer.id)
-            .cte("customer")
-        )
-        created = await self.session.scalar(
-            insert(Conversation)
-            .from_select(
-                [
-                    "tiktok_conversation_id",
-                    "customer_id",
-                    "mode",
-                    "replies_in_window",
-                    "last_inbound_sequence",
-                    "context",
-                ],
-                select(
-                    literal(tiktok_conversation_id),
-                    customer.c.id,
-                    literal(ConversationMode.BOT, Conversation.mode.type),
-                    literal(0),
-                    literal(0),
-                    literal({}, Conversation.context.type),
-                ),
-            )
-            .on_conflict_do_nothing(index_elements=[Conversation.tiktok_conversation_id])
-            .returning(Conversation.id)
-        )
+        ).one_or_none()
+        if row is not None:
+            conversation = _loaded(self.session, Conversation, _CONVERSATION_COLUMNS, row)
+            customer = _loaded(self.session, Customer, _CUSTOMER_COLUMNS, row)
+            return conversation, customer, bool(row.created)
+        # A concurrent first delivery created it after this statement's snapshot: ours did
+        # nothing, and the row is theirs to commit. Wait for it and lock it.
         found = await self._locked(Conversation.tiktok_conversation_id == tiktok_conversation_id)
         assert found is not None
-        return (*found, created is not None)
+        return (*found, False)
 
     async def get_for_update(self, conversation_id: int) -> tuple[Conversation, Customer] | None:
         return await self._locked(Conversation.id == conversation_id)
@@ -193,6 +172,34 @@ class MessageRepository:
         )
         return await self.session.scalar(statement)
 
+    async def record_inbound(self, values: dict[str, Any]) -> tuple[Message | None, bool]:
+        """As `record_event` for a customer's message, and in the same statement whether
+        the conversation has other messages still waiting for an answer (the statement's
+        snapshot does not see its own insert). Without any, the new message is the turn,
+        and it need not be read back. The caller holds the conversation's lock."""
+        new = (
+            insert(Message)
+            .values({**values, "direction": Direction.INBOUND})
+            .on_conflict_do_nothing(index_elements=[Message.event_id])
+            .returning(*_messages.c)
+            .cte("new_message")
+        )
+        others = (
+            select(_messages.c.id)
+            .where(
+                _messages.c.conversation_id == values["conversation_id"],
+                _messages.c.direction == Direction.INBOUND,
+                _messages.c.status == MessageStatus.RECEIVED,
+            )
+            .exists()
+        )
+        row = (
+            await self.session.execute(select(aliased(Message, new), others.label("others")))
+        ).one_or_none()
+        if row is None:
+            return None, True
+        return row[0], bool(row[1])
+
     async def record_unsent(
         self, conversation_id: int, text: str, kind: ProactiveKind, reason: str
     ) -> Message:
@@ -284,6 +291,93 @@ _earlier_entry = _outbox.alias("earlier_entry")
 _earlier_message = _messages.alias("earlier_message")
 
 
+_CONVERSATION_COLUMNS = [f"conversation_{column.key}" for column in _conversations.c]
+_CUSTOMER_COLUMNS = [f"customer_{column.key}" for column in _customers.c]
+
+
+def _both_rows(conversations: Any, customers: Any) -> list[ColumnElement[Any]]:
+    pairs = [
+        *zip(conversations, _CONVERSATION_COLUMNS, strict=True),
+        *zip(customers, _CUSTOMER_COLUMNS, strict=True),
+    ]
+    return [column.label(name) for column, name in pairs]
+
+
+# Every customer message starts by locking its conversation, and the first one of a
+# conversation creates it (and its customer, unless they wrote from another conversation):
+# one statement for both cases. The inserts run only when there is no such conversation.
+# Their rows are returned as inserted (the statement's own snapshot does not see them);
+# a row this transaction inserted is as good as locked: a concurrent first delivery waits
+# for it to commit, then inserts nothing and locks it in a statement of its own.
+_existing = (
+    select(*_both_rows(_conversations.c, _customers.c))
+    .select_from(_conversations)
+    .join(_customers, _customers.c.id == _conversations.c.customer_id)
+    .where(_conversations.c.tiktok_conversation_id == bindparam("lock_conversation"))
+    .with_for_update(of=_conversations)
+    .cte("existing")
+)
+_new_customer_values = insert(_customers).from_select(
+    ["tiktok_user_id", "username"],
+    select(
+        bindparam("new_user_id", type_=_customers.c.tiktok_user_id.type),
+        bindparam("new_username", type_=_customers.c.username.type),
+    ).where(~exists(select(_existing.c.conversation_id))),
+)
+# DO UPDATE (a no-op) rather than DO NOTHING, so that RETURNING gives the customer's row
+# when they exist already.
+_new_customer = (
+    _new_customer_values.on_conflict_do_update(
+        index_elements=[_customers.c.tiktok_user_id],
+        set_={"tiktok_user_id": _new_customer_values.excluded.tiktok_user_id},
+    )
+    .returning(*_customers.c)
+    .cte("new_customer")
+)
+_new_conversation = (
+    insert(_conversations)
+    .from_select(
+        [
+            "tiktok_conversation_id",
+            "customer_id",
+            "mode",
+            "replies_in_window",
+            "last_inbound_sequence",
+            "context",
+        ],
+        select(
+            bindparam("lock_conversation", type_=_conversations.c.tiktok_conversation_id.type),
+            _new_customer.c.id,
+            literal(ConversationMode.BOT, _conversations.c.mode.type),
+            literal(0),
+            literal(0),
+            literal({}, _conversations.c.context.type),
+        ),
+    )
+    .on_conflict_do_nothing(index_elements=[_conversations.c.tiktok_conversation_id])
+    .returning(*_conversations.c)
+    .cte("new_conversation")
+)
+_LOCKED_OR_CREATED = select(*_existing.c, literal(False).label("created")).union_all(
+    select(*_both_rows(_new_conversation.c, _new_customer.c), literal(True))
+    .select_from(_new_conversation)
+    .join(_new_customer, _new_customer.c.id == _new_conversation.c.customer_id)
+)
+
+ModelT = TypeVar("ModelT", Conversation, Customer)
+
+
+def _loaded(session: AsyncSession, model: type[ModelT], names: list[str], row: Any) -> ModelT:
+    """A row read by a Core statement, as the session's persistent object (as if the ORM
+    had loaded it: nothing to flush, in the identity map)."""
+    table = cast(Table, model.__table__)
+    instance = model(
+        **{column.key: getattr(row, name) for column, name in zip(table.c, names, strict=True)}
+    )
+    make_transient_to_detached(instance)
+    return session.sync_session.merge(instance, load=False)
+
+
 def _of_earlier_replies(column: ColumnElement[Any]) -> ScalarSelect[Any]:
     """`column` over the replies of the claimed row's conversation that were queued before
     it and have not gone out yet."""
@@ -302,23 +396,26 @@ def _of_earlier_replies(column: ColumnElement[Any]) -> ScalarSelect[Any]:
 
 
 # Rows, not mapped objects: the claim is on every reply's path, and loading four entities
-# into the identity map cost more than the statement.
-_CLAIM = (
+# into the identity map cost more than the statement. One statement reads the row (locked,
+# or skipped when another worker holds it) with what its delivery needs, and when it may go
+# now (pending, no earlier reply of its conversation still to go) makes it `sending` and
+# counts the slot in the conversation's mirror of the quota.
+_claimable = (
     select(
-        _outbox.c.id,
+        _outbox.c.id.label("outbox_id"),
         _outbox.c.status,
         _outbox.c.attempts,
-        _messages.c.id,
+        _messages.c.id.label("message_id"),
         _messages.c.message_type,
         _messages.c.text,
         _messages.c.payload,
-        _conversations.c.id,
+        _conversations.c.id.label("conversation_id"),
         _conversations.c.tiktok_conversation_id,
         _conversations.c.window_expires_at,
         _conversations.c.replies_in_window,
         _customers.c.tiktok_user_id,
-        _of_earlier_replies(func.count()),
-        _of_earlier_replies(func.max(_earlier_entry.c.next_attempt_at)),
+        _of_earlier_replies(func.count()).label("earlier_waiting"),
+        _of_earlier_replies(func.max(_earlier_entry.c.next_attempt_at)).label("earlier_due"),
     )
     .select_from(_outbox)
     .join(_messages, _messages.c.id == _outbox.c.message_id)
@@ -326,27 +423,36 @@ _CLAIM = (
     .join(_customers, _customers.c.id == _conversations.c.customer_id)
     .where(_outbox.c.id == bindparam("outbox_id"))
     .with_for_update(of=_outbox, skip_locked=True)
+    .cte("claimable")
 )
-
-# A claim's two writes, one statement: the conversation's mirror of the quota it reserved,
-# and the row becoming `sending`.
-_quota_mirror = (
-    update(_conversations)
-    .where(_conversations.c.id == bindparam("claim_conversation_id"))
-    .values(replies_in_window=bindparam("claim_replies_in_window"))
-    .returning(_conversations.c.id)
-    .cte("quota_mirror")
-)
-_MARK_SENDING = (
+_sending = (
     update(_outbox)
-    .where(_outbox.c.id == bindparam("outbox_id"), exists(select(_quota_mirror.c.id)))
+    .where(
+        _outbox.c.id == _claimable.c.outbox_id,
+        _claimable.c.status == OutboxStatus.PENDING,
+        _claimable.c.earlier_waiting == 0,
+    )
     .values(
         status=OutboxStatus.SENDING,
         attempts=_outbox.c.attempts + 1,
         claimed_at=bindparam("claimed_at"),
         next_attempt_at=None,
     )
+    .returning(_outbox.c.id)
+    .cte("sending")
 )
+_slot_mirrored = (
+    update(_conversations)
+    .where(
+        _conversations.c.id == _claimable.c.conversation_id,
+        exists(select(_sending.c.id)),
+    )
+    .values(replies_in_window=_conversations.c.replies_in_window + 1)
+    .returning(_conversations.c.id)
+    .cte("slot_mirrored")
+)
+# The slot is mirrored exactly when the row was made `sending`: either says it was claimed.
+_CLAIM = select(*_claimable.c, exists(select(_slot_mirrored.c.id)).label("claimed"))
 
 _sent_entry = (
     update(_outbox)
@@ -386,6 +492,9 @@ class Claimable:
     tiktok_user_id: str
     earlier_waiting: int  # earlier replies of the conversation not yet delivered
     earlier_due: datetime | None  # the soonest any of them is due
+    # Made `sending` by the claim, its slot counted in `conversations.replies_in_window`
+    # (`replies_in_window` above is the count before it).
+    claimed: bool
 
 
 class OutboxRepository:
@@ -425,44 +534,16 @@ class OutboxRepository:
         }
         return int((await self.session.execute(_QUEUE, values)).scalar_one())
 
-    async def claim(self, outbox_id: int) -> Claimable | None:
-        """Lock one row for the claim step, with what delivery needs to know about it and
-        the earlier replies of its conversation that still wait to go out (a reply never
-        overtakes one): one statement. None if another worker holds the row right now (or
-        it does not exist)."""
-        row = (await self.session.execute(_CLAIM, {"outbox_id": outbox_id})).one_or_none()
-        if row is None:
-            return None
-        (outbox_id, status, attempts, message_id, message_type, text, payload) = row[:7]
-        (conversation_id, tiktok_conversation_id, window_end, replies, user_id) = row[7:12]
-        return Claimable(
-            outbox_id=outbox_id,
-            status=status,
-            attempts=attempts,
-            message_id=message_id,
-            message_type=message_type,
-            text=text,
-            payload=payload,
-            conversation_id=conversation_id,
-            tiktok_conversation_id=tiktok_conversation_id,
-            window_expires_at=window_end,
-            replies_in_window=replies,
-            tiktok_user_id=user_id,
-            earlier_waiting=int(row[12]),
-            earlier_due=row[13],
-        )
-
-    async def mark_sending(self, claimed: Claimable, claimed_at: datetime) -> None:
-        """The claim's writes (see `transitions.claim`)."""
-        await self.session.execute(
-            _MARK_SENDING,
-            {
-                "outbox_id": claimed.outbox_id,
-                "claimed_at": claimed_at,
-                "claim_conversation_id": claimed.conversation_id,
-                "claim_replies_in_window": claimed.replies_in_window,
-            },
-        )
+    async def claim(self, outbox_id: int, claimed_at: datetime) -> Claimable | None:
+        """Lock one row and, when it may go now, claim it (see `transitions.claim`): one
+        statement. None if another worker holds the row right now (or it does not exist);
+        else the row as it was, with what its delivery needs to know and whether it was
+        claimed: a row not pending, or behind an earlier reply of its conversation still
+        to go out (a reply never overtakes one), is left as it was."""
+        row = (
+            await self.session.execute(_CLAIM, {"outbox_id": outbox_id, "claimed_at": claimed_at})
+        ).one_or_none()
+        return None if row is None else Claimable(**row._mapping)
 
     async def mark_sent(
         self, outbox_id: int, message_id: int, tiktok_message_id: str, sent_at: datetime

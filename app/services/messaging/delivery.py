@@ -179,21 +179,22 @@ class DeliveryService:
         return DeliveryResult(Delivery.SENT)
 
     async def _claim(self, outbox_id: int) -> _Claim | DeliveryResult:
+        if await disconnected_since(self.redis) is not None:
+            # Every send would fail and spend an attempt towards the dead letters. A task
+            # that re-queued itself here would pile up beside the sweeper's, which requeues
+            # every pending row anyway: left pending, the sweeper sends it once TikTok is
+            # reconnected.
+            log.info("reply_waiting", reason="tiktok_disconnected")
+            return DeliveryResult(Delivery.WAITING)
         async with transaction(self.session_factory) as session:
-            claimed = await OutboxRepository(session).claim(outbox_id)
+            claimed_at = utc_now()
+            claimed = await transitions.claim(session, outbox_id, claimed_at)
             if claimed is None or claimed.status != OutboxStatus.PENDING:
                 # Someone else holds it, or it is already done: a duplicate task.
                 return DeliveryResult(Delivery.SKIPPED)
-            if await disconnected_since(self.redis) is not None:
-                # Every send would fail and spend an attempt towards the dead letters. A
-                # task that re-queued itself here would pile up beside the sweeper's, which
-                # requeues every pending row anyway: left pending, the sweeper sends it once
-                # TikTok is reconnected.
-                log.info("reply_waiting", reason="tiktok_disconnected")
-                return DeliveryResult(Delivery.WAITING)
-            due = claimed.earlier_due
-            if claimed.earlier_waiting:
-                now = utc_now()
+            if not claimed.claimed:
+                # An earlier reply of the conversation has not gone out yet.
+                due, now = claimed.earlier_due, utc_now()
                 delay = max(0.3, (due - now).total_seconds()) if due and due > now else 0.3
                 # An earlier reply waiting for its echo is due only when the resend window
                 # ends, minutes away, though the echo usually settles it within seconds:
@@ -204,12 +205,11 @@ class DeliveryService:
             if refusal is not None:
                 entry = await OutboxRepository(session).get_for_update(outbox_id)
                 message = await MessageRepository(session).get(claimed.message_id)
-                assert entry is not None and message is not None
-                transitions.mark_not_delivered(entry, message, OutboxStatus.NOT_SENT, refusal.value)
+                conversation = await ConversationRepository(session).get(claimed.conversation_id)
+                assert entry is not None and message is not None and conversation is not None
+                transitions.unclaim_refused(entry, message, conversation, refusal.value)
                 log.info("reply_not_sent", reason=refusal.name.lower())
                 return DeliveryResult(Delivery.NOT_SENT)
-            claimed_at = utc_now()
-            await transitions.claim(session, claimed, claimed_at)
             return _Claim(
                 message_id=claimed.message_id,
                 conversation_tiktok_id=claimed.tiktok_conversation_id,

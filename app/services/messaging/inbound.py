@@ -293,8 +293,7 @@ class InboundPipeline:
             conversation, customer, created = await ConversationRepository(
                 session
             ).locked_or_created(content.conversation_id, content.from_user.id, content.sender)
-            message = await MessageRepository(session).record_event(
-                Direction.INBOUND,
+            message, others_waiting = await MessageRepository(session).record_inbound(
                 {
                     "conversation_id": conversation.id,
                     "event_id": event_id,
@@ -308,8 +307,10 @@ class InboundPipeline:
             )
             if message is not None:
                 await self.window.refresh(content.from_user.id, content.timestamp, conversation)
-            # A conversation created just now has no other message to wait for.
-            pending = [message] if created and message is not None else None
+            # Nothing else waiting (always so in a conversation created just now): the new
+            # message is the turn, and the pending ones need not be read.
+            alone = created or not others_waiting
+            pending = [message] if message is not None and alone else None
             step = await self._answer_next_turn(session, conversation, customer, apologise, pending)
         return conversation, message, step
 

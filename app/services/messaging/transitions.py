@@ -56,14 +56,26 @@ def handoff_lapsed(conversation: Conversation, now: datetime, idle: timedelta) -
     )
 
 
-async def claim(session: AsyncSession, claimed: Claimable, now: datetime) -> None:
+async def claim(session: AsyncSession, outbox_id: int, now: datetime) -> Claimable | None:
     """A worker is about to call TikTok: from here until its result is recorded the outcome
-    is uncertain (the sweeper settles it from evidence if the worker dies). The row becomes
-    `sending`, one more attempt, claimed now, and the conversation keeps the quota its
-    window reserved. Its `next_attempt_at` is cleared: on a `sending` row a time there means
-    "waiting for TikTok's echo" (`await_echo`), which the previous attempt's "not before"
-    must not read as."""
-    await OutboxRepository(session).mark_sending(claimed, now)
+    is uncertain (the sweeper settles it from evidence if the worker dies). A pending row
+    with no earlier reply of its conversation still to go becomes `sending`, one more
+    attempt, claimed now, and the conversation's mirror counts the quota slot the send
+    takes (`unclaim_refused` gives it back when the window refuses the send). Its
+    `next_attempt_at` is cleared: on a `sending` row a time there means "waiting for
+    TikTok's echo" (`await_echo`), which the previous attempt's "not before" must not read
+    as. None when another worker holds the row; `Claimable.claimed` says whether this one
+    claimed it."""
+    return await OutboxRepository(session).claim(outbox_id, now)
+
+
+def unclaim_refused(
+    entry: OutboxEntry, message: Message, conversation: Conversation, reason: str
+) -> None:
+    """The window or its quota refused a claimed reply: it will not go out, and the slot
+    the claim counted in the conversation's mirror is given back."""
+    mark_not_delivered(entry, message, OutboxStatus.NOT_SENT, reason)
+    conversation.replies_in_window = max(0, conversation.replies_in_window - 1)
 
 
 def requeue_by_hand(entry: OutboxEntry) -> None:

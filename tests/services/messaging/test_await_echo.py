@@ -39,10 +39,11 @@ async def test_a_new_claim_is_not_mistaken_for_one_waiting_for_its_echo(
     transitions.retry_later(entry, NOW + timedelta(seconds=30), "HTTP 503")
     await session.flush()
 
-    claimed = await outbox.claim(outbox_id)
+    conversation.replies_in_window = 2  # two replies went out in this window already
+    await session.flush()
+    claimed = await transitions.claim(session, outbox_id, NOW + timedelta(seconds=30))
     assert claimed is not None and claimed.conversation_id == conversation.id
-    claimed.replies_in_window = 3  # what the window reserved
-    await transitions.claim(session, claimed, NOW + timedelta(seconds=30))
+    assert claimed.claimed and claimed.replies_in_window == 2  # the count before this one
 
     await session.refresh(entry)
     await session.refresh(conversation)
@@ -54,6 +55,31 @@ async def test_a_new_claim_is_not_mistaken_for_one_waiting_for_its_echo(
     )
     assert not transitions.awaiting_echo(entry)
     assert conversation.replies_in_window == 3
+
+
+async def test_a_reply_behind_an_earlier_one_is_not_claimed(session: AsyncSession) -> None:
+    conversation, _ = await ConversationRepository(session).ensure_locked("conv-1", "user-1", None)
+    outbox = OutboxRepository(session)
+    first = await outbox.queue(conversation.id, "text", "first", {}, "bot")
+    second = await outbox.queue(conversation.id, "text", "second", {}, "bot")
+    behind = await transitions.claim(session, second, NOW)
+    assert behind is not None and not behind.claimed and behind.earlier_waiting == 1
+    entry = await outbox.get_for_update(second)
+    assert entry is not None
+    await session.refresh(entry)
+    await session.refresh(conversation)
+    assert (entry.status, entry.attempts, conversation.replies_in_window) == (
+        OutboxStatus.PENDING,
+        0,
+        0,
+    )
+    ahead = await transitions.claim(session, first, NOW)
+    assert ahead is not None and ahead.claimed and ahead.earlier_waiting == 0
+    # Already claimed: read again, not claimed twice.
+    again = await transitions.claim(session, first, NOW)
+    assert again is not None and again.status is OutboxStatus.SENDING and not again.claimed
+    await session.refresh(conversation)
+    assert conversation.replies_in_window == 1
 
 
 @pytest.mark.parametrize(

@@ -183,12 +183,20 @@ async def test_reply_after_window_closed_is_recorded_not_sent(
 
 
 async def test_window_survives_redis_losing_its_keys(
-    make_harness: MakeHarness, redis_client: aioredis.Redis
+    make_harness: MakeHarness, redis_client: aioredis.Redis, committed_db: AsyncEngine
 ) -> None:
     harness = make_harness()
     await harness.receive(text_message("hi"))
+    async with AsyncSession(committed_db) as session:
+        # As if four replies had gone out in this window already.
+        await session.execute(update(Conversation).values(replies_in_window=4))
+        await session.commit()
     await redis_client.flushdb()
     assert [r.outcome for r in await harness.deliver_queued()] == [Delivery.SENT]
+    # Restored from the mirror and counted once more; the mirror agrees.
+    assert int(await redis_client.get(redis_keys.quota("cust-1")) or 0) == 5
+    (conversation,) = await rows(committed_db, Conversation)
+    assert conversation.replies_in_window == 5  # type: ignore[attr-defined]
 
 
 async def test_eleventh_reply_in_a_window_is_not_sent(
@@ -201,6 +209,9 @@ async def test_eleventh_reply_in_a_window_is_not_sent(
     (reply,) = await rows(committed_db, Message, Message.direction == "outbound")
     assert "quota" in reply.status_reason  # type: ignore[attr-defined]
     assert int(await redis_client.get(redis_keys.quota("cust-1")) or 0) == 10
+    # The slot the claim counted in the mirror is given back with the refusal.
+    (conversation,) = await rows(committed_db, Conversation)
+    assert conversation.replies_in_window == 0  # type: ignore[attr-defined]
 
 
 async def test_a_new_customer_message_resets_the_quota(
