@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -152,16 +153,23 @@ class ItemMatcher:
         # Sorted by SKU, so an index order is SKU order (ties are listed by SKU).
         self.skus = sorted({row.sku for row in rows})
         self._index = {sku: n for n, sku in enumerate(self.skus)}
-        vocabulary: dict[str, set[int]] = {}  # word -> pieces whose name has it
-        by_category: dict[str, set[int]] = {}
-        for row in rows:
+        # (word, piece) pairs in compact arrays, grouped into one array of pieces per word
+        # at the end: the index lives as long as the process, and a set of int objects per
+        # word cost its peak several times the index and left the heap fragmented.
+        word_ids: dict[str, int] = {}
+        pair_words, pair_pieces = array("q"), array("q")
+        categories: dict[str, int] = {}
+        category_of = array("q")
+        for row in sorted(rows, key=lambda row: self._index[row.sku]):
             n = self._index[row.sku]
+            if len(category_of) == n:  # the first row of a SKU names its category
+                category_of.append(categories.setdefault(row.category, len(categories)))
             name = simplify(" ".join(filter(None, (row.title, row.brand, row.color))))
             for word in {*name.split(), row.category}:
-                vocabulary.setdefault(word, set()).add(n)
-            by_category.setdefault(row.category, set()).add(n)
-        self._vocabulary = {word: _indices(found) for word, found in vocabulary.items()}
-        self._by_category = {name: _indices(found) for name, found in by_category.items()}
+                pair_words.append(word_ids.setdefault(word, len(word_ids)))
+                pair_pieces.append(n)
+        self._vocabulary = _group(word_ids, pair_words, pair_pieces)
+        self._by_category = _group(categories, category_of, array("q", range(len(category_of))))
         self._fuzzy_words = [w for w in self._vocabulary if len(w) >= 4 and not w.isdigit()]
 
     def _hits(self, word: str) -> np.ndarray:
@@ -221,8 +229,14 @@ class ItemMatcher:
         return Match([self.skus[n] for n in ranked], unmatched)
 
 
-def _indices(found: set[int]) -> np.ndarray:
-    return np.fromiter(sorted(found), dtype=np.intp, count=len(found))
+def _group(keys: dict[str, int], key_of: array[int], pieces: array[int]) -> dict[str, np.ndarray]:
+    """key -> the sorted, distinct pieces paired with it."""
+    key_array = np.frombuffer(key_of, dtype=np.int64)
+    piece_array = np.frombuffer(pieces, dtype=np.int64)
+    order = np.lexsort((piece_array, key_array))
+    sorted_keys, sorted_pieces = key_array[order], piece_array[order].astype(np.intp)
+    bounds = np.searchsorted(sorted_keys, np.arange(len(keys) + 1))
+    return {key: np.unique(sorted_pieces[bounds[n] : bounds[n + 1]]) for key, n in keys.items()}
 
 
 # --- What kind of message is it ----------------------------------------------------------
