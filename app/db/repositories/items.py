@@ -15,7 +15,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from app.db.models import CatalogVersion, Drop, Item, ItemImage, ItemStatus, ItemVideo
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SearchRow:
     """The words of a piece that customers use to name it."""
 

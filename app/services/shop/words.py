@@ -150,31 +150,39 @@ class ItemMatcher:
     """
 
     def __init__(self, rows: Sequence[SearchRow]) -> None:
-        # Sorted by SKU, so an index order is SKU order (ties are listed by SKU).
-        self.skus = sorted({row.sku for row in rows})
-        self._index = {sku: n for n, sku in enumerate(self.skus)}
-        # (word, piece) pairs in compact arrays, grouped into one array of pieces per word
-        # at the end: the index lives as long as the process, and a set of int objects per
-        # word cost its peak several times the index and left the heap fragmented.
+        # Sorted by SKU, so an index order is SKU order (ties are listed by SKU). The index
+        # lives as long as the process, so what it keeps is a few large arrays rather than
+        # tens of thousands of small objects: those would be scattered among the reading's
+        # and the building's leftovers and keep their memory from going back to the OS.
+        skus = sorted({row.sku for row in rows})
+        index = {sku: n for n, sku in enumerate(skus)}
+        self._skus = np.array(skus, dtype=str) if skus else np.array([], dtype="U1")
         word_ids: dict[str, int] = {}
         pair_words, pair_pieces = array("q"), array("q")
         categories: dict[str, int] = {}
         category_of = array("q")
-        for row in sorted(rows, key=lambda row: self._index[row.sku]):
-            n = self._index[row.sku]
+        for row in sorted(rows, key=lambda row: index[row.sku]):
+            n = index[row.sku]
             if len(category_of) == n:  # the first row of a SKU names its category
                 category_of.append(categories.setdefault(row.category, len(categories)))
-            name = simplify(" ".join(filter(None, (row.title, row.brand, row.color))))
-            for word in {*name.split(), row.category}:
-                pair_words.append(word_ids.setdefault(word, len(word_ids)))
-                pair_pieces.append(n)
+                name = simplify(" ".join(filter(None, (row.title, row.brand, row.color))))
+                for word in {*name.split(), row.category}:
+                    pair_words.append(word_ids.setdefault(word, len(word_ids)))
+                    pair_pieces.append(n)
         self._vocabulary = _group(word_ids, pair_words, pair_pieces)
         self._by_category = _group(categories, category_of, array("q", range(len(category_of))))
         self._fuzzy_words = [w for w in self._vocabulary if len(w) >= 4 and not w.isdigit()]
 
+    def __len__(self) -> int:
+        return len(self._skus)
+
+    def _position(self, sku: str) -> int | None:
+        n = int(np.searchsorted(self._skus, sku))
+        return n if n < len(self._skus) and self._skus[n] == sku else None
+
     def _hits(self, word: str) -> np.ndarray:
         """How strongly `word` names each piece: exact 1, category word 0.6, typo <= 0.9."""
-        hits = np.zeros(len(self.skus))
+        hits = np.zeros(len(self))
         if len(word) >= 4 and not word.isdigit():
             for candidate, score, _ in process.extract(
                 word, self._fuzzy_words, scorer=fuzz.ratio, score_cutoff=_FUZZY_MIN, limit=None
@@ -191,9 +199,9 @@ class ItemMatcher:
 
     def _scores(self, text: str) -> tuple[np.ndarray, list[str]]:
         words = list(dict.fromkeys(content_words(text)))
-        scores = np.zeros(len(self.skus))
+        scores = np.zeros(len(self))
         unmatched: list[str] = []
-        if not self.skus:
+        if not len(self):
             return scores, words
         for word in words:
             hits = self._hits(word)
@@ -202,7 +210,7 @@ class ItemMatcher:
                 unmatched.append(word)
                 continue
             # A word shared by many pieces tells little about which one is meant.
-            scores += hits * math.log(1 + len(self.skus) / named)
+            scores += hits * math.log(1 + len(self) / named)
         return scores, unmatched
 
     def unmatched(self, text: str) -> list[str]:
@@ -217,7 +225,7 @@ class ItemMatcher:
         best = float(scores.max()) if len(scores) else 0.0
         if best <= 0:
             return Match([], unmatched)
-        known = [self._index[sku] for sku in context if sku in self._index]
+        known = [n for n in map(self._position, context) if n is not None]
         pool = [n for n in known if scores[n] >= best * _CONTEXT_SHARE]
         if pool:
             best = max(float(scores[n]) for n in pool)
@@ -226,17 +234,17 @@ class ItemMatcher:
             ranked = np.flatnonzero(scores >= best * _TIE_SHARE)
         # Best score first, then SKU order (the indices' order).
         ranked = ranked[np.lexsort((ranked, -scores[ranked]))]
-        return Match([self.skus[n] for n in ranked], unmatched)
+        return Match([str(self._skus[n]) for n in ranked], unmatched)
 
 
 def _group(keys: dict[str, int], key_of: array[int], pieces: array[int]) -> dict[str, np.ndarray]:
-    """key -> the sorted, distinct pieces paired with it."""
+    """key -> the sorted pieces paired with it (each pair once), as views of one array."""
     key_array = np.frombuffer(key_of, dtype=np.int64)
     piece_array = np.frombuffer(pieces, dtype=np.int64)
     order = np.lexsort((piece_array, key_array))
-    sorted_keys, sorted_pieces = key_array[order], piece_array[order].astype(np.intp)
-    bounds = np.searchsorted(sorted_keys, np.arange(len(keys) + 1))
-    return {key: np.unique(sorted_pieces[bounds[n] : bounds[n + 1]]) for key, n in keys.items()}
+    grouped = piece_array[order].astype(np.intp)
+    bounds = np.searchsorted(key_array[order], np.arange(len(keys) + 1))
+    return {key: grouped[bounds[n] : bounds[n + 1]] for key, n in keys.items()}
 
 
 # --- What kind of message is it ----------------------------------------------------------
