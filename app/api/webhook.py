@@ -4,16 +4,16 @@ the only promise a 200 makes is that the event is safely in the queue."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
-import redis.asyncio as aioredis
 from fastapi import APIRouter, Request
 from redis.exceptions import RedisError
 
 from app.api.metrics import observe_webhook
-from app.core import redis_keys
 from app.core.config import Settings
 from app.core.errors import BadPayload, PayloadTooLarge, PhiliaError, Unauthorized
 from app.core.logging import get_logger
+from app.services.messaging.echoes import EchoLedger
 from app.services.messaging.inbound import Outcome
 from app.services.tiktok.signature import SIGNATURE_HEADERS, InvalidSignature, verify_signature
 from app.services.tiktok.webhook import (
@@ -21,6 +21,7 @@ from app.services.tiktok.webhook import (
     InvalidEnvelope,
     load_content,
     parse_envelope,
+    tiktok_id,
 )
 from app.worker.enqueue import enqueue_event
 
@@ -95,7 +96,9 @@ async def _accept(request: Request, settings: Settings) -> dict[str, str]:
         content = load_content(envelope)
     except InvalidEnvelope as error:
         raise BadPayload(str(error)) from None
-    if envelope.event == EventType.SEND and await _echo_of_own_send(request, content, settings):
+    if envelope.event == EventType.SEND and await _echo_of_own_send(
+        request, content, received_at, settings
+    ):
         return {"status": "known"}
     await enqueue_event(
         request.app.state.producer, body, received_at, settings.webhook_enqueue_timeout_seconds
@@ -103,36 +106,34 @@ async def _accept(request: Request, settings: Settings) -> dict[str, str]:
     return {"status": "queued"}
 
 
-# One round trip: when the send's marker is there, mark the echo's event handled as the
-# worker would have (readers of that marker, the scenario runner among them, see no
-# difference) and say so.
-_SETTLE_OWN_ECHO = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2], 'NX')
-return 1
-"""
-
-
-async def _echo_of_own_send(request: Request, content: object, settings: Settings) -> bool:
+async def _echo_of_own_send(
+    request: Request, content: dict[str, Any], received_at: float, settings: Settings
+) -> bool:
     """TikTok echoes every message the shop sends, the bot's own replies included: one
     per DM. The delivery that sent a reply left a marker under TikTok's message id, and
     the worker would only find it and stop; the marker is what the event would have told
     it, so the echo is settled here without a task. Any doubt (no marker yet, since TikTok
-    may echo before its answer to the send is read; Redis failing) queues it."""
-    message_id = content.get("message_id") if isinstance(content, dict) else None
-    if not isinstance(message_id, str) or not message_id:
+    may echo before its answer to the send is read) queues it, recorded as queued for its
+    conversation (services/messaging/echoes.py); Redis failing queues it too."""
+    message_id = tiktok_id(content.get("message_id"))
+    conversation_id = tiktok_id(content.get("conversation_id"))
+    if message_id is None or conversation_id is None:
         return False
     state = request.app.state
-    if getattr(state, "settle_own_echo", None) is None:
-        redis: aioredis.Redis = state.redis
-        state.settle_own_echo = redis.register_script(_SETTLE_OWN_ECHO)
+    if getattr(state, "echo_ledger", None) is None:
+        state.echo_ledger = EchoLedger(state.redis)
+    ledger: EchoLedger = state.echo_ledger
     try:
-        settled = await state.settle_own_echo(
-            keys=[redis_keys.sent_by_tiktok_id(message_id), redis_keys.event_handled(message_id)],
-            args=[Outcome.ECHO.value, settings.idempotency_ttl_hours * 3600],
+        settled = await ledger.settle_at_ingress(
+            tiktok_message_id=message_id,
+            conversation_id=conversation_id,
+            received_at=received_at,
+            outcome=Outcome.ECHO.value,
+            marker_ttl_seconds=settings.idempotency_ttl_hours * 3600,
+            queued_ttl_seconds=settings.queued_echo_wait_seconds,
         )
     except RedisError:
         return False
     if settled:
         log.debug("echo_of_own_send", tiktok_message_id=message_id)
-    return bool(settled)
+    return settled

@@ -147,6 +147,9 @@ class Settings(BaseSettings):
     # this long after its call (no echo, no recorded answer) never reached TikTok and is
     # sent again; None: park it as unknown for a person instead (never resent).
     resend_unconfirmed_after_seconds: float | None = 300.0
+    # Nor while an echo of its conversation waits for a worker (it may be this send's), at
+    # most this long after the echo arrived: a lost echo task stops holding the resend.
+    queued_echo_wait_seconds: int = 3600
 
     # Celery
     worker_prefetch_multiplier: int = 1
@@ -284,6 +287,18 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip():
             return normalize_redis_url(value.strip())
         return None if value in ("", None) else value
+
+    @model_validator(mode="after")
+    def _queued_echoes_outwait_a_lost_task(self) -> Settings:
+        # A lost echo task is back in the queue one visibility timeout and a sweep after it
+        # was accepted (app/worker/accepted.py); its record must still hold the resend then.
+        floor = 2 * self.broker_visibility_timeout_seconds + self.outbox_sweep_seconds
+        if self.queued_echo_wait_seconds <= floor:
+            raise ValueError(
+                "QUEUED_ECHO_WAIT_SECONDS must exceed twice BROKER_VISIBILITY_TIMEOUT_SECONDS "
+                f"plus OUTBOX_SWEEP_SECONDS ({floor:g} s)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_weak_secrets_in_production(self) -> Settings:

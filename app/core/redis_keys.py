@@ -40,6 +40,22 @@ def outbox_sent(outbox_id: int) -> str:
     return f"{PREFIX}:outbox-sent:{outbox_id}"
 
 
+# Events the webhook acknowledged and no worker has finished (app/worker/accepted.py): when
+# each was accepted (or last looked at), its task's document, how often it was pushed back.
+ACCEPTED_EVENTS_AT = f"{PREFIX}:events:accepted-at"
+ACCEPTED_EVENTS_TASKS = f"{PREFIX}:events:accepted-tasks"
+ACCEPTED_EVENTS_REQUEUES = f"{PREFIX}:events:accepted-requeues"
+# Celery's, read only: where its Redis transport keeps the tasks workers hold (kombu's
+# default name; the ledger's sweeper looks there before it calls a task lost).
+CELERY_UNACKED = "unacked"
+
+
+def queued_echoes(conversation_id: str) -> str:
+    """Echoes of the shop's sends that reached the webhook and wait for a worker
+    (services/messaging/echoes.py): a hash of TikTok message id -> when it arrived."""
+    return f"{PREFIX}:queued-echoes:{conversation_id}"
+
+
 # TikTok: the shared send rate, the tokens, capabilities.
 TIKTOK_SEND_RATE = f"{PREFIX}:tiktok:send-rate"
 TIKTOK_ACCESS_TOKEN = f"{PREFIX}:tiktok:access-token"

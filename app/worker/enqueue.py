@@ -21,12 +21,13 @@ async def publish(
     *,
     queue: str,
     timeout_seconds: float,
+    accepted_at: float | None = None,
 ) -> None:
     """Publish a task, giving up after the timeout: a webhook answers 503 rather than keep
     TikTok waiting on a broker that does not answer, and TikTok delivers it again."""
     try:
         async with asyncio.timeout(timeout_seconds):  # lighter than wait_for: no extra task
-            await producer.send(name, args, queue=queue)
+            await producer.send(name, args, queue=queue, accepted_at=accepted_at)
     except Exception as error:
         log.warning("enqueue_failed", task=name, error=repr(error))
         raise QueueUnavailable("the queue cannot take the event now") from error
@@ -35,12 +36,15 @@ async def publish(
 async def enqueue_event(
     producer: AsyncTaskProducer, body: bytes, received_at: float, timeout_seconds: float
 ) -> None:
+    """Queue an event the webhook is about to acknowledge, with its entry in the ledger of
+    accepted events (accepted.py): what a 200 promised is not lost with a killed worker."""
     await publish(
         producer,
         task_names.PROCESS_EVENT,
         [body.decode("utf-8", errors="surrogateescape"), received_at],
         queue=EVENTS_QUEUE,
         timeout_seconds=timeout_seconds,
+        accepted_at=received_at,
     )
 
 

@@ -23,10 +23,13 @@ import socket
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+
+from app.worker import accepted
 
 # Celery's own name for the sending process (`anon_nodename`): shows in worker logs.
 _ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
@@ -96,15 +99,25 @@ class AsyncTaskProducer:
     def __init__(self, redis: aioredis.Redis, *, max_batch: int = 256) -> None:
         self._redis = redis
         self._max_batch = max_batch
-        self._waiting: dict[str, list[tuple[bytes, asyncio.Future[None]]]] = defaultdict(list)
+        self._waiting: dict[str, list[_Waiting]] = defaultdict(list)
         self._pushers: dict[str, asyncio.Task[None]] = {}
 
-    async def send(self, name: str, args: Sequence[Any], *, queue: str) -> str:
-        """Publish; returns the task id once Redis holds the task, raises if it cannot."""
+    async def send(
+        self,
+        name: str,
+        args: Sequence[Any],
+        *,
+        queue: str,
+        accepted_at: float | None = None,
+    ) -> str:
+        """Publish; returns the task id once Redis holds the task, raises if it cannot.
+        With `accepted_at`, the task is also written to the ledger of accepted events
+        (accepted.py) in the same transaction."""
         task_id, document = task_message(name, args, queue=queue)
+        entry = None if accepted_at is None else (task_id, document, accepted_at)
         loop = asyncio.get_running_loop()
         pushed: asyncio.Future[None] = loop.create_future()
-        self._waiting[queue].append((document, pushed))
+        self._waiting[queue].append(_Waiting(document, entry, pushed))
         if queue not in self._pushers:
             self._pushers[queue] = loop.create_task(self._push(queue))
         await pushed
@@ -118,20 +131,38 @@ class AsyncTaskProducer:
                 del waiting[: self._max_batch]
                 # A sender that gave up (its webhook already answered 503) is not pushed:
                 # TikTok delivers that event again.
-                batch = [(document, pushed) for document, pushed in batch if not pushed.done()]
+                batch = [sender for sender in batch if not sender.pushed.done()]
                 if not batch:
                     continue
                 try:
-                    await self._redis.lpush(  # type: ignore[misc]  # redis-py types sync and async as one
-                        queue, *(document for document, _ in batch)
-                    )
+                    await self._write(queue, batch)
                 except Exception as error:  # every sender of the batch answers for itself
-                    for _, pushed in batch:
-                        if not pushed.done():
-                            pushed.set_exception(error)
+                    for sender in batch:
+                        if not sender.pushed.done():
+                            sender.pushed.set_exception(error)
                 else:
-                    for _, pushed in batch:
-                        if not pushed.done():
-                            pushed.set_result(None)
+                    for sender in batch:
+                        if not sender.pushed.done():
+                            sender.pushed.set_result(None)
         finally:
             del self._pushers[queue]
+
+    async def _write(self, queue: str, batch: list[_Waiting]) -> None:
+        documents = [sender.document for sender in batch]
+        entries = [sender.entry for sender in batch if sender.entry is not None]
+        if not entries:
+            await self._redis.lpush(queue, *documents)  # type: ignore[misc]  # redis-py types sync and async as one
+            return
+        # Both or neither: a task queued without its entry could be lost unseen, an entry
+        # without its task would be published by the sweeper though TikTok was told 503.
+        async with self._redis.pipeline(transaction=True) as both:
+            both.lpush(queue, *documents)
+            accepted.record_with(both, entries)
+            await both.execute()
+
+
+@dataclass
+class _Waiting:
+    document: bytes
+    entry: tuple[str, bytes, float] | None  # for the ledger: (task id, document, accepted at)
+    pushed: asyncio.Future[None]

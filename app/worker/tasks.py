@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import structlog
 from celery import Task
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -35,7 +36,7 @@ from app.services.tiktok.client import TikTokClient
 from app.services.tiktok.connection import disconnected_since
 from app.services.tiktok.errors import backoff_delay
 from app.services.tiktok.webhook import InvalidEnvelope
-from app.worker import task_names
+from app.worker import accepted, task_names
 from app.worker.celery_app import celery_app
 from app.worker.metered_llm import meter_llm
 from app.worker.runtime import WorkerRuntime, reset_after_fork, run_async, shutdown_runtime
@@ -154,7 +155,11 @@ def _retry_countdown(task: Task[Any, Any]) -> float:
     )
 
 
-async def _park_event(runtime: WorkerRuntime, body: str, error: str, attempts: int) -> None:
+async def _park_event(
+    runtime: WorkerRuntime, body: str, error: str, attempts: int, task_id: str | None
+) -> None:
+    """A person decides about the event now (`deadletters retry` queues it again): it is
+    finished as far as the ledger of accepted events is concerned."""
     async with transaction(runtime.session_factory) as session:
         await DeadLetterRepository(session).park(
             "event",
@@ -164,6 +169,8 @@ async def _park_event(runtime: WorkerRuntime, body: str, error: str, attempts: i
             payload={"body": body},
             attempts=attempts,
         )
+    if task_id is not None:
+        await accepted.strike_off(runtime.redis, task_id)
 
 
 # How long an event task waits out Redis being unreachable before it gives up the attempt.
@@ -192,9 +199,15 @@ def process_event(self: Task[Any, Any], body: str, received_at: float) -> str:
     structlog.contextvars.clear_contextvars()
     settings = get_settings()
     attempts = self.request.retries + 1
+    task_id: str | None = self.request.id
+
+    def strike_off(pipeline: Pipeline) -> None:
+        if task_id is not None:
+            accepted.strike_off_with(pipeline, task_id)
+
     try:
         outcome = through_redis_blips(
-            lambda: run_async(lambda rt: rt.service("pipeline", _pipeline).handle(body))
+            lambda: run_async(lambda rt: rt.service("pipeline", _pipeline).handle(body, strike_off))
         )
         return outcome.value
     except InvalidEnvelope as error:
@@ -207,7 +220,7 @@ def process_event(self: Task[Any, Any], body: str, received_at: float) -> str:
     if not permanent and attempts < settings.max_event_attempts:
         raise self.retry(countdown=_retry_countdown(self))
     try:
-        run_async(lambda rt: _park_event(rt, body, reason, attempts))
+        run_async(lambda rt: _park_event(rt, body, reason, attempts, task_id))
         log.error("event_dead_lettered", attempts=attempts)
         return "dead_lettered"
     except Exception:
@@ -238,6 +251,12 @@ async def _sweep(runtime: WorkerRuntime) -> dict[str, int]:
         seconds=max(settings.send_unknown_grace_seconds, settings.tiktok_http_timeout_seconds)
     )
     stuck = await _delivery(runtime).settle_stuck_sends(grace)
+    try:
+        requeued_events = await _requeue_lost_events(runtime)
+    except Exception:
+        # The outbox's own work below must not wait for the ledger's: next sweep.
+        log.exception("lost_events_sweep_failed")
+        requeued_events = 0
     # While TikTok is disconnected, replies wait in the outbox: queued now they would only
     # come back `waiting`. The first sweep after a reconnect sends them.
     disconnected = await disconnected_since(runtime.redis) is not None
@@ -258,9 +277,29 @@ async def _sweep(runtime: WorkerRuntime) -> dict[str, int]:
         "confirmed": stuck.confirmed,
         "resent": stuck.resent,
         "unknown": stuck.unknown,
+        "waiting_for_echo": stuck.waiting_for_echo,
         "requeued": len(due),
         "drained": len(stale),
+        "events_requeued": requeued_events,
     }
+
+
+async def _requeue_lost_events(runtime: WorkerRuntime) -> int:
+    """Events acknowledged to TikTok whose task a killed worker took with it: pushed back
+    to the queue, or parked for a person when that keeps happening (accepted.py)."""
+    now = time.time()
+    accepted_before = now - runtime.settings.broker_visibility_timeout_seconds
+    lost = await accepted.take_lost(runtime.redis, EVENTS_QUEUE, accepted_before, now, limit=50)
+    for event in lost:
+        if event.pushed_back:
+            log.warning("event_requeued", task_id=event.task_id, requeues=event.requeues)
+            continue
+        args = event.args()
+        body = args[0] if args and isinstance(args[0], str) else ""
+        reason = f"accepted but never finished, though queued again {accepted.MAX_REQUEUES} times"
+        await _park_event(runtime, body, reason, event.requeues, event.task_id)
+        log.error("event_dead_lettered", task_id=event.task_id, requeues=event.requeues)
+    return len(lost)
 
 
 @celery_app.task(name=task_names.SWEEP_OUTBOX)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from app.core.embedded import EmbeddedRedis
 from app.main import create_app
 from app.services.tiktok.connection import mark_disconnected
 from tests.conftest import TestServices
-from tests.factories import echo, encode, signed, text_message
+from tests.factories import CONVERSATION_ID, echo, encode, signed, text_message
 
 SECRET = "test-client-secret"
 
@@ -72,6 +73,13 @@ async def test_valid_event_is_queued_and_acknowledged(
     assert await redis_client.llen("maintenance") == 0
     message = orjson.loads(await redis_client.lindex("events", 0))
     assert message["headers"]["task"] == "philia.process_event"
+    # On the ledger of accepted events until a worker finishes it (app/worker/accepted.py).
+    task_id = message["headers"]["id"]
+    recorded = await redis_client.hget(redis_keys.ACCEPTED_EVENTS_TASKS, task_id)
+    assert recorded == await redis_client.lindex("events", 0)
+    accepted_at = await redis_client.zscore(redis_keys.ACCEPTED_EVENTS_AT, task_id)
+    (_, received_at), _, _ = orjson.loads(base64.b64decode(message["body"]))
+    assert accepted_at == received_at
 
 
 async def test_the_echo_of_the_bots_own_reply_needs_no_task(
@@ -95,6 +103,11 @@ async def test_the_echo_of_the_bots_own_reply_needs_no_task(
     body, signature = signed(text_message(message_id="tt-ours"), SECRET)
     assert (await bot.post("/webhook/tiktok", content=body, headers=signature)).status_code == 200
     assert await queued(redis_client) == 3
+    # The queued echoes are on record for their conversation until a worker handles them:
+    # one may confirm a send whose answer was lost (services/messaging/echoes.py).
+    waiting = await redis_client.hgetall(redis_keys.queued_echoes(CONVERSATION_ID))
+    assert set(waiting) == {b"tt-typed-in-the-app", b"tt-not-recorded-yet"}
+    assert 0 < await redis_client.ttl(redis_keys.queued_echoes(CONVERSATION_ID)) <= 3600
 
 
 async def test_alternative_header_name_is_accepted(
@@ -191,6 +204,7 @@ async def test_redis_down_gives_503_then_200_when_back(
             probe = aioredis.Redis.from_url(broker.url)
             # Both acknowledged events, the first across the restart; not the refused one.
             assert await probe.llen("events") == 2
+            assert await probe.zcard(redis_keys.ACCEPTED_EVENTS_AT) == 2
             await probe.aclose()
     finally:
         broker.stop()

@@ -32,6 +32,7 @@ EVIDENCE = (
     "enqueue_failed",
     "event_failed",
     "event_duplicate",
+    "event_requeued",
     "delivery_crashed",
     "reply_retry",
     "reply_failed",

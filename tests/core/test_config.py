@@ -40,6 +40,16 @@ def test_bad_urls_are_refused() -> None:
         Settings(redis_url="http://h")
 
 
+def test_queued_echoes_must_outwait_a_lost_echo_task() -> None:
+    """An echo task lost with its worker is back one visibility timeout and a sweep after
+    it was accepted: its record must hold the resend at least that long."""
+    assert Settings(broker_visibility_timeout_seconds=300).queued_echo_wait_seconds == 3600
+    with pytest.raises(ValidationError, match="QUEUED_ECHO_WAIT_SECONDS"):
+        Settings(broker_visibility_timeout_seconds=1800, outbox_sweep_seconds=15)
+    with pytest.raises(ValidationError, match="QUEUED_ECHO_WAIT_SECONDS"):
+        Settings(queued_echo_wait_seconds=30, broker_visibility_timeout_seconds=10)
+
+
 def test_size_chart_reads_from_a_string() -> None:
     chart = Settings(size_chart_pit_to_pit_in="17,19,20.5,22,23.5").size_chart_pit_to_pit_in
     assert chart == [Decimal("17"), Decimal("19"), Decimal("20.5"), Decimal("22"), Decimal("23.5")]

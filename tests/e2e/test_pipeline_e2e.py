@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import signal
 import subprocess
 import sys
 import time
 
 import httpx
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import select, update
@@ -74,6 +76,38 @@ async def test_worker_killed_before_the_reply_answers_once_after_restart(
     await eventually(lambda: replies_to(sandbox, sent.conversation_id), lambda r: len(r) >= 1)
     await settle(2.0)
     assert len(await replies_to(sandbox, sent.conversation_id)) == 1
+
+
+async def test_an_event_lost_with_a_killed_worker_is_answered_once(
+    sandbox: SandboxControl, stack: Stack
+) -> None:
+    """Celery's Redis transport pops a task off its list before recording it as
+    unacknowledged: a worker killed in between takes the task with it, and the visibility
+    timeout cannot bring back what was never recorded. The webhook's ledger of accepted
+    events does (app/worker/accepted.py)."""
+    stack.kill("worker", signal.SIGKILL)
+    sent = await sandbox.play_customer("e2e-lost-task", text="hi")
+    assert sent.bot_status == 200
+    redis = aioredis.Redis.from_url(stack.env["REDIS_URL"])
+    try:
+        # What the killed worker took with it: this event's task, gone from the queue.
+        for raw in await redis.lrange("events", 0, -1):
+            if sent.conversation_id.encode() in base64.b64decode(orjson.loads(raw)["body"]):
+                assert await redis.lrem("events", 1, raw) == 1
+                break
+        else:
+            raise AssertionError("the event's task was not queued")
+        stack.start_worker()
+        # Pushed back once it is older than the visibility timeout and found nowhere.
+        period = int(E2E_ENV["BROKER_VISIBILITY_TIMEOUT_SECONDS"])
+        await eventually(
+            lambda: replies_to(sandbox, sent.conversation_id), lambda r: len(r) >= 1, period + 20
+        )
+        await settle(2.0)
+        assert await replies_to(sandbox, sent.conversation_id) == [replies.MENU]
+        assert await redis.zcard(redis_keys.ACCEPTED_EVENTS_AT) == 0
+    finally:
+        await redis.aclose()
 
 
 async def test_three_system_errors_then_the_reply_arrives(sandbox: SandboxControl) -> None:

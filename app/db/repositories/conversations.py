@@ -172,29 +172,32 @@ class MessageRepository:
         )
         return await self.session.scalar(statement)
 
-    async def record_inbound(self, values: dict[str, Any]) -> tuple[Message | None, bool]:
+    async def record_inbound(
+        self,
+        conversation_id: int,
+        event_id: str,
+        message_type: str,
+        text: str | None,
+        payload: dict[str, Any],
+        sent_at: datetime,
+    ) -> tuple[Message | None, bool]:
         """As `record_event` for a customer's message, and in the same statement whether
         the conversation has other messages still waiting for an answer (the statement's
         snapshot does not see its own insert). Without any, the new message is the turn,
-        and it need not be read back. The caller holds the conversation's lock."""
-        new = (
-            insert(Message)
-            .values({**values, "direction": Direction.INBOUND})
-            .on_conflict_do_nothing(index_elements=[Message.event_id])
-            .returning(*_messages.c)
-            .cte("new_message")
-        )
-        others = (
-            select(_messages.c.id)
-            .where(
-                _messages.c.conversation_id == values["conversation_id"],
-                _messages.c.direction == Direction.INBOUND,
-                _messages.c.status == MessageStatus.RECEIVED,
-            )
-            .exists()
-        )
+        and it need not be read back. None for an event recorded before. The caller holds
+        the conversation's lock."""
         row = (
-            await self.session.execute(select(aliased(Message, new), others.label("others")))
+            await self.session.execute(
+                _RECORD_INBOUND,
+                {
+                    "inbound_conversation_id": conversation_id,
+                    "inbound_event_id": event_id,
+                    "inbound_message_type": message_type,
+                    "inbound_text": text,
+                    "inbound_payload": payload,
+                    "inbound_sent_at": sent_at,
+                },
+            )
         ).one_or_none()
         if row is None:
             return None, True
@@ -256,6 +259,35 @@ class MessageRepository:
 # parameters, an ORM insert or update would be taken for a bulk one.
 _messages = cast(Table, Message.__table__)
 _outbox = cast(Table, OutboxEntry.__table__)
+
+# A DM is recorded on every turn: its statement is built once, not per message.
+_new_inbound = (
+    insert(_messages)
+    .values(
+        conversation_id=bindparam("inbound_conversation_id"),
+        event_id=bindparam("inbound_event_id"),
+        direction=Direction.INBOUND,
+        message_type=bindparam("inbound_message_type"),
+        text=bindparam("inbound_text"),
+        payload=bindparam("inbound_payload", type_=_messages.c.payload.type),
+        entities={},
+        status=MessageStatus.RECEIVED,
+        sent_at=bindparam("inbound_sent_at", type_=_messages.c.sent_at.type),
+    )
+    .on_conflict_do_nothing(index_elements=[_messages.c.event_id])
+    .returning(*_messages.c)
+    .cte("new_message")
+)
+_others_waiting = (
+    select(_messages.c.id)
+    .where(
+        _messages.c.conversation_id == bindparam("inbound_conversation_id"),
+        _messages.c.direction == Direction.INBOUND,
+        _messages.c.status == MessageStatus.RECEIVED,
+    )
+    .exists()
+)
+_RECORD_INBOUND = select(aliased(Message, _new_inbound), _others_waiting.label("others"))
 _queued_message = (
     insert(_messages)
     .values(

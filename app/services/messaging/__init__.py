@@ -13,6 +13,8 @@ Others may import:
   `window.MirroredWindow`: the same read from PostgreSQL's mirror, where there is no Redis;
 - `proactive.ProactivePolicy`: what the shop says unasked (reminders, confirmations,
   notices, alerts): window, quota, quiet hours, one a day; `proactive.Outcome`, `Said`;
+- `echoes.EchoLedger`: the webhook settles the echo of a reply the bot recorded, and keeps
+  any other echo on record as queued for its conversation until a worker handles it;
 - `transitions`: every change of a conversation's mode and of a reply's delivery state;
 - `alerts.tiktok_alerts`: what is wrong with the TikTok connection (disconnected, events
   for another account), for /readyz and the staff inbox.

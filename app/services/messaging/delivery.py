@@ -17,7 +17,9 @@ sweeper settles such rows from the evidence, never by guessing:
 - TikTok's answer was seen (a Redis marker written right after the call): `sent`.
 - TikTok's `im_send_msg` echo arrived: `sent` (see InboundPipeline._handle_echo).
 - Neither, long after the call (RESEND_UNCONFIRMED_AFTER_SECONDS): TikTok echoes every
-  send it accepts, so it never got this one: `pending` again, and it goes out once.
+  send it accepts, so it never got this one: `pending` again, and it goes out once. Not
+  while an echo of the conversation that reached the webhook still waits for a worker
+  (echoes.py): a killed worker's tasks come back late, and that echo may be this send's.
 - With that setting off, or its attempts spent (MAX_SEND_ATTEMPTS): `unknown`, parked in
   the dead letters for a person to decide (`deadletters retry` resends it).
 
@@ -53,7 +55,7 @@ from app.db.repositories.conversations import (
 )
 from app.db.repositories.orders import CustomerRepository
 from app.db.session import SessionFactory, transaction
-from app.services.messaging import transitions
+from app.services.messaging import echoes, transitions
 from app.services.messaging.media import MediaUnavailable
 from app.services.messaging.window import WindowService
 from app.services.tiktok.connection import disconnected_since, mark_disconnected
@@ -411,10 +413,24 @@ class DeliveryService:
                     log.info("send_confirmed_by_marker", outbox_id=entry.id)
                     continue
                 claimed_at = entry.claimed_at or now
-                if resend_after is not None and entry.attempts < self.settings.max_send_attempts:
-                    if (now - claimed_at).total_seconds() < resend_after:
-                        continue  # its echo may still be on the way
-                    conversation = await self._conversation_of(session, message)
+                resend = (
+                    resend_after is not None and entry.attempts < self.settings.max_send_attempts
+                )
+                if resend and (now - claimed_at).total_seconds() < (resend_after or 0.0):
+                    continue  # its echo may still be on the way
+                conversation = await self._conversation_of(session, message)
+                if await echoes.echo_queued(
+                    self.redis,
+                    conversation.tiktok_conversation_id,
+                    send_claimed_at=claimed_at,
+                    now=now,
+                    wait_seconds=self.settings.queued_echo_wait_seconds,
+                ):
+                    # An echo of the conversation reached the webhook and waits for a
+                    # worker: it may be this send's, so neither a resend nor "unknown" yet.
+                    counts.waiting_for_echo += 1
+                    continue
+                if resend:
                     await self._release_slot(session, conversation)
                     transitions.retry_later(
                         entry, now, "TikTok never confirmed the send (no echo): sent again"
@@ -458,3 +474,4 @@ class StuckSends:
     confirmed: int = 0
     resent: int = 0
     unknown: int = 0
+    waiting_for_echo: int = 0

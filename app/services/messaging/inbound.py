@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.client import Pipeline
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,7 +41,7 @@ from app.db.repositories.conversations import (
 )
 from app.db.session import SessionFactory, transaction
 from app.services import replies
-from app.services.messaging import transitions
+from app.services.messaging import echoes, transitions
 from app.services.messaging.outbound import expand_replies, queue_replies
 from app.services.messaging.window import WindowService
 from app.services.tiktok.account import AccountIdentity, BusinessAccount
@@ -142,6 +143,18 @@ class _TurnStep:
     more_pending: bool = False
 
 
+# What the caller of `InboundPipeline.handle` adds to the pipeline that finishes an event.
+FinishWith = Callable[[Pipeline], None]
+
+
+@dataclass
+class _Finishing:
+    """What `handle` writes to Redis once the event is finished."""
+
+    marker: str | None = None
+    queued_echo: tuple[str, str] | None = None  # (conversation id, TikTok message id)
+
+
 @dataclass
 class InboundPipeline:
     settings: Settings
@@ -155,7 +168,28 @@ class InboundPipeline:
         self.window = WindowService(self.redis, self.settings)
         self.account = BusinessAccount(self.settings, self.redis, self.session_factory)
 
-    async def handle(self, body: str) -> Outcome:
+    async def handle(self, body: str, finish_with: FinishWith | None = None) -> Outcome:
+        """Handle one webhook event. Whatever the outcome, its bookkeeping in Redis (the
+        event's handled marker, a queued echo forgotten, and what the caller adds through
+        `finish_with`) goes in one pipeline, once everything is committed."""
+        finishing = _Finishing()
+        outcome = await self._handle(body, finishing)
+        if finishing.marker is None and finishing.queued_echo is None and finish_with is None:
+            return outcome
+        async with self.redis.pipeline(transaction=False) as finish:
+            if finishing.marker is not None:
+                # Set only once everything is committed: a worker that dies earlier leaves
+                # no marker, so the redelivery does the work instead of skipping it.
+                ttl = self.settings.idempotency_ttl_hours * 3600
+                finish.set(finishing.marker, outcome.value, ex=ttl, nx=True)
+            if finishing.queued_echo is not None:
+                echoes.forget_queued_with(finish, *finishing.queued_echo)
+            if finish_with is not None:
+                finish_with(finish)
+            await finish.execute()
+        return outcome
+
+    async def _handle(self, body: str, finishing: _Finishing) -> Outcome:
         raw = body.encode("utf-8", errors="surrogateescape")
         envelope = parse_envelope(raw)
         if await self._for_other_account(envelope):
@@ -171,6 +205,10 @@ class InboundPipeline:
         structlog.contextvars.bind_contextvars(
             event_id=event_id, conversation_id=content.conversation_id
         )
+        if envelope.event == EventType.SEND and content.message_id is not None:
+            # The webhook queued this echo as one that may confirm a send whose answer was
+            # lost (echoes.py): handled or a duplicate, it is forgotten.
+            finishing.queued_echo = (content.conversation_id, content.message_id)
         marker = redis_keys.event_handled(event_id)
         if await self.redis.get(marker) is not None:
             log.info("event_duplicate", source="redis")
@@ -181,10 +219,7 @@ class InboundPipeline:
             outcome = await self._record_unanswered(event_id, content)
         else:
             outcome = await self._handle_customer_message(event_id, envelope, content)
-        # Set only once everything is committed: a worker that dies earlier leaves no
-        # marker, so the redelivery does the work instead of skipping it.
-        ttl = self.settings.idempotency_ttl_hours * 3600
-        await self.redis.set(marker, outcome.value, ex=ttl, nx=True)
+        finishing.marker = marker
         return outcome
 
     async def _for_other_account(self, envelope: WebhookEnvelope) -> bool:
@@ -294,16 +329,12 @@ class InboundPipeline:
                 session
             ).locked_or_created(content.conversation_id, content.from_user.id, content.sender)
             message, others_waiting = await MessageRepository(session).record_inbound(
-                {
-                    "conversation_id": conversation.id,
-                    "event_id": event_id,
-                    "message_type": message_type,
-                    "text": text,
-                    "payload": content.model_dump(mode="json", by_alias=True),
-                    "entities": {},
-                    "status": MessageStatus.RECEIVED,
-                    "sent_at": _utc_from_ms(content.timestamp),
-                },
+                conversation.id,
+                event_id,
+                message_type,
+                text,
+                content.model_dump(mode="json", by_alias=True),
+                _utc_from_ms(content.timestamp),
             )
             if message is not None:
                 await self.window.refresh(content.from_user.id, content.timestamp, conversation)

@@ -81,6 +81,12 @@ def _id_as_str(value: Any) -> Any:
     return value
 
 
+def tiktok_id(value: Any) -> str | None:
+    """An id read from raw content as `TikTokId` reads it; None when absent or not an id."""
+    value = _id_as_str(value)
+    return value if isinstance(value, str) and value else None
+
+
 TikTokId = Annotated[str, BeforeValidator(_id_as_str)]
 
 

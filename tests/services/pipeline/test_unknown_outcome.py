@@ -25,6 +25,7 @@ from app.db.models import (
 )
 from app.services import replies
 from app.services.messaging.delivery import TOO_FAST_GAVE_UP, Delivery
+from app.services.messaging.echoes import EchoLedger
 from app.services.messaging.inbound import Outcome
 from app.services.tiktok.errors import (
     TikTokCode,
@@ -34,7 +35,7 @@ from app.services.tiktok.errors import (
 )
 from app.services.turns import Reply, TurnResult
 from tests.conftest import Clock
-from tests.factories import CUSTOMER_ID, echo, text_message
+from tests.factories import CONVERSATION_ID, CUSTOMER_ID, echo, text_message
 from tests.fakes import CollectingSender, too_fast
 from tests.services.pipeline.conftest import Harness
 
@@ -367,6 +368,117 @@ async def test_a_later_reply_waits_for_the_echo_of_an_earlier_one(
     assert (await harness.delivery.deliver(second)).outcome is Delivery.SENT
     assert [sent.text for sent in sender.sent] == ["first", "second"]
     assert [m.text for m in await shop_side(committed_db)] == ["first", "second"]
+
+
+async def webhook_queues(
+    redis: aioredis.Redis, echo_id: str, clock: Clock, ago: timedelta = timedelta(0)
+) -> None:
+    """What the webhook does with an echo it cannot settle itself (no sent marker): queues
+    it for a worker, on record as an echo of the conversation still to be handled."""
+    settled = await EchoLedger(redis).settle_at_ingress(
+        tiktok_message_id=echo_id,
+        conversation_id=CONVERSATION_ID,
+        received_at=(clock.now() - ago).timestamp(),
+        outcome=Outcome.ECHO.value,
+        marker_ttl_seconds=60,
+        queued_ttl_seconds=3600,
+    )
+    assert not settled
+
+
+async def sweep_waiting(harness: Harness) -> int:
+    grace = timedelta(seconds=harness.settings.send_unknown_grace_seconds)
+    return (await harness.delivery.settle_stuck_sends(grace)).waiting_for_echo
+
+
+async def test_an_echo_still_queued_holds_the_resend_until_it_confirms_the_send(
+    make_harness: MakeHarness,
+    committed_db: AsyncEngine,
+    redis_client: aioredis.Redis,
+    clock: Clock,
+) -> None:
+    """A killed worker's tasks come back only after the broker's visibility timeout, so the
+    echo that proves a send can reach a worker after the resend window: while the webhook
+    holds one for the conversation, the send is not repeated."""
+    sender = AnswerLost(lose_next=1)
+    harness = with_sender(make_harness(resend_unconfirmed_after_seconds=RESEND_AFTER), sender)
+    outbox_id = await a_reply_waiting(harness)
+    assert (await harness.delivery.deliver(outbox_id)).outcome is Delivery.AWAITING_ECHO
+    (tiktok_message_id,) = sender.lost
+    await webhook_queues(redis_client, tiktok_message_id, clock)
+
+    clock.advance(timedelta(seconds=RESEND_AFTER + 1))
+    assert await sweep_waiting(harness) == 1
+    assert await sweep(harness) == (0, 0, 0)
+    assert (await the_entry(committed_db, outbox_id)).status is OutboxStatus.SENDING
+
+    body = echo(replies.MENU, message_id=tiktok_message_id, source="API")
+    assert await harness.receive(body) is Outcome.ECHO
+    assert (await the_entry(committed_db, outbox_id)).status is OutboxStatus.SENT
+    assert await redis_client.exists(redis_keys.queued_echoes(CONVERSATION_ID)) == 0
+    assert await sweep(harness) == (0, 0, 0)
+    assert [sent.text for sent in sender.sent] == [replies.MENU]
+
+
+async def test_once_the_queued_echoes_are_handled_and_none_was_the_sends_it_goes_again(
+    make_harness: MakeHarness,
+    committed_db: AsyncEngine,
+    redis_client: aioredis.Redis,
+    clock: Clock,
+) -> None:
+    harness = make_harness(resend_unconfirmed_after_seconds=RESEND_AFTER)
+    outbox_id = await a_reply_waiting(harness)
+    harness.sender.fail_next(read_timeout())  # TikTok never took it: no echo will come
+    assert (await harness.delivery.deliver(outbox_id)).outcome is Delivery.AWAITING_ECHO
+    # The shop's welcome message, echoed meanwhile in the same conversation.
+    welcome = echo(
+        "Welcome to Philia Thrifts!",
+        message_id="tt-welcome",
+        source="API",
+        auto_message_type="WELCOME_MESSAGE",
+    )
+    await webhook_queues(redis_client, "tt-welcome", clock)
+
+    clock.advance(timedelta(seconds=RESEND_AFTER + 1))
+    assert await sweep_waiting(harness) == 1
+    assert await harness.receive(welcome) is Outcome.ECHO
+    # TikTok delivers it again: the webhook has it on record again, the worker forgets it.
+    await webhook_queues(redis_client, "tt-welcome", clock)
+    assert await harness.receive(welcome) is Outcome.DUPLICATE
+    assert await redis_client.exists(redis_keys.queued_echoes(CONVERSATION_ID)) == 0
+
+    assert await sweep(harness) == (0, 1, 0)
+    assert (await harness.delivery.deliver(outbox_id)).outcome is Delivery.SENT
+    assert [sent.text for sent in harness.sender.sent] == [replies.MENU]
+
+
+@pytest.mark.parametrize(
+    ("queued_before_the_claim", "wait_seconds"),
+    [(timedelta(minutes=2), 3600), (timedelta(0), 30)],
+    ids=["queued_before_the_claim", "queued_longer_than_the_wait"],
+)
+async def test_an_echo_that_cannot_be_the_sends_does_not_hold_it(
+    make_harness: MakeHarness,
+    redis_client: aioredis.Redis,
+    clock: Clock,
+    queued_before_the_claim: timedelta,
+    wait_seconds: int,
+) -> None:
+    """An echo queued before the send was claimed is of an earlier one; a record older
+    than QUEUED_ECHO_WAIT_SECONDS was left by an echo task that was lost."""
+    harness = make_harness(
+        resend_unconfirmed_after_seconds=RESEND_AFTER,
+        broker_visibility_timeout_seconds=10,
+        outbox_sweep_seconds=1,
+        queued_echo_wait_seconds=wait_seconds,
+    )
+    outbox_id = await a_reply_waiting(harness)
+    harness.sender.fail_next(read_timeout())
+    assert (await harness.delivery.deliver(outbox_id)).outcome is Delivery.AWAITING_ECHO
+    await webhook_queues(redis_client, "tt-other", clock, ago=queued_before_the_claim)
+
+    clock.advance(timedelta(seconds=RESEND_AFTER + 1))
+    assert await sweep(harness) == (0, 1, 0)
 
 
 class OnePhoto:
