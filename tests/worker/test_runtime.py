@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+import uvloop
 from sqlalchemy import text
 
 from app.core.config import PROJECT_ROOT
@@ -35,6 +36,7 @@ def test_one_loop_and_engine_per_process(fresh_runtime: None) -> None:
     assert run_async(_backend_pid) == run_async(_backend_pid)  # pooled connection reused
     assert get_runtime() is first
     assert not first.loop.is_closed()
+    assert isinstance(first.loop, uvloop.Loop)  # where uvloop runs, as here
 
 
 def test_shutdown_closes_the_loop(fresh_runtime: None) -> None:
