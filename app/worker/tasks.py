@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +38,7 @@ from app.services.tiktok.connection import disconnected_since
 from app.services.tiktok.errors import backoff_delay
 from app.services.tiktok.webhook import InvalidEnvelope
 from app.worker import accepted, task_names
-from app.worker.celery_app import celery_app
+from app.worker.celery_app import celery_app, restore_tasks_of_dead_workers
 from app.worker.metered_llm import meter_llm
 from app.worker.runtime import WorkerRuntime, reset_after_fork, run_async, shutdown_runtime
 from app.worker.task_names import EVENTS_QUEUE, SENDS_QUEUE
@@ -252,10 +253,11 @@ async def _sweep(runtime: WorkerRuntime) -> dict[str, int]:
     )
     stuck = await _delivery(runtime).settle_stuck_sends(grace)
     try:
+        await asyncio.to_thread(restore_tasks_of_dead_workers, settings)
         requeued_events = await _requeue_lost_events(runtime)
     except Exception:
-        # The outbox's own work below must not wait for the ledger's: next sweep.
-        log.exception("lost_events_sweep_failed")
+        # The outbox's own work below must not wait for the queue's: next sweep.
+        log.exception("lost_tasks_sweep_failed")
         requeued_events = 0
     # While TikTok is disconnected, replies wait in the outbox: queued now they would only
     # come back `waiting`. The first sweep after a reconnect sends them.

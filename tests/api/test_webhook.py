@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
+from app.api.webhook import OWN_ECHO_SECOND_LOOK_SECONDS
 from app.core import redis_keys
 from app.core.config import Settings, get_settings
 from app.core.embedded import EmbeddedRedis
@@ -108,6 +110,27 @@ async def test_the_echo_of_the_bots_own_reply_needs_no_task(
     waiting = await redis_client.hgetall(redis_keys.queued_echoes(CONVERSATION_ID))
     assert set(waiting) == {b"tt-typed-in-the-app", b"tt-not-recorded-yet"}
     assert 0 < await redis_client.ttl(redis_keys.queued_echoes(CONVERSATION_ID)) <= 3600
+
+
+async def test_an_echo_that_beats_its_sends_marker_is_settled_on_a_second_look(
+    bot: httpx.AsyncClient, redis_client: aioredis.Redis
+) -> None:
+    """TikTok may echo a reply before the delivery has read TikTok's answer and written the
+    send's marker: the webhook looks again a moment later before it queues a task."""
+
+    async def delivery_records_its_send() -> None:
+        await asyncio.sleep(OWN_ECHO_SECOND_LOOK_SECONDS / 4)
+        await redis_client.set(redis_keys.sent_by_tiktok_id("tt-just-sent"), 8)
+
+    body, signature = signed(echo("here you go", message_id="tt-just-sent"), SECRET)
+    recording = asyncio.create_task(delivery_records_its_send())
+    response = await bot.post("/webhook/tiktok", content=body, headers=signature)
+    await recording
+    assert response.status_code == 200 and response.json() == {"status": "known"}
+    assert await queued(redis_client) == 0
+    assert await redis_client.get(redis_keys.event_handled("tt-just-sent")) == b"echo"
+    # Not left on record as an echo waiting for a worker.
+    assert await redis_client.exists(redis_keys.queued_echoes(CONVERSATION_ID)) == 0
 
 
 async def test_alternative_header_name_is_accepted(

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core import redis_keys
+from app.core.config import get_settings
 from app.db.models import DeadLetter
 from app.worker import accepted, task_names
 from app.worker import runtime as runtime_module
@@ -67,8 +68,15 @@ async def held_by_a_worker(redis: aioredis.Redis, document: bytes, tag: str) -> 
     """What Celery's Redis transport does when a worker takes a task: off the list, into
     `unacked` (written by kombu's own JSON, spaces and all)."""
     assert await redis.lrem(EVENTS, 1, document) == 1
+    await held_by_a_worker_since(redis, document, tag, time.time())
+
+
+async def held_by_a_worker_since(
+    redis: aioredis.Redis, document: bytes, tag: str, since: float
+) -> None:
     payload = orjson.loads(document)
     await redis.hset(redis_keys.CELERY_UNACKED, tag, json.dumps([payload, "", EVENTS]))
+    await redis.zadd("unacked_index", {tag: since})
 
 
 def same_task_new_tag(pushed: bytes, original: bytes, suffix: str) -> bool:
@@ -208,3 +216,27 @@ def test_a_lost_tasks_arguments_are_read_from_its_document() -> None:
     body = orjson.dumps([["the body", 12.5], {}, {}])
     document = orjson.dumps({"body": base64.b64encode(body).decode()})
     assert accepted.Lost("id", 1, document).args() == ["the body", 12.5]
+
+
+async def test_a_task_a_dead_worker_held_is_given_back_by_the_sweeper_once_overdue(
+    fresh_runtime: None, redis_client: aioredis.Redis, committed_db: AsyncEngine
+) -> None:
+    """Celery's transport gives such a task back by itself only when a worker starts and
+    every hundred seconds or so; the sweeper asks at every sweep. It is not lost (the
+    ledger leaves it alone), only late."""
+    overdue_for = get_settings().broker_visibility_timeout_seconds + 60
+    task_id = await accept(redis_client, "held by a dead worker", time.time() - overdue_for)
+    document = await redis_client.rpop(EVENTS)
+    await held_by_a_worker_since(redis_client, document, "tag-dead", time.time() - overdue_for)
+    fresh = await accept(redis_client, "held by a live worker", time.time())
+    await held_by_a_worker_since(
+        redis_client, await redis_client.rpop(EVENTS), "tag-live", time.time()
+    )
+
+    assert (await sweep())["events_requeued"] == 0
+
+    (given_back,) = [orjson.loads(raw) for raw in await redis_client.lrange(EVENTS, 0, -1)]
+    assert given_back["headers"]["id"] == task_id
+    assert given_back["headers"]["redelivered"] is True
+    assert await redis_client.hkeys(redis_keys.CELERY_UNACKED) == [b"tag-live"]
+    assert set(await ledger(redis_client)) == {task_id, fresh}
