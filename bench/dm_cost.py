@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import event
 
 from app.core.config import get_settings
+from app.core.logging import configure_logging
 from app.worker.runtime import WorkerRuntime
 from app.worker.tasks import _pipeline
 from bench.__main__ import QUESTIONS, webhook_body
@@ -32,7 +33,9 @@ from bench.__main__ import QUESTIONS, webhook_body
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 100
-    runtime = WorkerRuntime(get_settings())
+    settings = get_settings()
+    configure_logging(settings)  # as the worker does: its log level, its renderer
+    runtime = WorkerRuntime(settings)
     counts = {"statements": 0, "transactions": 0}
 
     shapes: Counter[str] = Counter()

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from app.core import redis_keys
@@ -34,6 +35,16 @@ def latency_bucket(seconds: float) -> str:
         if seconds <= bound:
             return f"le:{bound}"
     return "le:+Inf"
+
+
+# Counted into a pipeline the caller sends anyway (a handled event's bookkeeping, a sent
+# reply's markers): a count of its own would be one more Redis round trip per DM.
+def count_turn_answered(pipe: Pipeline, intent: str, layer: str) -> None:
+    pipe.hincrby(redis_keys.METRICS_MESSAGES, f"{intent}{FIELD_SEPARATOR}{layer}", 1)
+
+
+def count_send_result(pipe: Pipeline, outcome: str) -> None:
+    pipe.hincrby(redis_keys.METRICS_SENDS, outcome, 1)
 
 
 @dataclass(frozen=True)

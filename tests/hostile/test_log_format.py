@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from app.core.config import PROJECT_ROOT, Settings, get_settings
-from app.core.logging import configure_logging
+from app.core.logging import configure_logging, get_logger
 from app.worker.celery_app import create_celery
 from app.worker.task_names import EVENTS_QUEUE
 from tests.conftest import TestServices
@@ -281,3 +281,29 @@ def test_a_logger_left_without_handlers_or_propagation_still_writes_json(
     out, err = capfd.readouterr()
     assert err == ""
     assert json.loads(out)["event"] == "from a late library"
+
+
+def test_a_line_under_the_level_is_dropped_before_it_is_scrubbed(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Scrubbing runs regular expressions over every value of a line: a line nobody reads
+    (info at LOG_LEVEL=warning, the hot path's usual case) must not pay for it."""
+    rendered: list[str] = []
+
+    class Spy:
+        def __repr__(self) -> str:  # the scrubber renders unknown values with repr()
+            rendered.append("repr")
+            return "spy"
+
+    configure_logging(get_settings().model_copy(update={"log_json": True, "log_level": "WARNING"}))
+    try:
+        logger = logging.getLogger("tests.level")  # a structlog line and a stdlib one
+        get_logger("tests.level").info("below_the_level", value=Spy())
+        logger.info("below the level too: %r", Spy())
+        assert rendered == []
+        get_logger("tests.level").warning("at_the_level", value=Spy())
+        assert rendered == ["repr"]
+        lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line]
+        assert [line["event"] for line in lines] == ["at_the_level"]
+    finally:
+        configure_logging(get_settings())

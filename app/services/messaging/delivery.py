@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core import redis_keys
 from app.core.clock import utc_now
 from app.core.config import Settings
-from app.core.counters import WorkerMetrics
+from app.core.counters import WorkerMetrics, count_send_result
 from app.core.logging import get_logger
 from app.db.models import Conversation, Message, OutboxStatus
 from app.db.repositories.conversations import (
@@ -102,6 +102,7 @@ class Delivery(StrEnum):
 class DeliveryResult:
     outcome: Delivery
     retry_in: float | None = None
+    counted: bool = False  # already in the send metrics (with the sent reply's markers)
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,8 @@ class DeliveryService:
 
     async def deliver(self, outbox_id: int) -> DeliveryResult:
         result = await self._deliver(outbox_id)
-        await WorkerMetrics(self.redis).send_result(result.outcome.value)
+        if not result.counted:
+            await WorkerMetrics(self.redis).send_result(result.outcome.value)
         return result
 
     async def _deliver(self, outbox_id: int) -> DeliveryResult:
@@ -164,6 +166,7 @@ class DeliveryService:
                     _sent_marker(tiktok_message_id, claim.claimed_at),
                     ex=_MARKER_TTL_SECONDS,
                 )
+                count_send_result(markers, Delivery.SENT.value)
                 await markers.execute()
         except RedisError as error:
             # TikTok has the reply: what matters now is the database saying so. Crashing here
@@ -178,7 +181,7 @@ class DeliveryService:
                 sent_at=utc_now(),
             )
         log.info("reply_sent", tiktok_message_id=tiktok_message_id, attempts=claim.attempts)
-        return DeliveryResult(Delivery.SENT)
+        return DeliveryResult(Delivery.SENT, counted=True)
 
     async def _claim(self, outbox_id: int) -> _Claim | DeliveryResult:
         if await disconnected_since(self.redis) is not None:

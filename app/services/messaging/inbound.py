@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core import redis_keys
 from app.core.clock import unix_now, utc_now
 from app.core.config import Settings
-from app.core.counters import WorkerMetrics
+from app.core.counters import WorkerMetrics, count_turn_answered
 from app.core.logging import get_logger
 from app.db.models import (
     Conversation,
@@ -141,6 +141,7 @@ class _TurnStep:
     deliveries: list[int] = field(default_factory=list)
     handoff_reason: str | None = None
     more_pending: bool = False
+    answered: tuple[str, str] | None = None  # (intent, router layer), counted once committed
 
 
 # What the caller of `InboundPipeline.handle` adds to the pipeline that finishes an event.
@@ -153,6 +154,7 @@ class _Finishing:
 
     marker: str | None = None
     queued_echo: tuple[str, str] | None = None  # (conversation id, TikTok message id)
+    turns_answered: list[tuple[str, str]] = field(default_factory=list)  # (intent, layer)
 
 
 @dataclass
@@ -184,6 +186,8 @@ class InboundPipeline:
                 finish.set(finishing.marker, outcome.value, ex=ttl, nx=True)
             if finishing.queued_echo is not None:
                 echoes.forget_queued_with(finish, *finishing.queued_echo)
+            for intent, layer in finishing.turns_answered:
+                count_turn_answered(finish, intent, layer)
             if finish_with is not None:
                 finish_with(finish)
             await finish.execute()
@@ -218,7 +222,7 @@ class InboundPipeline:
         elif content.type not in ANSWERED_TYPES:
             outcome = await self._record_unanswered(event_id, content)
         else:
-            outcome = await self._handle_customer_message(event_id, envelope, content)
+            outcome = await self._handle_customer_message(event_id, content, finishing)
         finishing.marker = marker
         return outcome
 
@@ -305,16 +309,16 @@ class InboundPipeline:
         return Outcome.IGNORED
 
     async def _handle_customer_message(
-        self, event_id: str, envelope: WebhookEnvelope, content: MessageContent
+        self, event_id: str, content: MessageContent, finishing: _Finishing
     ) -> Outcome:
         conversation, message, step = await self._until_answered(
             lambda apologise: self._record_and_answer(event_id, content, apologise)
         )
         if message is None:
             log.info("event_duplicate", source="database")
-        await self._after_commit(conversation, step)
+        await self._after_commit(conversation, step, finishing)
         if step.more_pending:
-            await self.drain(conversation.id)
+            await self.drain(conversation.id, finishing)
         return Outcome.HANDLED if message is not None else Outcome.DUPLICATE
 
     async def _record_and_answer(
@@ -345,7 +349,7 @@ class InboundPipeline:
             step = await self._answer_next_turn(session, conversation, customer, apologise, pending)
         return conversation, message, step
 
-    async def drain(self, conversation_id: int) -> None:
+    async def drain(self, conversation_id: int, finishing: _Finishing | None = None) -> None:
         """Handle every pending message of the conversation, oldest first, turn by turn."""
         while True:
             answered = await self._until_answered(
@@ -354,7 +358,7 @@ class InboundPipeline:
             if answered is None:
                 return
             conversation, step = answered
-            await self._after_commit(conversation, step)
+            await self._after_commit(conversation, step, finishing)
             if not step.more_pending:
                 return
 
@@ -399,12 +403,19 @@ class InboundPipeline:
         turn = self._first_turn(pending)
         step = _TurnStep(more_pending=len(pending) > len(turn))
         failed = not apologise.isdisjoint(m.event_id for m in turn if m.event_id)
-        step.handoff_reason = await self._answer_turn(
-            session, conversation, customer, turn, step.deliveries, failed=failed
-        )
+        await self._answer_turn(session, conversation, customer, turn, step, failed=failed)
         return step
 
-    async def _after_commit(self, conversation: Conversation, step: _TurnStep) -> None:
+    async def _after_commit(
+        self, conversation: Conversation, step: _TurnStep, finishing: _Finishing | None
+    ) -> None:
+        """`finishing`: the event's bookkeeping, when a handled event is being finished;
+        the turn's count goes into it rather than into a Redis round trip of its own."""
+        if step.answered is not None:
+            if finishing is not None:
+                finishing.turns_answered.append(step.answered)
+            else:
+                await WorkerMetrics(self.redis).turn_answered(*step.answered)
         if step.handoff_reason is not None:
             await self.notify_staff(conversation, step.handoff_reason)
         if step.deliveries:
@@ -437,10 +448,10 @@ class InboundPipeline:
         conversation: Conversation,
         customer: Customer,
         turn: list[Message],
-        deliveries: list[int],
+        step: _TurnStep,
         *,
         failed: bool = False,
-    ) -> str | None:
+    ) -> None:
         last = turn[-1]
         now = utc_now()
 
@@ -461,12 +472,12 @@ class InboundPipeline:
             else:
                 finish("human mode: the bot stays silent")
                 log.info("turn_silenced", reason="human_mode")
-                return None
+                return
         last_stamp = last.sent_at.timestamp() * 1000 if last.sent_at else unix_now() * 1000
         if self.window.window_end_for(int(last_stamp)) <= unix_now():
             finish("window closed before the message was handled: nothing sent")
             log.info("turn_silenced", reason="window_closed")
-            return None
+            return
 
         result = (
             TurnResult("other", "pattern", replies=[Reply(replies.SNAG)])
@@ -482,14 +493,14 @@ class InboundPipeline:
             # Keep the last slot of the quota for telling the customer a person follows up.
             planned = [Reply(replies.QUOTA_HANDOFF)] if state.replies_left >= 1 else []
             handoff_reason = "reply quota nearly spent"
-        deliveries.extend(
+        step.deliveries.extend(
             await queue_replies(
                 session, conversation, planned, max_text_chars=self.settings.max_text_chars
             )
         )
         if handoff_reason is not None:
             transitions.hand_over(session, conversation, now, handoff_reason)
-        deliveries.extend(result.other_outbox_ids)
+        step.deliveries.extend(result.other_outbox_ids)
         finish(None, result)
         log.info(
             "turn_answered",
@@ -498,8 +509,8 @@ class InboundPipeline:
             replies=len(planned),
             messages=len(turn),
         )
-        await WorkerMetrics(self.redis).turn_answered(result.intent, result.router_source)
-        return handoff_reason
+        step.handoff_reason = handoff_reason
+        step.answered = (result.intent, result.router_source)
 
     async def _brain_result(
         self,

@@ -438,3 +438,19 @@ async def test_long_replies_are_split_under_the_limit(
     ).replace(" ", "")
     customers = await rows(committed_db, Customer)
     assert len(customers) == 1
+
+
+async def test_a_turn_and_its_send_are_counted_once_with_the_events_bookkeeping(
+    make_harness: MakeHarness, redis_client: aioredis.Redis
+) -> None:
+    harness = make_harness()
+    body = text_message("hi", message_id="counted-1")
+    assert await harness.receive(body) is Outcome.HANDLED
+    assert await harness.receive(body) is Outcome.DUPLICATE
+    assert await harness.receive(text_message("3", message_id="counted-2")) is Outcome.HANDLED
+    await harness.deliver_queued()
+    assert await redis_client.hgetall(redis_keys.METRICS_MESSAGES) == {
+        b"menu|menu": b"1",
+        b"human|menu": b"1",
+    }
+    assert await redis_client.hgetall(redis_keys.METRICS_SENDS) == {b"sent": b"2"}
