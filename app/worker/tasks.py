@@ -36,7 +36,7 @@ from app.services.staff.notify import StaffNotifier
 from app.services.tiktok.client import TikTokClient
 from app.services.tiktok.connection import disconnected_since
 from app.services.tiktok.errors import backoff_delay
-from app.services.tiktok.webhook import InvalidEnvelope
+from app.services.tiktok.webhook import InvalidEnvelope, identify
 from app.worker import accepted, task_names
 from app.worker.celery_app import celery_app, restore_tasks_of_dead_workers
 from app.worker.metered_llm import meter_llm
@@ -161,12 +161,18 @@ async def _park_event(
 ) -> None:
     """A person decides about the event now (`deadletters retry` queues it again): it is
     finished as far as the ledger of accepted events is concerned."""
+    # The task bound them while handling the event; the sweeper, parking an event no task
+    # finished, reads them from the body.
+    bound = structlog.contextvars.get_contextvars()
+    event_id, conversation_id = bound.get("event_id"), bound.get("conversation_id")
+    if event_id is None:
+        event_id, conversation_id = identify(body.encode("utf-8", errors="surrogateescape"))
     async with transaction(runtime.session_factory) as session:
         await DeadLetterRepository(session).park(
             "event",
             error,
-            event_id=structlog.contextvars.get_contextvars().get("event_id"),
-            conversation_id=structlog.contextvars.get_contextvars().get("conversation_id"),
+            event_id=event_id,
+            conversation_id=conversation_id,
             payload={"body": body},
             attempts=attempts,
         )

@@ -24,6 +24,7 @@ from app.services.tiktok.signature import (
 from app.services.tiktok.webhook import (
     InvalidEnvelope,
     WebhookEnvelope,
+    identify,
     parse_content,
     parse_envelope,
 )
@@ -224,3 +225,15 @@ message_like = st.fixed_dictionaries(
 @given(value=st.one_of(json_values, message_like))
 def test_parse_content_on_arbitrary_json(value: Any) -> None:
     _check_content(orjson.dumps(value).decode("utf-8"))
+
+
+@FUZZ
+@given(value=st.one_of(st.binary(max_size=512), json_values.map(orjson.dumps)))
+def test_identifying_a_parked_body_never_raises(value: bytes) -> None:
+    event_id, conversation_id = identify(value)
+    assert event_id.startswith("sha256:") or conversation_id is not None
+
+
+def test_a_readable_body_is_identified_by_its_message_and_conversation() -> None:
+    body = orjson.dumps(text_message("hi", message_id="m-9", conversation_id="c-9"))
+    assert identify(body) == ("m-9", "c-9")

@@ -24,6 +24,7 @@ from app.worker import runtime as runtime_module
 from app.worker.producer import AsyncTaskProducer
 from app.worker.tasks import sweep_outbox
 from tests.conftest import TestServices
+from tests.factories import CONVERSATION_ID, as_queued, text_message
 
 EVENTS = task_names.EVENTS_QUEUE
 
@@ -197,7 +198,8 @@ async def test_the_sweeper_pushes_back_a_lost_task(
 async def test_an_event_never_finished_after_its_requeues_is_parked_for_a_person(
     fresh_runtime: None, redis_client: aioredis.Redis, committed_db: AsyncEngine
 ) -> None:
-    task_id = await accept(redis_client, "poison", time.time() - 3600)
+    body = as_queued(text_message("kills every worker", message_id="poison-1"))
+    task_id = await accept(redis_client, body, time.time() - 3600)
     await redis_client.delete(EVENTS)
     await redis_client.hset(redis_keys.ACCEPTED_EVENTS_REQUEUES, task_id, accepted.MAX_REQUEUES)
 
@@ -208,8 +210,10 @@ async def test_an_event_never_finished_after_its_requeues_is_parked_for_a_person
     async with AsyncSession(committed_db) as session:
         (letter,) = (await session.scalars(select(DeadLetter))).all()
     assert letter.kind == "event"
-    assert letter.payload == {"body": "poison"}
+    assert letter.payload == {"body": body}
     assert "never finished" in letter.error
+    # Found by what a person searches for, as a letter parked by the task itself is.
+    assert (letter.event_id, letter.conversation_id) == ("poison-1", CONVERSATION_ID)
 
 
 def test_a_lost_tasks_arguments_are_read_from_its_document() -> None:

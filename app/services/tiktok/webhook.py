@@ -410,3 +410,13 @@ def event_id_for(body: bytes, content: MessageContent | None) -> str:
     if content is not None and content.message_id:
         return content.message_id
     return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def identify(body: bytes) -> tuple[str, str | None]:
+    """(event id, conversation id) of an event's body, as far as it can be read: what a
+    person looking at a parked event searches by. Never raises."""
+    try:
+        content = parse_content(parse_envelope(body))
+    except InvalidEnvelope:
+        return event_id_for(body, None), None
+    return event_id_for(body, content), content.conversation_id
