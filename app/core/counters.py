@@ -12,6 +12,7 @@ Recording never changes what the bot does: a Redis hiccup loses a count, not a r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -49,35 +50,38 @@ def count_send_result(pipe: Pipeline, outcome: str) -> None:
 
 @dataclass(frozen=True)
 class WorkerMetrics:
+    """Each count in a Redis call of its own, for callers with no pipeline to add it to."""
+
     redis: aioredis.Redis
 
     async def turn_answered(self, intent: str, layer: str) -> None:
-        await self._count(redis_keys.METRICS_MESSAGES, f"{intent}{FIELD_SEPARATOR}{layer}")
+        await self._record("turn_answered", lambda pipe: count_turn_answered(pipe, intent, layer))
 
     async def send_result(self, outcome: str) -> None:
-        await self._count(redis_keys.METRICS_SENDS, outcome)
+        await self._record("send_result", lambda pipe: count_send_result(pipe, outcome))
 
     async def event_for_other_account(self, mismatch: str) -> None:
         """A webhook event of another app or account, ignored; `mismatch` names the field
         that differed (`client_key` or `user_openid`), so the count stays bounded."""
-        await self._count(redis_keys.METRICS_OTHER_ACCOUNT_EVENTS, mismatch)
+        await self._record(
+            "event_for_other_account",
+            lambda pipe: pipe.hincrby(redis_keys.METRICS_OTHER_ACCOUNT_EVENTS, mismatch, 1),
+        )
 
     async def llm_call(self, ok: bool, seconds: float) -> None:
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hincrby(redis_keys.METRICS_LLM_CALLS, "ok" if ok else "failed", 1)
-                pipe.hincrby(redis_keys.METRICS_LLM_LATENCY, latency_bucket(seconds), 1)
-                pipe.hincrby(redis_keys.METRICS_LLM_LATENCY, "count", 1)
-                pipe.hincrbyfloat(redis_keys.METRICS_LLM_LATENCY, "sum", seconds)
-                await pipe.execute()
-        except (RedisError, OSError) as error:
-            log.debug("metric_not_recorded", metric="llm_call", error=str(error))
+        def write(pipe: Pipeline) -> None:
+            pipe.hincrby(redis_keys.METRICS_LLM_CALLS, "ok" if ok else "failed", 1)
+            pipe.hincrby(redis_keys.METRICS_LLM_LATENCY, latency_bucket(seconds), 1)
+            pipe.hincrby(redis_keys.METRICS_LLM_LATENCY, "count", 1)
+            pipe.hincrbyfloat(redis_keys.METRICS_LLM_LATENCY, "sum", seconds)
 
-    async def _count(self, key: str, field: str) -> None:
+        await self._record("llm_call", write)
+
+    async def _record(self, metric: str, write: Callable[[Pipeline], object]) -> None:
         try:
             # Through a pipeline: redis-py types the plain call as `Awaitable[int] | int`.
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hincrby(key, field, 1)
+                write(pipe)
                 await pipe.execute()
         except (RedisError, OSError) as error:
-            log.debug("metric_not_recorded", metric=key, error=str(error))
+            log.debug("metric_not_recorded", metric=metric, error=str(error))

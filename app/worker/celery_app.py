@@ -20,6 +20,16 @@ from app.worker.task_names import EVENTS_QUEUE, MAINTENANCE_QUEUE, SENDS_QUEUE
 log = get_logger(__name__)
 
 
+def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    return {
+        # Must exceed the longest task and the longest retry countdown, or Redis would
+        # hand a still-running task to a second worker.
+        "visibility_timeout": settings.broker_visibility_timeout_seconds,
+        "socket_timeout": 2.0,
+        "socket_connect_timeout": 1.0,
+    }
+
+
 def create_celery(settings: Settings) -> Celery:
     # No REDIS_URL: the worker refuses to start (app.worker.tasks), the API answers 503.
     app = Celery("philia", broker=settings.redis_url or "redis://redis-url-not-set:6379/0")
@@ -37,13 +47,7 @@ def create_celery(settings: Settings) -> Celery:
         task_time_limit=settings.task_time_limit_seconds,
         task_soft_time_limit=settings.task_time_limit_seconds - 10,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={
-            # Must exceed the longest task and the longest retry countdown, or Redis would
-            # hand a still-running task to a second worker.
-            "visibility_timeout": settings.broker_visibility_timeout_seconds,
-            "socket_timeout": 2.0,
-            "socket_connect_timeout": 1.0,
-        },
+        broker_transport_options=broker_transport_options(settings),
         task_default_queue=EVENTS_QUEUE,
         # Each queue its own exchange and key: with one shared default binding, the Redis
         # transport would copy every task into all three queues.
@@ -86,12 +90,7 @@ def restore_tasks_of_dead_workers(settings: Settings) -> None:
     if settings.redis_url is None:
         return
     with Connection(
-        settings.redis_url,
-        transport_options={
-            "visibility_timeout": settings.broker_visibility_timeout_seconds,
-            "socket_timeout": 2.0,
-            "socket_connect_timeout": 1.0,
-        },
+        settings.redis_url, transport_options=broker_transport_options(settings)
     ) as connection:
         channel: Any = connection.default_channel  # the Redis transport's, with its QoS
         # interval=1: this call restores; the transport's own calls skip nine in ten.
