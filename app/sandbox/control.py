@@ -18,6 +18,7 @@ from app.sandbox.tiktok import (
     EventResult,
     FailuresView,
     MessageSource,
+    MessagesTally,
     MessagesView,
     RandomFaults,
     RandomFaultsView,
@@ -84,6 +85,10 @@ class SandboxControl:
         params = {"conversation_id": conversation_id, "since": since}
         data = await self._request("GET", "/messages", params=_present(params))
         return MessagesView.model_validate(data).messages
+
+    async def tally(self) -> MessagesTally:
+        """How many messages were sent, and to how many conversations (none listed)."""
+        return MessagesTally.model_validate(await self._request("GET", "/messages/tally"))
 
     async def uploaded(self, media_id: str) -> tuple[bytes, str] | None:
         """An image uploaded through the media API (bytes, content type); None if unknown."""

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ from celery.signals import worker_init, worker_process_init, worker_process_shut
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utc_now
 from app.core.config import get_settings
@@ -27,7 +29,7 @@ from app.db.repositories.conversations import (
 )
 from app.db.session import transaction
 from app.services.messaging import transitions
-from app.services.messaging.delivery import Delivery, DeliveryService
+from app.services.messaging.delivery import ClaimOutcome, Delivery, DeliveryService
 from app.services.messaging.inbound import InboundPipeline
 from app.services.messaging.media import CachedMediaResolver
 from app.services.router import get_router
@@ -84,14 +86,18 @@ def enqueue_deliveries(outbox_ids: Sequence[int], countdown: float | None = None
 
 
 async def deliver_in_order(
-    runtime: WorkerRuntime, outbox_ids: Sequence[int], crash_countdown: float
+    runtime: WorkerRuntime,
+    outbox_ids: Sequence[int],
+    crash_countdown: float,
+    first: ClaimOutcome | None = None,
 ) -> list[str]:
-    """Deliver outbox rows in order; whatever cannot go now is queued again, in order."""
+    """Deliver outbox rows in order; whatever cannot go now is queued again, in order.
+    `first`: the first row's claim, when it was claimed ahead."""
     delivery = _delivery(runtime)
     outcomes: list[str] = []
     for index, outbox_id in enumerate(outbox_ids):
         try:
-            result = await delivery.deliver(outbox_id)
+            result = await delivery.deliver(outbox_id, first if index == 0 else None)
         except Exception:
             log.exception("delivery_crashed", outbox_id=outbox_id)
             # The row is still pending (or stuck in sending, which the sweeper resolves).
@@ -104,28 +110,46 @@ async def deliver_in_order(
     return outcomes
 
 
-def _pipeline(runtime: WorkerRuntime) -> InboundPipeline:
-    async def _enqueue(outbox_ids: Sequence[int]) -> None:
-        # A turn's replies go out from the task that wrote them, once its transaction has
-        # committed, instead of after a trip through the sends queue and a task of their
-        # own. What cannot go now (rate limit, an earlier reply first, an error, Redis
-        # failing before the call) is queued with its delay or left pending for the sweeper.
-        await deliver_in_order(
-            runtime, list(outbox_ids), runtime.settings.retry_backoff_base_seconds
-        )
+@dataclass(frozen=True)
+class _SentByTheTurnsTask:
+    """A turn's replies go out from the task that wrote them, once its transaction has
+    committed, instead of after a trip through the sends queue and a task of their own;
+    the first is claimed in the turn's transaction (`DeliversNow`). What cannot go now
+    (rate limit, an earlier reply first, an error, Redis failing before the call) is
+    queued with its delay or left pending for the sweeper."""
 
+    runtime: WorkerRuntime
+
+    async def claim_ahead(self, session: AsyncSession, outbox_id: int) -> ClaimOutcome:
+        return await _delivery(self.runtime).claim_ahead(session, outbox_id)
+
+    async def give_back(self, claimed: ClaimOutcome) -> None:
+        await _delivery(self.runtime).give_back(claimed)
+
+    async def deliver(self, outbox_ids: Sequence[int], first: ClaimOutcome | None = None) -> None:
+        crash_countdown = self.runtime.settings.retry_backoff_base_seconds
+        await deliver_in_order(self.runtime, list(outbox_ids), crash_countdown, first)
+
+
+def _pipeline(runtime: WorkerRuntime) -> InboundPipeline:
+    sends = _SentByTheTurnsTask(runtime)
     meter_llm(get_router(), WorkerMetrics(runtime.redis))
     return InboundPipeline(
         settings=runtime.settings,
         session_factory=runtime.session_factory,
         redis=runtime.redis,
         brain=ShopBrain(runtime.settings, redis=runtime.redis),
-        enqueue_deliveries=_enqueue,
+        enqueue_deliveries=sends.deliver,
         notify_staff=StaffNotifier(runtime.settings, runtime.http),
+        delivers_now=sends,
     )
 
 
 def _delivery(runtime: WorkerRuntime) -> DeliveryService:
+    return runtime.service("delivery", _build_delivery)
+
+
+def _build_delivery(runtime: WorkerRuntime) -> DeliveryService:
     client = runtime.service(
         "tiktok",
         lambda built: TikTokClient.with_stored_tokens(

@@ -47,6 +47,19 @@ async def test_messages_filter_by_conversation_and_time(
     assert [m.seq for m in await control.messages()] == [1, 2, 3]
 
 
+async def test_the_tally_counts_messages_and_their_conversations(
+    api: httpx.AsyncClient, control: SandboxControl
+) -> None:
+    assert (await control.tally()).model_dump() == {"messages": 0, "conversations": 0}
+    await _send(api, "conv-a", "one")
+    await _send(api, "conv-b", "two")
+    await _send(api, "conv-a", "three")
+
+    assert (await control.tally()).model_dump() == {"messages": 3, "conversations": 2}
+    await control.reset()
+    assert (await control.tally()).messages == 0
+
+
 async def test_calls_record_every_attempt(api: httpx.AsyncClient, control: SandboxControl) -> None:
     await _send(api, "conv-a")
     await api.post("/business/message/send/", json={}, headers={})

@@ -18,6 +18,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from app.db.models import (
@@ -571,11 +573,26 @@ class OutboxRepository:
         statement. None if another worker holds the row right now (or it does not exist);
         else the row as it was, with what its delivery needs to know and whether it was
         claimed: a row not pending, or behind an earlier reply of its conversation still
-        to go out (a reply never overtakes one), is left as it was."""
+        to go out (a reply never overtakes one), is left as it was.
+
+        In a transaction that changed the conversation (a turn claiming its first reply
+        ahead), those changes are written first, and the conversation loaded in the session
+        is told of the slot counted: its next write must neither undo the count nor be
+        undone by it."""
+        await self.session.flush()
         row = (
             await self.session.execute(_CLAIM, {"outbox_id": outbox_id, "claimed_at": claimed_at})
         ).one_or_none()
-        return None if row is None else Claimable(**row._mapping)
+        if row is None:
+            return None
+        claimable = Claimable(**row._mapping)
+        if claimable.claimed:
+            loaded = self.session.identity_map.get(
+                identity_key(Conversation, claimable.conversation_id)
+            )
+            if loaded is not None:
+                set_committed_value(loaded, "replies_in_window", claimable.replies_in_window + 1)
+        return claimable
 
     async def mark_sent(
         self, outbox_id: int, message_id: int, tiktok_message_id: str, sent_at: datetime

@@ -30,6 +30,7 @@ from app.sandbox.tiktok.config import ConfigView, SandboxConfig
 from app.sandbox.tiktok.control_api import (
     CallsView,
     CapabilitiesView,
+    MessagesTally,
     MessagesView,
     WebhookDeliveriesView,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "EventResult",
     "FailuresView",
     "MessageSource",
+    "MessagesTally",
     "MessagesView",
     "RandomFaults",
     "RandomFaultsView",

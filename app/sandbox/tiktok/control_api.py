@@ -36,6 +36,13 @@ class MessagesView(BaseModel):
     messages: list[RecordedMessage]
 
 
+class MessagesTally(BaseModel):
+    """How many messages were sent through the API, and to how many conversations."""
+
+    messages: int
+    conversations: int
+
+
 class CallsView(BaseModel):
     calls: list[RecordedCall]
 
@@ -93,6 +100,13 @@ def control_api_router(state: SandboxState) -> APIRouter:
                 and (since is None or message.received_at >= since)
             ]
         )
+
+    @router.get("/_sandbox/messages/tally")
+    async def tally_messages() -> MessagesTally:
+        """Counts without the messages: a poller waiting for replies (the benchmark) then
+        costs the sandbox, which shares the machine with the bot, next to nothing."""
+        conversations = {message.conversation_id for message in state.messages}
+        return MessagesTally(messages=len(state.messages), conversations=len(conversations))
 
     @router.get("/_sandbox/calls")
     async def list_calls(

@@ -1,7 +1,8 @@
 """Delivering one outbox row to TikTok, at most once.
 
-1. Claim (one transaction): the row must be `pending`; the window and quota are checked
-   and a slot reserved; the row becomes `sending` and is committed.
+1. Claim: the row must be `pending`; the window and quota are checked and a slot reserved;
+   the row becomes `sending` and is committed. A worker claims a turn's first reply in the
+   turn's own transaction (`claim_ahead`), any other row in a transaction of its own.
 2. Call TikTok outside any transaction.
 3. Record the result (one transaction): `sent` with TikTok's message id; back to `pending`
    with a backoff for a transient error TikTok answered (it did not deliver: a connection
@@ -12,7 +13,8 @@
    it in the customer's inbox twice, so the row stays `sending` (its quota slot kept),
    marked as waiting for its echo, and is settled like the interrupted send below.
 
-A worker (or the database) that dies between 2 and 3 leaves the row `sending` too. The
+A worker (or the database) that dies between the claim's commit and 3 leaves the row
+`sending` too. The
 sweeper settles such rows from the evidence, never by guessing:
 - TikTok's answer was seen (a Redis marker written right after the call): `sent`.
 - TikTok's `im_send_msg` echo arrived: `sent` (see InboundPipeline._handle_echo).
@@ -106,7 +108,9 @@ class DeliveryResult:
 
 
 @dataclass(frozen=True)
-class _Claim:
+class Claim:
+    """A row made `sending` by this worker, its quota slot reserved: it must be sent now."""
+
     message_id: int
     conversation_tiktok_id: str
     message_type: str
@@ -114,6 +118,11 @@ class _Claim:
     image_url: str | None
     attempts: int
     claimed_at: datetime
+    tiktok_user_id: str
+
+
+# How a claim ended: a row to send now, or why there is none.
+ClaimOutcome = Claim | DeliveryResult
 
 
 @dataclass
@@ -127,15 +136,17 @@ class DeliveryService:
     def __post_init__(self) -> None:
         self.window = WindowService(self.redis, self.settings)
 
-    async def deliver(self, outbox_id: int) -> DeliveryResult:
-        result = await self._deliver(outbox_id)
+    async def deliver(self, outbox_id: int, claimed: ClaimOutcome | None = None) -> DeliveryResult:
+        """`claimed`: the row's claim when it was made already (`claim_ahead`, in the
+        transaction that queued the reply), else the row is claimed here."""
+        result = await self._deliver(outbox_id, claimed)
         if not result.counted:
             await WorkerMetrics(self.redis).send_result(result.outcome.value)
         return result
 
-    async def _deliver(self, outbox_id: int) -> DeliveryResult:
+    async def _deliver(self, outbox_id: int, claimed: ClaimOutcome | None) -> DeliveryResult:
         structlog.contextvars.bind_contextvars(outbox_id=outbox_id)
-        claim = await self._claim(outbox_id)
+        claim = claimed if claimed is not None else await self._claim(outbox_id)
         if isinstance(claim, DeliveryResult):
             return claim
         structlog.contextvars.bind_contextvars(conversation_id=claim.conversation_tiktok_id)
@@ -183,49 +194,76 @@ class DeliveryService:
         log.info("reply_sent", tiktok_message_id=tiktok_message_id, attempts=claim.attempts)
         return DeliveryResult(Delivery.SENT, counted=True)
 
-    async def _claim(self, outbox_id: int) -> _Claim | DeliveryResult:
-        if await disconnected_since(self.redis) is not None:
-            # Every send would fail and spend an attempt towards the dead letters. A task
-            # that re-queued itself here would pile up beside the sweeper's, which requeues
-            # every pending row anyway: left pending, the sweeper sends it once TikTok is
-            # reconnected.
-            log.info("reply_waiting", reason="tiktok_disconnected")
+    async def _claim(self, outbox_id: int) -> ClaimOutcome:
+        if await self._waiting_for_reconnect():
             return DeliveryResult(Delivery.WAITING)
         async with transaction(self.session_factory) as session:
-            claimed_at = utc_now()
-            claimed = await transitions.claim(session, outbox_id, claimed_at)
-            if claimed is None or claimed.status != OutboxStatus.PENDING:
-                # Someone else holds it, or it is already done: a duplicate task.
-                return DeliveryResult(Delivery.SKIPPED)
-            if not claimed.claimed:
-                # An earlier reply of the conversation has not gone out yet.
-                due, now = claimed.earlier_due, utc_now()
-                delay = max(0.3, (due - now).total_seconds()) if due and due > now else 0.3
-                # An earlier reply waiting for its echo is due only when the resend window
-                # ends, minutes away, though the echo usually settles it within seconds:
-                # look again no later than the longest ordinary backoff.
-                delay = min(delay, max(0.3, self.settings.retry_backoff_cap_seconds))
-                return DeliveryResult(Delivery.DEFERRED, retry_in=delay)
-            refusal = await self.window.reserve_reply(claimed.tiktok_user_id, claimed)
-            if refusal is not None:
-                entry = await OutboxRepository(session).get_for_update(outbox_id)
-                message = await MessageRepository(session).get(claimed.message_id)
-                conversation = await ConversationRepository(session).get(claimed.conversation_id)
-                assert entry is not None and message is not None and conversation is not None
-                transitions.unclaim_refused(entry, message, conversation, refusal.value)
-                log.info("reply_not_sent", reason=refusal.name.lower())
-                return DeliveryResult(Delivery.NOT_SENT)
-            return _Claim(
-                message_id=claimed.message_id,
-                conversation_tiktok_id=claimed.tiktok_conversation_id,
-                message_type=claimed.message_type,
-                text=claimed.text,
-                image_url=(claimed.payload or {}).get("image_url"),
-                attempts=claimed.attempts + 1,
-                claimed_at=claimed_at,
-            )
+            return await self._claim_in(session, outbox_id)
 
-    async def _media_id(self, claim: _Claim) -> str | None:
+    async def claim_ahead(self, session: AsyncSession, outbox_id: int) -> ClaimOutcome:
+        """Claim a reply in the transaction that queued it, for the caller to `deliver` right
+        after that transaction commits: the claim then costs no transaction of its own. A
+        worker that dies between the commit and the call leaves the row `sending` with no
+        evidence of a send, as one that dies during the call does: the sweeper settles it
+        (module doc). When that transaction fails instead, `give_back` returns the slot."""
+        if await self._waiting_for_reconnect():
+            return DeliveryResult(Delivery.WAITING)
+        return await self._claim_in(session, outbox_id)
+
+    async def give_back(self, claimed: ClaimOutcome) -> None:
+        """The transaction that claimed ahead was rolled back, the claim with it: its slot in
+        the quota (in Redis, which no rollback reaches) is given back."""
+        if isinstance(claimed, Claim):
+            try:
+                await self.window.release_reply(claimed.tiktok_user_id, None)
+            except RedisError as error:
+                log.warning("quota_slot_release_failed", error=str(error))
+
+    async def _waiting_for_reconnect(self) -> bool:
+        if await disconnected_since(self.redis) is None:
+            return False
+        # Every send would fail and spend an attempt towards the dead letters. A task that
+        # re-queued itself here would pile up beside the sweeper's, which requeues every
+        # pending row anyway: left pending, the sweeper sends it once TikTok is reconnected.
+        log.info("reply_waiting", reason="tiktok_disconnected")
+        return True
+
+    async def _claim_in(self, session: AsyncSession, outbox_id: int) -> ClaimOutcome:
+        claimed_at = utc_now()
+        claimed = await transitions.claim(session, outbox_id, claimed_at)
+        if claimed is None or claimed.status != OutboxStatus.PENDING:
+            # Someone else holds it, or it is already done: a duplicate task.
+            return DeliveryResult(Delivery.SKIPPED)
+        if not claimed.claimed:
+            # An earlier reply of the conversation has not gone out yet.
+            due, now = claimed.earlier_due, utc_now()
+            delay = max(0.3, (due - now).total_seconds()) if due and due > now else 0.3
+            # An earlier reply waiting for its echo is due only when the resend window
+            # ends, minutes away, though the echo usually settles it within seconds:
+            # look again no later than the longest ordinary backoff.
+            delay = min(delay, max(0.3, self.settings.retry_backoff_cap_seconds))
+            return DeliveryResult(Delivery.DEFERRED, retry_in=delay)
+        refusal = await self.window.reserve_reply(claimed.tiktok_user_id, claimed)
+        if refusal is not None:
+            entry = await OutboxRepository(session).get_for_update(outbox_id)
+            message = await MessageRepository(session).get(claimed.message_id)
+            conversation = await ConversationRepository(session).get(claimed.conversation_id)
+            assert entry is not None and message is not None and conversation is not None
+            transitions.unclaim_refused(entry, message, conversation, refusal.value)
+            log.info("reply_not_sent", reason=refusal.name.lower())
+            return DeliveryResult(Delivery.NOT_SENT)
+        return Claim(
+            message_id=claimed.message_id,
+            conversation_tiktok_id=claimed.tiktok_conversation_id,
+            message_type=claimed.message_type,
+            text=claimed.text,
+            image_url=(claimed.payload or {}).get("image_url"),
+            attempts=claimed.attempts + 1,
+            claimed_at=claimed_at,
+            tiktok_user_id=claimed.tiktok_user_id,
+        )
+
+    async def _media_id(self, claim: Claim) -> str | None:
         """TikTok's media id for an image reply, uploaded if need be; None for text."""
         if claim.message_type != "image":
             return None
@@ -235,7 +273,7 @@ class DeliveryService:
             raise MediaUnavailable("images cannot be sent in this conversation")
         return await self.media.media_id_for(claim.image_url)
 
-    async def _send(self, claim: _Claim, media_id: str | None) -> str:
+    async def _send(self, claim: Claim, media_id: str | None) -> str:
         if media_id is not None:
             return await self.tiktok.send_image(claim.conversation_tiktok_id, media_id)
         return await self.tiktok.send_text(claim.conversation_tiktok_id, claim.text or "")
@@ -300,7 +338,7 @@ class DeliveryService:
         return self.settings.max_send_attempts, str(error)
 
     async def _transient(
-        self, outbox_id: int, claim: _Claim, error: TikTokTransientError
+        self, outbox_id: int, claim: Claim, error: TikTokTransientError
     ) -> DeliveryResult:
         allowed, reason = self._retry_budget(error)
         if claim.attempts >= allowed:
@@ -334,7 +372,7 @@ class DeliveryService:
         return DeliveryResult(Delivery.RETRY, retry_in=delay)
 
     async def _await_echo(
-        self, outbox_id: int, claim: _Claim, error: TikTokTransientError
+        self, outbox_id: int, claim: Claim, error: TikTokTransientError
     ) -> DeliveryResult:
         """The send may have reached the customer: no retry, whatever the attempts left. Its
         echo settles it as `sent`; without one the sweeper sends it again once the resend
@@ -375,7 +413,7 @@ class DeliveryService:
         log.warning("reply_waiting", reason="tiktok_not_connected")
         return DeliveryResult(Delivery.WAITING)
 
-    async def _permanent(self, outbox_id: int, claim: _Claim, error: Exception) -> DeliveryResult:
+    async def _permanent(self, outbox_id: int, claim: Claim, error: Exception) -> DeliveryResult:
         if isinstance(error, MediaUnavailable):
             log.info("image_not_sent", reason=str(error))
             await self._settle(

@@ -9,11 +9,12 @@ messages recorded together (a burst) can be answered as one turn.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import redis.asyncio as aioredis
 import structlog
@@ -42,6 +43,7 @@ from app.db.repositories.conversations import (
 from app.db.session import SessionFactory, transaction
 from app.services import replies
 from app.services.messaging import echoes, transitions
+from app.services.messaging.delivery import ClaimOutcome
 from app.services.messaging.outbound import expand_replies, queue_replies
 from app.services.messaging.window import WindowService
 from app.services.tiktok.account import AccountIdentity, BusinessAccount
@@ -62,6 +64,22 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 EnqueueDeliveries = Callable[[Sequence[int]], Awaitable[None]]
+
+
+class DeliversNow(Protocol):
+    """A worker that sends a turn's replies itself, right after the turn commits. The first
+    reply is then claimed in the turn's own transaction (`DeliveryService.claim_ahead`)
+    instead of in one of its own, after the commit."""
+
+    async def claim_ahead(self, session: AsyncSession, outbox_id: int) -> ClaimOutcome: ...
+
+    async def give_back(self, claimed: ClaimOutcome) -> None:
+        """The turn's transaction was rolled back after the claim: undo what it cannot."""
+
+    async def deliver(self, outbox_ids: Sequence[int], first: ClaimOutcome) -> None:
+        """Deliver the rows in order, the first one as claimed ahead."""
+
+
 # Tells staff why a conversation needs a person, or (None) why the whole shop does.
 NotifyStaff = Callable[[Conversation | None, str], Awaitable[None]]
 
@@ -139,6 +157,7 @@ class _BrainFailed(Exception):
 @dataclass
 class _TurnStep:
     deliveries: list[int] = field(default_factory=list)
+    claimed_first: ClaimOutcome | None = None  # the first delivery, claimed in the turn
     handoff_reason: str | None = None
     more_pending: bool = False
     answered: tuple[str, str] | None = None  # (intent, router layer), counted once committed
@@ -165,6 +184,7 @@ class InboundPipeline:
     brain: Brain
     enqueue_deliveries: EnqueueDeliveries
     notify_staff: NotifyStaff
+    delivers_now: DeliversNow | None = None
 
     def __post_init__(self) -> None:
         self.window = WindowService(self.redis, self.settings)
@@ -328,7 +348,8 @@ class InboundPipeline:
         transaction: the conversation lock is taken before the insert, so whoever holds it
         sees every earlier message that is already recorded."""
         message_type, text = _read_as(content)
-        async with transaction(self.session_factory) as session:
+        step = _TurnStep()
+        async with self._turn_transaction(step) as session:
             conversation, customer, created = await ConversationRepository(
                 session
             ).locked_or_created(content.conversation_id, content.from_user.id, content.sender)
@@ -346,8 +367,20 @@ class InboundPipeline:
             # message is the turn, and the pending ones need not be read.
             alone = created or not others_waiting
             pending = [message] if message is not None and alone else None
-            step = await self._answer_next_turn(session, conversation, customer, apologise, pending)
+            await self._answer_next_turn(session, conversation, customer, step, apologise, pending)
         return conversation, message, step
+
+    @asynccontextmanager
+    async def _turn_transaction(self, step: _TurnStep) -> AsyncIterator[AsyncSession]:
+        """A turn's transaction; when it fails after claiming its first reply ahead, what
+        the claim did outside the database (its quota slot, in Redis) is undone."""
+        try:
+            async with transaction(self.session_factory) as session:
+                yield session
+        except BaseException:
+            if self.delivers_now is not None and step.claimed_first is not None:
+                await self.delivers_now.give_back(step.claimed_first)
+            raise
 
     async def drain(self, conversation_id: int, finishing: _Finishing | None = None) -> None:
         """Handle every pending message of the conversation, oldest first, turn by turn."""
@@ -365,12 +398,13 @@ class InboundPipeline:
     async def _answer_locked(
         self, conversation_id: int, apologise: frozenset[str]
     ) -> tuple[Conversation, _TurnStep] | None:
-        async with transaction(self.session_factory) as session:
+        step = _TurnStep()
+        async with self._turn_transaction(step) as session:
             locked = await ConversationRepository(session).get_for_update(conversation_id)
             if locked is None:
                 return None
             conversation, customer = locked
-            step = await self._answer_next_turn(session, conversation, customer, apologise)
+            await self._answer_next_turn(session, conversation, customer, step, apologise)
         return conversation, step
 
     @staticmethod
@@ -390,21 +424,22 @@ class InboundPipeline:
         session: AsyncSession,
         conversation: Conversation,
         customer: Customer,
+        step: _TurnStep,
         apologise: frozenset[str] = frozenset(),
         pending: Sequence[Message] | None = None,
-    ) -> _TurnStep:
-        """`apologise`: the events of a turn the brain failed on; that turn is answered
-        with an apology, not by the brain again. `pending`: the conversation's unanswered
-        messages when the caller knows them (else they are read)."""
+    ) -> None:
+        """Answer the conversation's next turn into `step`. `apologise`: the events of a
+        turn the brain failed on; that turn is answered with an apology, not by the brain
+        again. `pending`: the conversation's unanswered messages when the caller knows them
+        (else they are read)."""
         if pending is None:
             pending = await MessageRepository(session).pending_inbound(conversation.id)
         if not pending:
-            return _TurnStep()
+            return
         turn = self._first_turn(pending)
-        step = _TurnStep(more_pending=len(pending) > len(turn))
+        step.more_pending = len(pending) > len(turn)
         failed = not apologise.isdisjoint(m.event_id for m in turn if m.event_id)
         await self._answer_turn(session, conversation, customer, turn, step, failed=failed)
-        return step
 
     async def _after_commit(
         self, conversation: Conversation, step: _TurnStep, finishing: _Finishing | None
@@ -422,7 +457,10 @@ class InboundPipeline:
             # After commit: a worker never sends a reply whose cause was rolled back.
             # If this enqueue fails, the outbox sweeper delivers the rows later.
             try:
-                await self.enqueue_deliveries(step.deliveries)
+                if self.delivers_now is not None and step.claimed_first is not None:
+                    await self.delivers_now.deliver(step.deliveries, step.claimed_first)
+                else:
+                    await self.enqueue_deliveries(step.deliveries)
             except Exception as error:
                 log.warning("delivery_enqueue_failed", error=repr(error), outbox=step.deliveries)
 
@@ -493,15 +531,16 @@ class InboundPipeline:
             # Keep the last slot of the quota for telling the customer a person follows up.
             planned = [Reply(replies.QUOTA_HANDOFF)] if state.replies_left >= 1 else []
             handoff_reason = "reply quota nearly spent"
-        step.deliveries.extend(
-            await queue_replies(
-                session, conversation, planned, max_text_chars=self.settings.max_text_chars
-            )
+        queued = await queue_replies(
+            session, conversation, planned, max_text_chars=self.settings.max_text_chars
         )
+        step.deliveries.extend(queued)
         if handoff_reason is not None:
             transitions.hand_over(session, conversation, now, handoff_reason)
         step.deliveries.extend(result.other_outbox_ids)
         finish(None, result)
+        if self.delivers_now is not None and queued:
+            step.claimed_first = await self.delivers_now.claim_ahead(session, queued[0])
         log.info(
             "turn_answered",
             intent=result.intent,

@@ -172,10 +172,12 @@ class WindowService:
         if int(await self._count(keys=keys)) == -1:
             await self._restore_from_mirror(user_id, conversation)
 
-    async def release_reply(self, user_id: str, conversation: WindowMirror) -> None:
-        """Give a slot back when a reserved reply was not delivered after all."""
+    async def release_reply(self, user_id: str, conversation: WindowMirror | None) -> None:
+        """Give a slot back when a reserved reply was not delivered after all (`conversation`:
+        its mirror, to set, if one is still to be written)."""
         left = int(await self._release(keys=[redis_keys.quota(user_id)]))
-        conversation.replies_in_window = left
+        if conversation is not None:
+            conversation.replies_in_window = left
 
     async def state(self, user_id: str, conversation: WindowMirror) -> WindowState:
         end_raw, used_raw = await self.redis.mget(

@@ -21,7 +21,7 @@ from app.db.models import (
 )
 from app.db.repositories.conversations import ConversationRepository, MessageRepository
 from app.services import replies
-from app.services.messaging.delivery import Delivery, _Claim, _sent_marker
+from app.services.messaging.delivery import Claim, Delivery, _sent_marker
 from app.services.messaging.inbound import Outcome
 from app.services.turns import Reply, TurnResult
 from tests.factories import echo, image_message, read_receipt, text_message
@@ -384,7 +384,7 @@ async def test_send_tiktok_accepted_but_never_recorded_is_settled_as_sent(
     await harness.receive(text_message("hi"))
     (outbox_id,) = harness.queued
     claim = await harness.delivery._claim(outbox_id)
-    assert isinstance(claim, _Claim)
+    assert isinstance(claim, Claim)
     # A marker left by an earlier row with the same id (a database reset beside a Redis that
     # kept its keys) proves nothing about this claim.
     await redis_client.set(redis_keys.outbox_sent(outbox_id), "1700000000.000000 tt-stale")
@@ -393,7 +393,7 @@ async def test_send_tiktok_accepted_but_never_recorded_is_settled_as_sent(
     (entry,) = await rows(committed_db, OutboxEntry)
     assert entry.status == "pending"  # type: ignore[attr-defined]
     claim = await harness.delivery._claim(outbox_id)
-    assert isinstance(claim, _Claim)
+    assert isinstance(claim, Claim)
     # TikTok answered and the marker was written; then the database update was lost.
     await redis_client.set(
         redis_keys.outbox_sent(outbox_id), _sent_marker("tt-accepted", claim.claimed_at)
