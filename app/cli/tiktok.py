@@ -23,10 +23,10 @@ from app.cli._runtime import settings_for_cli
 from app.core.config import get_settings
 from app.core.logging import configure_logging, get_logger
 from app.db.session import create_engine, create_session_factory
-from app.services.tiktok.client import build_http_client
 from app.services.tiktok.connect import COMMAND_LINE, ConnectRefused, TikTokConnector
 from app.services.tiktok.connection import mark_connected
 from app.services.tiktok.errors import TikTokError
+from app.services.tiktok.transport import build_http_client
 
 app = typer.Typer(no_args_is_help=True, help="The shop's TikTok connection.")
 log = get_logger(__name__)

@@ -19,7 +19,6 @@ from app.core.config import Settings
 from app.core.logging import get_logger
 from app.services.messaging.alerts import tiktok_alerts
 from app.services.tiktok.api import WebhookConfigData
-from app.services.tiktok.client import build_http_client
 from app.services.tiktok.connect import (
     COMMAND_LINE,
     ConnectRefused,
@@ -27,6 +26,7 @@ from app.services.tiktok.connect import (
     staff_holder,
 )
 from app.services.tiktok.errors import TikTokError
+from app.services.tiktok.transport import build_http_client
 from app.web.deps import LoginRequired, MaybeStaffDep, StaffForm, StaffPage
 from app.web.guards import StaffRoute
 from app.web.templating import templates

@@ -13,12 +13,14 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import aiohttp
 import httpx
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings, get_settings
 from app.db.session import SessionFactory, create_engine, create_session_factory
+from app.services.tiktok.transport import build_http_client
 
 T = TypeVar("T")
 
@@ -44,7 +46,15 @@ class WorkerRuntime:
             settings.redis_url or "", socket_timeout=5.0, socket_connect_timeout=2.0
         )
         self.http = httpx.AsyncClient(timeout=settings.tiktok_http_timeout_seconds)
+        self._tiktok_http: aiohttp.ClientSession | None = None
         self.services: dict[str, Any] = {}  # per-process singletons built on this loop
+
+    @property
+    def tiktok_http(self) -> aiohttp.ClientSession:
+        """The HTTP client for TikTok's API, built at first use: on this loop, running."""
+        if self._tiktok_http is None:
+            self._tiktok_http = build_http_client(self.settings)
+        return self._tiktok_http
 
     def run(self, work: Awaitable[T]) -> T:
         return self.loop.run_until_complete(work)
@@ -71,6 +81,8 @@ class WorkerRuntime:
                 if closer is not None:
                     await closer()
             await self.http.aclose()
+            if self._tiktok_http is not None:
+                await self._tiktok_http.close()
             await self.redis.aclose()
             await self.engine.dispose()
 

@@ -153,7 +153,7 @@ def _build_delivery(runtime: WorkerRuntime) -> DeliveryService:
     client = runtime.service(
         "tiktok",
         lambda built: TikTokClient.with_stored_tokens(
-            built.settings, built.http, built.redis, built.session_factory
+            built.settings, built.tiktok_http, built.redis, built.session_factory
         ),
     )
     return DeliveryService(

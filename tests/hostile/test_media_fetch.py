@@ -128,7 +128,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def uploader(make_client: ClientFactory) -> TikTokClient:  # noqa: F811
+async def uploader(make_client: ClientFactory) -> TikTokClient:  # noqa: F811
     return make_client()
 
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
@@ -33,8 +34,9 @@ from app.sandbox.control import SandboxControl
 from app.sandbox.server import BackgroundServer, free_port, start_tiktok_sandbox
 from app.services.router.llm import LLMRouter, LLMUnavailable
 from app.services.staff.notify import StaffNotifier
-from app.services.tiktok.client import TikTokClient, build_http_client
+from app.services.tiktok.client import TikTokClient
 from app.services.tiktok.tokens import DbTokenStore
+from app.services.tiktok.transport import build_http_client
 from tests.factories import Envelope, signed, text_message
 from tests.web.conftest import add_staff, login, running, web_settings
 
@@ -185,11 +187,12 @@ async def test_no_secret_reaches_the_logs(
     # A token refresh through the real client: TikTok refuses the access token, the client
     # refreshes (client secret + refresh token out, a rotated pair back) and resends.
     engine = create_engine(settings)
-    http = build_http_client(settings)
+    tiktok_http = build_http_client(settings)
+    http = httpx.AsyncClient()
     redis: aioredis.Redis = aioredis.Redis.from_url(settings.redis_url or "")
     try:
         store = DbTokenStore.from_settings(create_session_factory(engine), settings)
-        tiktok = TikTokClient(settings, http, redis, store)
+        tiktok = TikTokClient(settings, tiktok_http, redis, store)
         await sandbox_control.expire_access_token()
         await tiktok.send_text("conv-logs", "Still available!")
         rotated = await sandbox_control.tokens()
@@ -202,6 +205,7 @@ async def test_no_secret_reaches_the_logs(
         conversation = Conversation(id=7, tiktok_conversation_id="conv-logs")
         await StaffNotifier(settings, http)(conversation, "asked for a person")
     finally:
+        await tiktok_http.close()
         await http.aclose()
         await redis.aclose()
         await engine.dispose()

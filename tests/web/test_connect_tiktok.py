@@ -18,8 +18,8 @@ from app.db.session import create_session_factory
 from app.sandbox.control import SandboxControl
 from app.sandbox.owner import authorise_as_owner
 from app.sandbox.server import BackgroundServer, start_tiktok_sandbox
-from app.services.tiktok.client import build_http_client
 from app.services.tiktok.connect import COMMAND_LINE, TikTokConnector
+from app.services.tiktok.transport import build_http_client
 from tests.conftest import TestServices
 from tests.web.conftest import csrf_in, login, running, web_settings
 

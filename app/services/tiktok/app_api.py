@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlencode
 
-import httpx
+import aiohttp
 
 from app.core.clock import utc_now
 from app.core.config import Settings
@@ -53,7 +53,7 @@ class AuthorizedAccount:
 
 
 class TikTokAppApi:
-    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+    def __init__(self, settings: Settings, http: aiohttp.ClientSession) -> None:
         self._settings = settings
         self._transport = TikTokTransport(settings, http)
 

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-import httpx
+import aiohttp
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 from redis.exceptions import LockError, RedisError
@@ -60,7 +60,7 @@ from app.services.tiktok.tokens import (
     TokenStore,
     refresh_lock,
 )
-from app.services.tiktok.transport import TikTokTransport, data_as
+from app.services.tiktok.transport import TikTokTransport, Upload, data_as
 
 log = get_logger(__name__)
 
@@ -79,17 +79,6 @@ _IMAGE_SIGNATURES = {
     "image/jpeg": (b"\xff\xd8\xff",),
     "image/png": (b"\x89PNG\r\n\x1a\n",),
 }
-
-
-def build_http_client(settings: Settings) -> httpx.AsyncClient:
-    """The process's HTTP client for TikTok, with explicit timeouts: a hung TikTok must not
-    hold a worker forever."""
-    total = settings.tiktok_http_timeout_seconds
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(total, connect=min(total, 5.0)),
-        limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
-        headers={"User-Agent": "philia-bot"},
-    )
 
 
 _CLAIM_SLOT = """
@@ -220,7 +209,7 @@ class TikTokClient:
     def with_stored_tokens(
         cls,
         settings: Settings,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         redis: aioredis.Redis,
         session_factory: SessionFactory,
     ) -> TikTokClient:
@@ -237,7 +226,7 @@ class TikTokClient:
     def __init__(
         self,
         settings: Settings,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         redis: aioredis.Redis,
         token_store: TokenStore,
         *,
@@ -484,7 +473,7 @@ class TikTokClient:
         json: object | None = None,
         params: dict[str, str] | None = None,
         data: dict[str, str] | None = None,
-        files: dict[str, tuple[str, bytes, str]] | None = None,
+        files: dict[str, Upload] | None = None,
     ) -> M:
         with _no_message_sent_yet():
             token = await self.access_token()

@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import httpx
+import aiohttp
 import redis.asyncio as aioredis
 from redis.exceptions import LockError
 
@@ -85,7 +85,7 @@ class TikTokConnector:
     settings: Settings
     redis: aioredis.Redis
     session_factory: SessionFactory
-    http: httpx.AsyncClient
+    http: aiohttp.ClientSession
 
     def __post_init__(self) -> None:
         self.api = TikTokAppApi(self.settings, self.http)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -15,8 +15,9 @@ from app.core.config import Settings, get_settings
 from app.db.session import SessionFactory
 from app.sandbox.control import SandboxControl
 from app.sandbox.server import BackgroundServer, start_tiktok_sandbox
-from app.services.tiktok.client import TikTokClient, build_http_client
+from app.services.tiktok.client import TikTokClient
 from app.services.tiktok.tokens import DbTokenStore, TokenStore
+from app.services.tiktok.transport import build_http_client
 from tests.conftest import TestServices
 
 
@@ -59,7 +60,7 @@ class ClientFactory(Protocol):
         settings: Settings | None = None,
         *,
         store: TokenStore | None = None,
-        http: httpx.AsyncClient | None = None,
+        http: aiohttp.ClientSession | None = None,
         **kwargs: Any,
     ) -> TikTokClient: ...
 
@@ -73,13 +74,13 @@ async def make_client(
 ) -> AsyncIterator[ClientFactory]:
     """Builds clients that look like separate worker processes; `redis_client` is only
     requested so that its flush runs after these clients are closed."""
-    opened: list[tuple[httpx.AsyncClient, aioredis.Redis]] = []
+    opened: list[tuple[aiohttp.ClientSession, aioredis.Redis]] = []
 
     def factory(
         settings: Settings | None = None,
         *,
         store: TokenStore | None = None,
-        http: httpx.AsyncClient | None = None,
+        http: aiohttp.ClientSession | None = None,
         **kwargs: Any,
     ) -> TikTokClient:
         chosen = settings or tiktok_settings
@@ -96,5 +97,5 @@ async def make_client(
 
     yield factory
     for http, redis in opened:
-        await http.aclose()
+        await http.close()
         await redis.aclose()

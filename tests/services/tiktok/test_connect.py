@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import httpx
 import pytest
 import redis.asyncio as aioredis
@@ -22,7 +23,7 @@ from app.db.session import SessionFactory
 from app.sandbox.control import SandboxControl
 from app.sandbox.owner import authorise_as_owner
 from app.services.tiktok.account import BusinessAccount
-from app.services.tiktok.client import TikTokClient, build_http_client
+from app.services.tiktok.client import TikTokClient
 from app.services.tiktok.connect import (
     COMMAND_LINE,
     ConnectRefused,
@@ -32,6 +33,7 @@ from app.services.tiktok.connect import (
 from app.services.tiktok.connection import disconnected_since, mark_disconnected
 from app.services.tiktok.errors import TikTokAuthError
 from app.services.tiktok.tokens import DbTokenStore, refresh_lock
+from app.services.tiktok.transport import build_http_client
 from tests.conftest import TestServices
 
 ANA = staff_holder(1)
@@ -43,8 +45,16 @@ def params_of(url: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def http(tiktok_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def tiktok_http(tiktok_settings: Settings) -> AsyncIterator[aiohttp.ClientSession]:
+    """The bot's client for TikTok's API."""
     async with build_http_client(tiktok_settings) as client:
+        yield client
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """The shop owner's browser."""
+    async with httpx.AsyncClient() as client:
         yield client
 
 
@@ -53,10 +63,10 @@ async def connector(
     tiktok_settings: Settings,
     token_sessions: SessionFactory,
     redis_client: aioredis.Redis,
-    http: httpx.AsyncClient,
+    tiktok_http: aiohttp.ClientSession,
     sandbox: SandboxControl,
 ) -> TikTokConnector:
-    return TikTokConnector(tiktok_settings, redis_client, token_sessions, http)
+    return TikTokConnector(tiktok_settings, redis_client, token_sessions, tiktok_http)
 
 
 async def owner_says_yes(
@@ -134,10 +144,11 @@ async def test_the_connected_open_id_is_the_business_id_of_every_send(
     tiktok_settings: Settings,
     token_sessions: SessionFactory,
     services: TestServices,
+    tiktok_http: aiohttp.ClientSession,
 ) -> None:
     # The configured id is wrong; the stand-in only takes sends for its own account.
     wrong = tiktok_settings.model_copy(update={"tiktok_business_id": "not-the-open-id"})
-    wrong_connector = TikTokConnector(wrong, connector.redis, token_sessions, http)
+    wrong_connector = TikTokConnector(wrong, connector.redis, token_sessions, tiktok_http)
     back = await owner_says_yes(wrong_connector, http)
     connected = await wrong_connector.finish(
         state=back["state"], auth_code=back["auth_code"], holder=ANA
@@ -146,7 +157,7 @@ async def test_the_connected_open_id_is_the_business_id_of_every_send(
 
     redis = aioredis.Redis.from_url(services.redis_url)  # another process's connection
     try:
-        client = TikTokClient.with_stored_tokens(wrong, http, redis, token_sessions)
+        client = TikTokClient.with_stored_tokens(wrong, tiktok_http, redis, token_sessions)
         assert await client.business_id() == tiktok_settings.tiktok_business_id
         message_id = await client.send_text("conversation-1", "hello from the connected shop")
     finally:
@@ -161,9 +172,10 @@ async def test_the_account_survives_a_redis_flush(
     redis_client: aioredis.Redis,
     tiktok_settings: Settings,
     token_sessions: SessionFactory,
+    tiktok_http: aiohttp.ClientSession,
 ) -> None:
     wrong = tiktok_settings.model_copy(update={"tiktok_business_id": "not-the-open-id"})
-    wrong_connector = TikTokConnector(wrong, redis_client, token_sessions, http)
+    wrong_connector = TikTokConnector(wrong, redis_client, token_sessions, tiktok_http)
     back = await owner_says_yes(wrong_connector, http)
     await wrong_connector.finish(state=back["state"], auth_code=back["auth_code"], holder=ANA)
     await redis_client.flushdb()
@@ -275,9 +287,10 @@ async def test_a_wrong_client_secret_is_reported(
     redis_client: aioredis.Redis,
     http: httpx.AsyncClient,
     sandbox: SandboxControl,
+    tiktok_http: aiohttp.ClientSession,
 ) -> None:
     wrong = tiktok_settings.model_copy(update={"tiktok_client_secret": SecretStr("not-the-secret")})
-    connector = TikTokConnector(wrong, redis_client, token_sessions, http)
+    connector = TikTokConnector(wrong, redis_client, token_sessions, tiktok_http)
     back = await owner_says_yes(connector, http)
     with pytest.raises(ConnectRefused, match="client_secret is wrong"):
         await connector.finish(state=back["state"], auth_code=back["auth_code"], holder=ANA)
@@ -317,11 +330,12 @@ async def test_production_needs_a_public_https_address(
     token_sessions: SessionFactory,
     redis_client: aioredis.Redis,
     http: httpx.AsyncClient,
+    tiktok_http: aiohttp.ClientSession,
 ) -> None:
     production = tiktok_settings.model_copy(
         update={"environment": Environment.PRODUCTION, "public_base_url": "http://127.0.0.1:8000"}
     )
-    connector = TikTokConnector(production, redis_client, token_sessions, http)
+    connector = TikTokConnector(production, redis_client, token_sessions, tiktok_http)
     with pytest.raises(ConnectRefused, match="PUBLIC_BASE_URL"):
         await connector.start(ANA)
     with pytest.raises(ConnectRefused, match="PUBLIC_BASE_URL"):
@@ -333,6 +347,7 @@ async def test_a_shop_never_connected_cannot_send(
     token_sessions: SessionFactory,
     redis_client: aioredis.Redis,
     http: httpx.AsyncClient,
+    tiktok_http: aiohttp.ClientSession,
 ) -> None:
     # Production without hand-put tokens or business id: nothing to send with or as.
     bare = Settings(
@@ -351,7 +366,11 @@ async def test_a_shop_never_connected_cannot_send(
     assert bare.tiktok_hand_tokens is None and bare.tiktok_configured_business_id is None
     store = DbTokenStore.from_settings(token_sessions, bare)
     client = TikTokClient(
-        bare, http, redis_client, store, account=BusinessAccount(bare, redis_client, token_sessions)
+        bare,
+        tiktok_http,
+        redis_client,
+        store,
+        account=BusinessAccount(bare, redis_client, token_sessions),
     )
     with pytest.raises(TikTokAuthError, match="not connected"):
         await client.send_text("conversation-1", "hello")

@@ -1,11 +1,16 @@
 """Answers the sandbox never gives but a real TikTok (or a proxy in front of it) can:
-TikTok's side is replaced by an httpx transport that returns them."""
+TikTok's side is replaced by a local HTTP server that returns them."""
 
 from __future__ import annotations
 
-import httpx
-import pytest
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import pytest
+from aiohttp import web
+
+from app.core.config import Settings
+from app.sandbox.server import free_port
 from app.services.tiktok.errors import (
     TikTokError,
     TikTokPermanentError,
@@ -15,15 +20,27 @@ from app.services.tiktok.errors import (
 from tests.services.tiktok.conftest import ClientFactory
 
 
-def _answering(
+@asynccontextmanager
+async def answering(
     status: int, body: bytes, content_type: str = "application/json"
-) -> httpx.AsyncClient:
-    def handler(request: httpx.Request) -> httpx.Response:
-        assert request.headers["Access-Token"]  # never Bearer
-        assert "Authorization" not in request.headers
-        return httpx.Response(status, content=body, headers={"Content-Type": content_type})
+) -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
+    """A TikTok that answers every request so; its base URL, and the headers it was sent."""
+    seen: list[dict[str, str]] = []
 
-    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.Response(status=status, body=body, content_type=content_type)
+
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}", seen
+    finally:
+        await runner.cleanup()
 
 
 @pytest.mark.parametrize(
@@ -56,15 +73,20 @@ def _answering(
 )
 async def test_unusual_answers_are_classified(
     make_client: ClientFactory,
+    tiktok_settings: Settings,
     status: int,
     body: bytes,
     expected: type[TikTokError],
     kind: TransientKind | None,
 ) -> None:
-    client = make_client(http=_answering(status, body))
+    async with answering(status, body) as (url, seen):
+        client = make_client(tiktok_settings.model_copy(update={"tiktok_api_base": url}))
+        with pytest.raises(expected) as caught:
+            await client.send_text("conv", "hello")
 
-    with pytest.raises(expected) as caught:
-        await client.send_text("conv", "hello")
+    (headers,) = seen
+    assert headers["Access-Token"]  # never Bearer
+    assert "Authorization" not in headers
 
     if kind is not None:
         assert isinstance(caught.value, TikTokTransientError)
