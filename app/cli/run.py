@@ -26,9 +26,14 @@ def run(
     )
 
     def _stop(signum: int, frame: FrameType | None) -> None:
+        # Once. A second signal (uv forwards the one it got; a process manager signals the
+        # whole group) would otherwise interrupt the shutdown itself and leave the bot's
+        # processes and embedded services running without us.
+        _ignore_stop_signals()
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _stop)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stop)
     try:
         typer.echo("philia: starting PostgreSQL and Redis (embedded where no URL is set)...")
         stack.start_services()
@@ -65,7 +70,13 @@ def run(
     except KeyboardInterrupt:
         typer.echo("\nphilia: stopping...")
     finally:
+        _ignore_stop_signals()  # also when a process died and we stop on our own
         stack.stop()
+
+
+def _ignore_stop_signals() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 async def _load_demo(database_url: str) -> tuple[object, object]:
