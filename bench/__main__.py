@@ -9,8 +9,9 @@
    Celery task that only increments a Redis counter: medians of alternating rounds.
 3. End to end: latency from webhook to the reply recorded by the stand-in, at a steady
    50 messages/s.
-4. A grown catalogue (20,000 pieces, 90 % sold) against the demo shop, in steady state,
-   and what rebuilding the word index after a catalogue change costs apart.
+4. A grown catalogue (20,000 pieces, 90 % sold) against the demo shop, in steady state
+   (medians of alternating rounds), and what rebuilding the word index after a catalogue
+   change costs apart.
 5. The staff's /insights over a month of 100,000 messages (bench/traffic.py), against the
    inbox page in the same session.
 
@@ -403,18 +404,36 @@ async def index_rebuild_ms(database_url: str, rounds: int = 3) -> float:
     return statistics.median(took)
 
 
+# Rounds of each, alternating, as for the worker: single runs of 400 questions differed by
+# 15 % from one to the next on this machine, enough to move the ratio across its goal.
+CATALOGUE_ROUNDS = 3
+
+
 async def bench_catalogue(stack: Stack, sandbox: SandboxControl) -> list[Figure]:
     database_url = stack.env["DATABASE_URL"]
-    small_rate, small_p99 = await catalogue_run(stack, sandbox, "demo")
-    print(f"catalogue: adding {BIG_CATALOGUE} pieces, {SOLD_SHARE:.0%} sold, {machine_load()}")
-    await grow_catalogue(database_url, BIG_CATALOGUE)
-    try:
-        big_rate, big_p99 = await catalogue_run(stack, sandbox, "big")
-        rebuild = await index_rebuild_ms(database_url)
-    finally:
-        await shrink_catalogue(database_url)
+    demo: list[tuple[float, float]] = []
+    big: list[tuple[float, float]] = []
+    rebuilds: list[float] = []
+    for round_ in range(CATALOGUE_ROUNDS):
+        demo.append(await catalogue_run(stack, sandbox, f"demo{round_}"))
+        print(f"catalogue: adding {BIG_CATALOGUE} pieces, {SOLD_SHARE:.0%} sold, {machine_load()}")
+        await grow_catalogue(database_url, BIG_CATALOGUE)
+        try:
+            big.append(await catalogue_run(stack, sandbox, f"big{round_}"))
+            rebuilds.append(await index_rebuild_ms(database_url))
+        finally:
+            await shrink_catalogue(database_url)
+    print(
+        "catalogue rounds (questions/s, e2e p99 ms): demo "
+        + ", ".join(f"{rate:.1f} {p99:.1f}" for rate, p99 in demo)
+        + "; big "
+        + ", ".join(f"{rate:.1f} {p99:.1f}" for rate, p99 in big)
+    )
+    small_rate, small_p99 = (statistics.median(figures) for figures in zip(*demo, strict=True))
+    big_rate, big_p99 = (statistics.median(figures) for figures in zip(*big, strict=True))
+    rebuild = statistics.median(rebuilds)
     return [
-        Figure("questions answered, demo shop", small_rate, "msg/s"),
+        Figure("questions answered, demo shop (median)", small_rate, "msg/s"),
         Figure(
             f"questions answered, {BIG_CATALOGUE // 1000}k pieces",
             big_rate,
