@@ -17,7 +17,10 @@ CONVERSATION_TYPE_SINGLE = "SINGLE"
 
 
 class _Response(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # Only keys are cached when parsing JSON: the values (message and request ids) are new
+    # in every answer, and pydantic-core's cache (fixed in size) kept them, about 80 bytes a
+    # send, in every worker process until it was full.
+    model_config = ConfigDict(extra="allow", cache_strings="keys")
 
 
 class Envelope(_Response):
