@@ -14,8 +14,7 @@
    marked as waiting for its echo, and is settled like the interrupted send below.
 
 A worker (or the database) that dies between the claim's commit and 3 leaves the row
-`sending` too. The
-sweeper settles such rows from the evidence, never by guessing:
+`sending` too. The sweeper settles such rows from the evidence, never by guessing:
 - TikTok's answer was seen (a Redis marker written right after the call): `sent`.
 - TikTok's `im_send_msg` echo arrived: `sent` (see InboundPipeline._handle_echo).
 - Neither, long after the call (RESEND_UNCONFIRMED_AFTER_SECONDS): TikTok echoes every

@@ -76,8 +76,9 @@ class DeliversNow(Protocol):
     async def give_back(self, claimed: ClaimOutcome) -> None:
         """The turn's transaction was rolled back after the claim: undo what it cannot."""
 
-    async def deliver(self, outbox_ids: Sequence[int], first: ClaimOutcome) -> None:
-        """Deliver the rows in order, the first one as claimed ahead."""
+    async def deliver(self, outbox_ids: Sequence[int], first: ClaimOutcome | None) -> None:
+        """Deliver the rows in order; `first`: the first one's claim, if it was claimed
+        ahead (a turn that queued no reply of its own claims none)."""
 
 
 # Tells staff why a conversation needs a person, or (None) why the whole shop does.
@@ -457,7 +458,7 @@ class InboundPipeline:
             # After commit: a worker never sends a reply whose cause was rolled back.
             # If this enqueue fails, the outbox sweeper delivers the rows later.
             try:
-                if self.delivers_now is not None and step.claimed_first is not None:
+                if self.delivers_now is not None:
                     await self.delivers_now.deliver(step.deliveries, step.claimed_first)
                 else:
                     await self.enqueue_deliveries(step.deliveries)

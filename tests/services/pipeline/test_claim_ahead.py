@@ -52,7 +52,7 @@ class SendsRightAway:
         self.given_back.append(claimed)
         await self.delivery.give_back(claimed)
 
-    async def deliver(self, outbox_ids: Sequence[int], first: ClaimOutcome) -> None:
+    async def deliver(self, outbox_ids: Sequence[int], first: ClaimOutcome | None) -> None:
         for index, outbox_id in enumerate(outbox_ids):
             claimed = first if index == 0 else None
             self.results.append(await self.delivery.deliver(outbox_id, claimed))
@@ -143,7 +143,7 @@ async def test_a_worker_dead_between_the_turns_commit_and_the_call_is_settled_by
     harness = make_harness(resend_unconfirmed_after_seconds=0)
 
     class DiesAfterCommit(SendsRightAway):
-        async def deliver(self, outbox_ids: Sequence[int], first: ClaimOutcome) -> None:
+        async def deliver(self, outbox_ids: Sequence[int], first: ClaimOutcome | None) -> None:
             raise SystemExit("killed")  # the process is gone: nothing after the commit ran
 
     with pytest.raises(SystemExit):
