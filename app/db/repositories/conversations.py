@@ -6,16 +6,21 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
+    ARRAY,
+    BigInteger,
     ColumnElement,
+    String,
     Table,
+    any_,
     bindparam,
     exists,
     func,
     literal,
+    or_,
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -182,12 +187,18 @@ class MessageRepository:
         text: str | None,
         payload: dict[str, Any],
         sent_at: datetime,
+        window_end: datetime | None,
     ) -> tuple[Message | None, bool]:
         """As `record_event` for a customer's message, and in the same statement whether
         the conversation has other messages still waiting for an answer (the statement's
         snapshot does not see its own insert). Without any, the new message is the turn,
         and it need not be read back. None for an event recorded before. The caller holds
-        the conversation's lock."""
+        the conversation's lock.
+
+        `window_end`: the end of the reply window the message opens (None when it is over
+        already). The same statement moves the conversation's mirror of the window forward
+        to it (never back), with a fresh quota, when the message is new; the conversation
+        loaded in the session is told, so it has nothing of that to write again."""
         row = (
             await self.session.execute(
                 _RECORD_INBOUND,
@@ -198,12 +209,26 @@ class MessageRepository:
                     "inbound_text": text,
                     "inbound_payload": payload,
                     "inbound_sent_at": sent_at,
+                    "inbound_window_end": window_end,
                 },
             )
         ).one_or_none()
         if row is None:
             return None, True
-        return row[0], bool(row[1])
+        message, others_waiting, window_opened = row
+        if window_opened:
+            loaded = self.session.identity_map.get(identity_key(Conversation, conversation_id))
+            if loaded is not None:
+                set_committed_value(loaded, "window_expires_at", window_end)
+                set_committed_value(loaded, "last_customer_message_at", sent_at)
+                set_committed_value(loaded, "replies_in_window", 0)
+        return message, bool(others_waiting)
+
+    async def settle(self, turn: SettledTurn) -> None:
+        """Mark a turn's messages handled (`SettledTurn`), in a statement of its own: for a
+        turn that queues no reply (else `OutboxRepository.queue` carries it)."""
+        await self.session.execute(_SETTLE, turn.parameters())
+        turn.tell_loaded()
 
     async def record_unsent(
         self, conversation_id: int, text: str, kind: ProactiveKind, reason: str
@@ -289,7 +314,89 @@ _others_waiting = (
     )
     .exists()
 )
-_RECORD_INBOUND = select(aliased(Message, _new_inbound), _others_waiting.label("others"))
+_conversations = cast(Table, Conversation.__table__)
+_customers = cast(Table, Customer.__table__)
+_window_end = bindparam("inbound_window_end", type_=_conversations.c.window_expires_at.type)
+# Forward only, as in Redis (`WindowService`): a message delivered late must neither shorten
+# the window nor hand back a quota spent after a newer message.
+_window_opened = (
+    update(_conversations)
+    .where(
+        _conversations.c.id == bindparam("inbound_conversation_id"),
+        _window_end.is_not(None),
+        or_(
+            _conversations.c.window_expires_at.is_(None),
+            _conversations.c.window_expires_at < _window_end,
+        ),
+        exists(select(_new_inbound.c.id)),
+    )
+    .values(
+        window_expires_at=_window_end,
+        last_customer_message_at=bindparam("inbound_sent_at"),
+        replies_in_window=0,
+    )
+    .returning(_conversations.c.id)
+    .cte("window_opened")
+)
+_RECORD_INBOUND = select(
+    aliased(Message, _new_inbound),
+    _others_waiting.label("others"),
+    exists(select(_window_opened.c.id)).label("window_opened"),
+)
+
+
+@dataclass(frozen=True)
+class SettledTurn:
+    """A turn's customer messages, handled: `processed`, with why nothing was said
+    (`reason`) or what the brain read in them (intent, router layer, entities; None leaves
+    each as it was). Written by the statement that queues the turn's first reply, or by
+    `MessageRepository.settle` when there is none."""
+
+    messages: Sequence[Message]
+    reason: str | None = None
+    intent: str | None = None
+    router_source: str | None = None
+    entities: dict[str, Any] | None = None
+
+    def parameters(self) -> dict[str, Any]:
+        return {
+            "settled_ids": [message.id for message in self.messages],
+            "settled_reason": self.reason,
+            "settled_intent": self.intent,
+            "settled_router_source": self.router_source,
+            "settled_entities": self.entities,
+        }
+
+    def tell_loaded(self) -> None:
+        """The messages in the session, as the statement left their rows: nothing to flush."""
+        for message in self.messages:
+            set_committed_value(message, "status", MessageStatus.PROCESSED)
+            set_committed_value(message, "status_reason", self.reason)
+            if self.intent is not None:
+                set_committed_value(message, "intent", self.intent)
+            if self.router_source is not None:
+                set_committed_value(message, "router_source", self.router_source)
+            if self.entities is not None:
+                set_committed_value(message, "entities", self.entities)
+
+
+_SETTLE = (
+    update(_messages)
+    .where(_messages.c.id == any_(bindparam("settled_ids", type_=ARRAY(BigInteger))))
+    .values(
+        status=MessageStatus.PROCESSED,
+        status_reason=bindparam("settled_reason", type_=_messages.c.status_reason.type),
+        intent=func.coalesce(bindparam("settled_intent", type_=String), _messages.c.intent),
+        router_source=func.coalesce(
+            bindparam("settled_router_source", type_=String), _messages.c.router_source
+        ),
+        # A JSONB parameter of None is JSON's null unless told otherwise: SQL's NULL here.
+        entities=func.coalesce(
+            bindparam("settled_entities", type_=JSONB(none_as_null=True)),
+            _messages.c.entities,
+        ),
+    )
+)
 _queued_message = (
     insert(_messages)
     .values(
@@ -318,9 +425,9 @@ _QUEUE = (
     )
     .returning(_outbox.c.id)
 )
+# A turn's first reply and its settled messages: one statement.
+_QUEUE_SETTLING = _QUEUE.add_cte(_SETTLE.cte("settled"))
 
-_conversations = cast(Table, Conversation.__table__)
-_customers = cast(Table, Customer.__table__)
 _earlier_entry = _outbox.alias("earlier_entry")
 _earlier_message = _messages.alias("earlier_message")
 
@@ -555,9 +662,11 @@ class OutboxRepository:
         payload: dict[str, Any],
         sent_by: str,
         proactive_kind: ProactiveKind | None = None,
+        settling: SettledTurn | None = None,
     ) -> int:
         """An outbound message and its outbox row, in one statement (a CTE): every reply
-        of every turn comes through here. Returns the outbox row's id."""
+        of every turn comes through here. Returns the outbox row's id. `settling`: the turn
+        the reply answers, settled by the same statement."""
         values = {
             "queued_conversation_id": conversation_id,
             "queued_message_type": message_type,
@@ -566,7 +675,11 @@ class OutboxRepository:
             "queued_sent_by": sent_by,
             "queued_proactive_kind": proactive_kind,
         }
-        return int((await self.session.execute(_QUEUE, values)).scalar_one())
+        if settling is None:
+            return int((await self.session.execute(_QUEUE, values)).scalar_one())
+        queued = await self.session.execute(_QUEUE_SETTLING, values | settling.parameters())
+        settling.tell_loaded()
+        return int(queued.scalar_one())
 
     async def claim(self, outbox_id: int, claimed_at: datetime) -> Claimable | None:
         """Lock one row and, when it may go now, claim it (see `transitions.claim`): one

@@ -39,6 +39,7 @@ from app.db.repositories.conversations import (
     ConversationRepository,
     MessageRepository,
     OutboxRepository,
+    SettledTurn,
 )
 from app.db.session import SessionFactory, transaction
 from app.services import replies
@@ -354,6 +355,7 @@ class InboundPipeline:
             conversation, customer, created = await ConversationRepository(
                 session
             ).locked_or_created(content.conversation_id, content.from_user.id, content.sender)
+            window_end = self.window.opened_until(content.timestamp)
             message, others_waiting = await MessageRepository(session).record_inbound(
                 conversation.id,
                 event_id,
@@ -361,9 +363,10 @@ class InboundPipeline:
                 text,
                 content.model_dump(mode="json", by_alias=True),
                 _utc_from_ms(content.timestamp),
+                window_end,
             )
-            if message is not None:
-                await self.window.refresh(content.from_user.id, content.timestamp, conversation)
+            if message is not None and window_end is not None:
+                await self.window.open(content.from_user.id, window_end)
             # Nothing else waiting (always so in a conversation created just now): the new
             # message is the turn, and the pending ones need not be read.
             alone = created or not others_waiting
@@ -493,28 +496,20 @@ class InboundPipeline:
     ) -> None:
         last = turn[-1]
         now = utc_now()
-
-        def finish(reason: str | None, result: TurnResult | None = None) -> None:
-            for message in turn:
-                message.status = MessageStatus.PROCESSED
-                message.status_reason = reason
-                if result is not None:
-                    message.intent = result.intent
-                    message.router_source = result.router_source
-                    message.entities = result.entities
-
+        messages = MessageRepository(session)
         if conversation.mode is ConversationMode.HUMAN:
             idle = timedelta(hours=self.settings.human_inactivity_timeout_hours)
             if transitions.handoff_lapsed(conversation, now, idle):
                 transitions.hand_back(conversation)
                 log.info("handoff_expired")
             else:
-                finish("human mode: the bot stays silent")
+                await messages.settle(SettledTurn(turn, "human mode: the bot stays silent"))
                 log.info("turn_silenced", reason="human_mode")
                 return
         last_stamp = last.sent_at.timestamp() * 1000 if last.sent_at else unix_now() * 1000
         if self.window.window_end_for(int(last_stamp)) <= unix_now():
-            finish("window closed before the message was handled: nothing sent")
+            reason = "window closed before the message was handled: nothing sent"
+            await messages.settle(SettledTurn(turn, reason))
             log.info("turn_silenced", reason="window_closed")
             return
 
@@ -532,14 +527,18 @@ class InboundPipeline:
             # Keep the last slot of the quota for telling the customer a person follows up.
             planned = [Reply(replies.QUOTA_HANDOFF)] if state.replies_left >= 1 else []
             handoff_reason = "reply quota nearly spent"
+        settled = SettledTurn(turn, None, result.intent, result.router_source, result.entities)
         queued = await queue_replies(
-            session, conversation, planned, max_text_chars=self.settings.max_text_chars
+            session,
+            conversation,
+            planned,
+            max_text_chars=self.settings.max_text_chars,
+            settling=settled,
         )
         step.deliveries.extend(queued)
         if handoff_reason is not None:
             transitions.hand_over(session, conversation, now, handoff_reason)
         step.deliveries.extend(result.other_outbox_ids)
-        finish(None, result)
         if self.delivers_now is not None and queued:
             step.claimed_first = await self.delivers_now.claim_ahead(session, queued[0])
         log.info(

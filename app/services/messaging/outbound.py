@@ -12,7 +12,11 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Conversation, ProactiveKind
-from app.db.repositories.conversations import OutboxRepository
+from app.db.repositories.conversations import (
+    MessageRepository,
+    OutboxRepository,
+    SettledTurn,
+)
 from app.services.tiktok.text import split_text
 from app.services.turns import Reply
 
@@ -36,20 +40,22 @@ async def queue_replies(
     max_text_chars: int,
     sent_by: str = "bot",
     proactive_kind: ProactiveKind | None = None,
+    settling: SettledTurn | None = None,
 ) -> list[int]:
+    """`settling`: the customer's turn these replies answer, settled with the first one
+    (or on its own when there is nothing to say)."""
     outbox = OutboxRepository(session)
     outbox_ids: list[int] = []
     for reply in expand_replies(planned, max_text_chars):
         if reply.image_url is not None:
-            queued = outbox.queue(
-                conversation.id,
-                "image",
-                None,
-                {"image_url": reply.image_url},
-                sent_by,
-                proactive_kind,
-            )
+            message_type, text, payload = "image", None, {"image_url": reply.image_url}
         else:
-            queued = outbox.queue(conversation.id, "text", reply.text, {}, sent_by, proactive_kind)
-        outbox_ids.append(await queued)
+            message_type, text, payload = "text", reply.text, {}
+        queued = await outbox.queue(
+            conversation.id, message_type, text, payload, sent_by, proactive_kind, settling
+        )
+        settling = None
+        outbox_ids.append(queued)
+    if settling is not None:
+        await MessageRepository(session).settle(settling)
     return outbox_ids

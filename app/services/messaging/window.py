@@ -119,18 +119,31 @@ class WindowService:
         """Unix seconds at which the window opened by this message closes."""
         return customer_timestamp_ms / 1000 + self.settings.window_hours * 3600
 
-    async def refresh(
-        self, user_id: str, customer_timestamp_ms: int, conversation: Conversation
-    ) -> bool:
-        """Open or extend the window for a customer message; False if it is already over."""
+    def opened_until(self, customer_timestamp_ms: int) -> datetime | None:
+        """The end of the window a customer message opens (to the millisecond, as Redis
+        keeps it), or None when that is over already."""
         end = self.window_end_for(customer_timestamp_ms)
         if end <= unix_now():
-            return False
-        end_ms = int(end * 1000)
+            return None
+        return datetime.fromtimestamp(int(end * 1000) / 1000, UTC)
+
+    async def open(self, user_id: str, end_at: datetime) -> None:
+        """Open or extend the window in Redis (forward only). The conversation's mirror is
+        the caller's: `refresh`, or the statement that records the message."""
+        end_ms = round(end_at.timestamp() * 1000)
         await self._refresh(
             keys=[redis_keys.window(user_id), redis_keys.quota(user_id)], args=[end_ms]
         )
-        end_at = datetime.fromtimestamp(end_ms / 1000, UTC)
+
+    async def refresh(
+        self, user_id: str, customer_timestamp_ms: int, conversation: Conversation
+    ) -> bool:
+        """Open or extend the window for a customer message, in Redis and in the
+        conversation's mirror; False if it is already over."""
+        end_at = self.opened_until(customer_timestamp_ms)
+        if end_at is None:
+            return False
+        await self.open(user_id, end_at)
         if conversation.window_expires_at is None or conversation.window_expires_at < end_at:
             conversation.window_expires_at = end_at
             conversation.last_customer_message_at = datetime.fromtimestamp(
