@@ -576,6 +576,11 @@ async def bench_dm_cost(stack: Stack) -> list[Figure]:
                 "<= 8",
             ),
             Figure(f"transactions per DM, {kind}", cost[f"{kind}_transactions_per_dm"], "count"),
+            Figure(
+                f"statements on their own per DM, {kind}",
+                cost[f"{kind}_statements_on_their_own_per_dm"],
+                "count",
+            ),
             Figure(f"worker CPU per DM, {kind}", cost[f"{kind}_cpu_ms_per_dm"], "ms"),
         ]
     return figures

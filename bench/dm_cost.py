@@ -5,9 +5,11 @@
 Handles N customers' first DMs, then a second DM from each of them, in this process
 exactly as the event task does (the pipeline the task builds, on a worker runtime),
 counting every statement the engine sends with SQLAlchemy's `before_cursor_execute`
-event, and the CPU time of the process. Prints one JSON line, with the figures of first
-and returning DMs apart. The reply's delivery task and the echo TikTok sends for it run
-in the stack's worker and are not counted here. BENCH_STATEMENTS=1 lists the statements
+event, the transactions (BEGIN ... COMMIT) apart from the statements that commit on their
+own, and the CPU time of the process. Prints one JSON line, with the figures of first
+and returning DMs apart. The reply is sent from this process too, as the worker sends it
+(claimed in the turn's transaction, recorded after the call); the echo TikTok sends for
+it goes to the stack's webhook and is not counted here. BENCH_STATEMENTS=1 lists the statements
 on stderr; BENCH_PROFILE=FILE writes a cProfile of the measured DMs.
 """
 
@@ -36,7 +38,7 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings)  # as the worker does: its log level, its renderer
     runtime = WorkerRuntime(settings)
-    counts = {"statements": 0, "transactions": 0}
+    counts = {"statements": 0, "transactions": 0, "on_their_own": 0}
 
     shapes: Counter[str] = Counter()
 
@@ -44,8 +46,10 @@ def main() -> None:
         counts["statements"] += 1
         shapes[" ".join(statement.split())[:110]] += 1
 
-    def on_begin(*_: Any) -> None:
-        counts["transactions"] += 1
+    def on_begin(connection: Any) -> None:
+        # An autocommit connection sends no BEGIN: its statement commits by itself.
+        autocommit = connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        counts["on_their_own" if autocommit else "transactions"] += 1
 
     event.listen(runtime.engine.sync_engine, "before_cursor_execute", on_statement)
     event.listen(runtime.engine.sync_engine, "begin", on_begin)
@@ -61,7 +65,7 @@ def main() -> None:
     figures: dict[str, float] = {"dms": count}
     # A customer's first DM creates them and their conversation; later ones find both.
     for kind in ("first", "returning"):
-        counts.update(statements=0, transactions=0)
+        counts.update(statements=0, transactions=0, on_their_own=0)
         shapes.clear()
         cpu, wall = time.process_time(), time.perf_counter()
         if profile is not None:
@@ -74,6 +78,7 @@ def main() -> None:
         figures |= {
             f"{kind}_statements_per_dm": counts["statements"] / count,
             f"{kind}_transactions_per_dm": counts["transactions"] / count,
+            f"{kind}_statements_on_their_own_per_dm": counts["on_their_own"] / count,
             f"{kind}_cpu_ms_per_dm": cpu * 1000 / count,
             f"{kind}_wall_ms_per_dm": wall * 1000 / count,
         }

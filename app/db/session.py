@@ -79,3 +79,15 @@ async def transaction(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
     """The unit of work of a request or task: commit on success, roll back on error."""
     async with factory() as session, session.begin():
         yield session
+
+
+@asynccontextmanager
+async def single_statement(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+    """For a write that is one statement, atomic by itself (a reply recorded as sent):
+    run without BEGIN and COMMIT, which PostgreSQL does for the statement on its own. One
+    round trip instead of three, on the path of every reply. A second statement in it
+    would commit apart from the first: where two must stand or fall together, use
+    `transaction`."""
+    async with factory() as session:
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session

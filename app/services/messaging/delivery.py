@@ -55,7 +55,7 @@ from app.db.repositories.conversations import (
     OutboxRepository,
 )
 from app.db.repositories.orders import CustomerRepository
-from app.db.session import SessionFactory, transaction
+from app.db.session import SessionFactory, single_statement, transaction
 from app.services.messaging import echoes, transitions
 from app.services.messaging.media import MediaUnavailable
 from app.services.messaging.window import WindowService
@@ -182,7 +182,7 @@ class DeliveryService:
             # TikTok has the reply: what matters now is the database saying so. Crashing here
             # would leave the row `sending` with no evidence, and it would be sent again.
             log.warning("sent_marker_failed", error=str(error))
-        async with transaction(self.session_factory) as session:
+        async with single_statement(self.session_factory) as session:
             await transitions.mark_sent(
                 session,
                 outbox_id,

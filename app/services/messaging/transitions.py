@@ -93,7 +93,9 @@ async def mark_sent(
     tiktok_message_id: str,
     sent_at: datetime,
 ) -> None:
-    """TikTok took the reply: from its answer, its sent marker, or its echo."""
+    """TikTok took the reply: from its answer, its sent marker, or its echo. One statement
+    (the outbox row and its message together), so it may run on its own
+    (`db.session.single_statement`)."""
     await OutboxRepository(session).mark_sent(outbox_id, message_id, tiktok_message_id, sent_at)
 
 
