@@ -516,7 +516,14 @@ def _loaded(session: AsyncSession, model: type[ModelT], names: list[str], row: A
         **{column.key: getattr(row, name) for column, name in zip(table.c, names, strict=True)}
     )
     make_transient_to_detached(instance)
-    return session.sync_session.merge(instance, load=False)
+    known = session.identity_map.get(identity_key(instance=instance))
+    if known is not None:
+        # Already in the session: it takes the row's values, which the statement read
+        # under the row's lock (merge copies them over).
+        return session.sync_session.merge(instance, load=False)
+    # Attached as it is: merge would build a second copy for the same result.
+    session.sync_session.add(instance)
+    return instance
 
 
 def _of_earlier_replies(column: ColumnElement[Any]) -> ScalarSelect[Any]:

@@ -53,6 +53,22 @@ async def test_the_first_message_creates_both_and_the_next_finds_them(
     assert created and other != ids[0] and same_customer == ids[1]
 
 
+async def test_a_conversation_the_session_holds_already_is_the_one_returned_and_refreshed(
+    committed_db: AsyncEngine,
+) -> None:
+    await lock(committed_db, "conv-1", "user-1")
+    async with AsyncSession(committed_db) as session, session.begin():
+        held = (await session.scalars(select(Conversation))).one()
+        async with AsyncSession(committed_db) as other, other.begin():
+            await other.execute(text("UPDATE conversations SET replies_in_window = 4"))
+        conversation, customer, created = await ConversationRepository(session).locked_or_created(
+            "conv-1", "user-1", "mia"
+        )
+        assert conversation is held and not created
+        assert conversation.replies_in_window == 4  # as the locked row has it
+        assert not session.dirty and await session.get(Customer, customer.id) is customer
+
+
 @pytest.mark.parametrize("existing", [False, True], ids=["created", "found"])
 async def test_the_row_stays_locked_until_the_transaction_ends(
     committed_db: AsyncEngine, existing: bool
