@@ -53,6 +53,7 @@ from app.services.tiktok.webhook import (
     ContentType,
     EchoAuthor,
     EventType,
+    InvalidEnvelope,
     MessageContent,
     WebhookEnvelope,
     event_id_for,
@@ -120,6 +121,17 @@ OTHER_ACCOUNT_MEMORY_SECONDS = 7 * 24 * 3600
 
 def _utc_from_ms(timestamp_ms: int) -> datetime:
     return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+
+
+def _message_in(envelope: WebhookEnvelope) -> MessageContent | None:
+    """The message an event carries; None for other events and for content that is not a
+    message (which is an error only once the event is known to be the shop's)."""
+    if envelope.event not in MESSAGE_EVENTS:
+        return None
+    try:
+        return parse_content(envelope)
+    except InvalidEnvelope:
+        return None
 
 
 def _read_as(content: MessageContent) -> tuple[str, str | None]:
@@ -218,7 +230,17 @@ class InboundPipeline:
     async def _handle(self, body: str, finishing: _Finishing) -> Outcome:
         raw = body.encode("utf-8", errors="surrogateescape")
         envelope = parse_envelope(raw)
-        if await self._for_other_account(envelope):
+        # The shop's account and a message's handled marker, in one round trip. Whose event
+        # it is is still decided first: content that is no message is an error (raised
+        # below) only in an event of the shop's account.
+        content = _message_in(envelope)
+        seen = None if content is None else redis_keys.event_handled(event_id_for(raw, content))
+        if envelope.user_openid is not None and seen is not None:
+            shop_account, handled = await self.account.business_id_with(seen)
+        else:
+            shop_account = await self.account.business_id() if envelope.user_openid else None
+            handled = None if seen is None else await self.redis.get(seen)
+        if await self._for_other_account(envelope, shop_account):
             return Outcome.OTHER_ACCOUNT
         if envelope.event == EventType.AUTHORIZATION_REMOVED:
             await self._authorization_removed(envelope)
@@ -226,8 +248,10 @@ class InboundPipeline:
         if envelope.event not in MESSAGE_EVENTS:
             self._log_other_event(envelope)
             return Outcome.IGNORED
-        content = parse_content(envelope)
+        if content is None:
+            content = parse_content(envelope)  # raises what made it no message above
         event_id = event_id_for(raw, content)
+        marker = redis_keys.event_handled(event_id)
         structlog.contextvars.bind_contextvars(
             event_id=event_id, conversation_id=content.conversation_id
         )
@@ -235,8 +259,7 @@ class InboundPipeline:
             # The webhook queued this echo as one that may confirm a send whose answer was
             # lost (echoes.py): handled or a duplicate, it is forgotten.
             finishing.queued_echo = (content.conversation_id, content.message_id)
-        marker = redis_keys.event_handled(event_id)
-        if await self.redis.get(marker) is not None:
+        if handled is not None:
             log.info("event_duplicate", source="redis")
             return Outcome.DUPLICATE
         if envelope.event == EventType.SEND:
@@ -248,14 +271,14 @@ class InboundPipeline:
         finishing.marker = marker
         return outcome
 
-    async def _for_other_account(self, envelope: WebhookEnvelope) -> bool:
-        """Whether the event belongs to another app or account than the configured ones.
+    async def _for_other_account(self, envelope: WebhookEnvelope, shop_account: str | None) -> bool:
+        """Whether the event belongs to another app or account than the configured ones
+        (`shop_account`: the shop's business id, read when the event names an account).
 
         One callback URL receives the events of every account that authorised the app (a
         test account, a second shop): only the configured account's are the shop's. An
         event without `user_openid` (older payloads) is taken as the configured account's."""
         other_app = envelope.client_key != self.settings.tiktok_client_key
-        shop_account = await self.account.business_id() if envelope.user_openid else None
         other_account = envelope.user_openid is not None and envelope.user_openid != shop_account
         if not (other_app or other_account):
             return False

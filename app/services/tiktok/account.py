@@ -52,11 +52,18 @@ class BusinessAccount:
         known (production, never connected)."""
         return await self.connected_open_id() or self.settings.tiktok_configured_business_id
 
+    async def business_id_with(self, key: str) -> tuple[str | None, bytes | None]:
+        """`business_id`, and the value of another key (None when it is missing) read in
+        the same round trip: every webhook event needs both."""
+        raw, value = await self.redis.mget(redis_keys.TIKTOK_BUSINESS_ID, key)
+        if raw is None:  # not copied to Redis yet: from the database, as `business_id` does
+            return await self.business_id(), value
+        return _open_id(raw) or self.settings.tiktok_configured_business_id, value
+
     async def connected_open_id(self) -> str | None:
         raw = await self.redis.get(redis_keys.TIKTOK_BUSINESS_ID)
         if raw is not None:
-            text = raw.decode() if isinstance(raw, bytes) else str(raw)
-            return text or None
+            return _open_id(raw)
         async with transaction(self.session_factory) as session:
             open_id = await TikTokCredentialRepository(session).open_id()
         # nx: a connection that committed meanwhile wrote the newer value; this read of the
@@ -74,3 +81,9 @@ class BusinessAccount:
     async def remember(self, open_id: str) -> None:
         """After a connection: every process sees the new account at its next question."""
         await self.redis.set(redis_keys.TIKTOK_BUSINESS_ID, open_id, ex=_COPY_TTL_SECONDS)
+
+
+def _open_id(raw: bytes | str) -> str | None:
+    """The connected account's open_id as Redis keeps it ("" for none)."""
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return text or None

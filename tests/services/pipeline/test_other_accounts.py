@@ -16,7 +16,7 @@ from app.core import redis_keys
 from app.db.models import Conversation, Customer, Message
 from app.services.messaging.inbound import Outcome, other_account_seen
 from app.services.tiktok.account import ConfiguredAccount
-from app.services.tiktok.webhook import EventType
+from app.services.tiktok.webhook import EventType, InvalidEnvelope
 from tests.conftest import LoggedEvents
 from tests.factories import (
     CLIENT_KEY,
@@ -24,6 +24,7 @@ from tests.factories import (
     OTHER_SHOP_ID,
     SHOP_ID,
     echo,
+    envelope,
     event_of,
     for_account,
     reaction_message,
@@ -71,6 +72,34 @@ async def test_an_event_of_another_business_account_is_ignored(
     assert (event["user_openid"], event["expected_user_openid"]) == (OTHER_SHOP_ID, SHOP_ID)
     assert (event["client_key"], event["expected_client_key"]) == (CLIENT_KEY, CLIENT_KEY)
     assert await other_account_count(redis_client, "user_openid") == 1
+
+
+@pytest.mark.parametrize("openid", [OTHER_SHOP_ID, SHOP_ID], ids=["other-account", "the-shops"])
+async def test_content_that_is_no_message_is_an_error_only_in_the_shops_events(
+    make_harness: MakeHarness, committed_db: AsyncEngine, openid: str
+) -> None:
+    # Whose event it is comes first: another account's malformed message is its business.
+    harness = make_harness()
+    body = envelope({"conversation_id": "conv-1", "type": "text"}, user_openid=openid)
+    if openid == SHOP_ID:
+        with pytest.raises(InvalidEnvelope, match="not a message"):
+            await harness.receive(body)
+    else:
+        assert await harness.receive(body) is Outcome.OTHER_ACCOUNT
+    assert await nothing_recorded(committed_db)
+
+
+async def test_the_account_is_read_from_the_database_when_redis_has_no_copy(
+    make_harness: MakeHarness, redis_client: aioredis.Redis
+) -> None:
+    harness = make_harness()
+    once = text_message("hi", message_id="read-once")
+    assert await harness.receive(once) is Outcome.HANDLED
+    await redis_client.delete(redis_keys.TIKTOK_BUSINESS_ID)
+    # No account connected: the configured one, and the copy is put back for next time.
+    assert await harness.receive(once) is Outcome.DUPLICATE
+    assert await redis_client.get(redis_keys.TIKTOK_BUSINESS_ID) == b""
+    assert await harness.receive(for_account(text_message("hi"))) is Outcome.OTHER_ACCOUNT
 
 
 async def test_an_event_of_another_app_is_ignored(
