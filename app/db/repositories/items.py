@@ -4,7 +4,7 @@ catalogue import and export, the photo cache and the simulator read pieces only 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -70,13 +70,18 @@ class ItemRepository:
         the table was emptied by hand)."""
         return await self.session.scalar(select(CatalogVersion.version))
 
-    async def search_rows(self) -> list[SearchRow]:
+    async def search_rows(self, batch: int = 500) -> AsyncIterator[list[SearchRow]]:
         """Only the naming columns of every piece, sold ones included (a customer may ask
-        about a piece that is gone). Read once per catalogue version (PieceFinder)."""
-        rows = await self.session.execute(
-            select(Item.sku, Item.title, Item.brand, Item.color, Item.category).order_by(Item.sku)
+        about a piece that is gone), in SKU order, `batch` rows at a time: read once per
+        catalogue version (PieceFinder), and never held whole. Streamed from a cursor, so
+        the caller must be in a transaction."""
+        result = await self.session.stream(
+            select(Item.sku, Item.title, Item.brand, Item.color, Item.category)
+            .order_by(Item.sku)
+            .execution_options(yield_per=batch)
         )
-        return [SearchRow(*row) for row in rows.all()]
+        async for rows in result.partitions():
+            yield [SearchRow(*row) for row in rows]
 
     async def available_in_category(self, category: str, exclude_sku: str) -> list[Item]:
         found = await self.session.scalars(

@@ -17,6 +17,7 @@ from app.services.router import RouteResult
 from app.services.shop.context import Offer, ShopContext
 from app.services.shop.sizing import fit_of
 from app.services.shop.words import (
+    IndexBuilder,
     ItemMatcher,
     browsed_category,
     content_words,
@@ -47,15 +48,21 @@ class _CatalogIndex:
         version = await items.catalog_version()
         if version is not None and version == self._version and self._matcher is not None:
             return self._matcher
-        rows = await items.search_rows()
-        matcher = ItemMatcher(rows)
+        matcher = await build_matcher(items)
         self._version, self._matcher = version, matcher
-        if len(rows) >= _LARGE_CATALOGUE:
-            # Reading and indexing it left a peak of freed memory (tens of MB at 20,000
-            # pieces) that the process would otherwise carry for good.
-            del rows
+        if len(matcher) >= _LARGE_CATALOGUE:
+            # Reading and indexing it left freed memory that the process would otherwise
+            # carry for good.
             release_freed_memory()
         return matcher
+
+
+async def build_matcher(items: ItemRepository) -> ItemMatcher:
+    """The word index of the whole catalogue, read a batch at a time."""
+    building = IndexBuilder()
+    async for rows in items.search_rows():
+        building.add(rows)
+    return building.matcher()
 
 
 _catalog_index = _CatalogIndex()

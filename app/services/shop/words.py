@@ -11,7 +11,7 @@ import math
 import re
 import unicodedata
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,6 +139,42 @@ class Match:
     unmatched: list[str]  # content words that name no piece
 
 
+def _sku_of(row: SearchRow) -> str:
+    return row.sku
+
+
+class IndexBuilder:
+    """An `ItemMatcher` built from rows that come in SKU order, batch by batch: a large
+    catalogue is read a batch at a time, so that it never sits in memory as rows at once.
+    The index lives as long as the process, so what it keeps is a few large arrays rather
+    than tens of thousands of small objects: those would be scattered among the reading's
+    leftovers and keep their memory from going back to the OS."""
+
+    def __init__(self) -> None:
+        self.skus: list[str] = []
+        self.word_ids: dict[str, int] = {}
+        self.pair_words, self.pair_pieces = array("q"), array("q")
+        self.categories: dict[str, int] = {}
+        self.category_of = array("q")
+
+    def add(self, rows: Iterable[SearchRow]) -> None:
+        for row in rows:
+            if self.skus and self.skus[-1] == row.sku:
+                continue  # the first row of a SKU names it
+            n = len(self.skus)
+            self.skus.append(row.sku)
+            self.category_of.append(self.categories.setdefault(row.category, len(self.categories)))
+            name = simplify(" ".join(filter(None, (row.title, row.brand, row.color))))
+            for word in {*name.split(), row.category}:
+                self.pair_words.append(self.word_ids.setdefault(word, len(self.word_ids)))
+                self.pair_pieces.append(n)
+
+    def matcher(self) -> ItemMatcher:
+        matcher = ItemMatcher(())
+        matcher._adopt(self)
+        return matcher
+
+
 class ItemMatcher:
     """Scores pieces against a customer's words.
 
@@ -149,28 +185,19 @@ class ItemMatcher:
     operation, not a Python loop over them.
     """
 
-    def __init__(self, rows: Sequence[SearchRow]) -> None:
-        # Sorted by SKU, so an index order is SKU order (ties are listed by SKU). The index
-        # lives as long as the process, so what it keeps is a few large arrays rather than
-        # tens of thousands of small objects: those would be scattered among the reading's
-        # and the building's leftovers and keep their memory from going back to the OS.
-        skus = sorted({row.sku for row in rows})
-        index = {sku: n for n, sku in enumerate(skus)}
+    def __init__(self, rows: Iterable[SearchRow]) -> None:
+        """The index of `rows`, in any order (a SKU's first row names it)."""
+        building = IndexBuilder()
+        building.add(sorted(rows, key=_sku_of))  # stable: a SKU's rows keep their order
+        self._adopt(building)
+
+    def _adopt(self, building: IndexBuilder) -> None:
+        skus = building.skus
         self._skus = np.array(skus, dtype=str) if skus else np.array([], dtype="U1")
-        word_ids: dict[str, int] = {}
-        pair_words, pair_pieces = array("q"), array("q")
-        categories: dict[str, int] = {}
-        category_of = array("q")
-        for row in sorted(rows, key=lambda row: index[row.sku]):
-            n = index[row.sku]
-            if len(category_of) == n:  # the first row of a SKU names its category
-                category_of.append(categories.setdefault(row.category, len(categories)))
-                name = simplify(" ".join(filter(None, (row.title, row.brand, row.color))))
-                for word in {*name.split(), row.category}:
-                    pair_words.append(word_ids.setdefault(word, len(word_ids)))
-                    pair_pieces.append(n)
-        self._vocabulary = _group(word_ids, pair_words, pair_pieces)
-        self._by_category = _group(categories, category_of, array("q", range(len(category_of))))
+        self._vocabulary = _group(building.word_ids, building.pair_words, building.pair_pieces)
+        self._by_category = _group(
+            building.categories, building.category_of, array("q", range(len(skus)))
+        )
         self._fuzzy_words = [w for w in self._vocabulary if len(w) >= 4 and not w.isdigit()]
 
     def __len__(self) -> int:

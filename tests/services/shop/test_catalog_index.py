@@ -117,3 +117,18 @@ async def test_a_rolled_back_import_leaves_the_index_valid(session: AsyncSession
     assert after.match("schott peacoat").skus == []
     assert after.match("pendleton overshirt").skus == ["PT-0804"]
     assert before.match("pendleton overshirt").skus == ["PT-0804"]
+
+
+async def test_the_naming_rows_are_read_in_sku_order_a_batch_at_a_time(
+    session: AsyncSession,
+) -> None:
+    await session.execute(delete(Item))
+    for sku in ("PT-0905", "PT-0901", "PT-0904", "PT-0902", "PT-0903"):
+        session.add(piece(sku, f"Jacket {sku}"))
+    await session.flush()
+    batches = [batch async for batch in ItemRepository(session).search_rows(batch=2)]
+    assert [[row.sku for row in batch] for batch in batches] == [
+        ["PT-0901", "PT-0902"],
+        ["PT-0903", "PT-0904"],
+        ["PT-0905"],
+    ]

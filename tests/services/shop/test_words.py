@@ -6,6 +6,7 @@ import pytest
 
 from app.db.repositories.items import SearchRow
 from app.services.shop.words import (
+    IndexBuilder,
     ItemMatcher,
     asks_waitlist,
     browsed_category,
@@ -60,6 +61,26 @@ def test_words_naming_nothing_are_reported(matcher: ItemMatcher) -> None:
     assert match.skus == [] and match.unmatched == ["prada"]
     # Identifiers, prices and sizes are not words of a piece.
     assert matcher.match("is PT-0001 $120 in size 32?").unmatched == []
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4, 100])
+def test_an_index_built_batch_by_batch_is_the_index_of_all_the_rows(batch: int) -> None:
+    in_sku_order = sorted(ROWS, key=lambda row: row.sku)
+    building = IndexBuilder()
+    for start in range(0, len(in_sku_order), batch):
+        building.add(in_sku_order[start : start + batch])
+    built, whole = building.matcher(), ItemMatcher(ROWS)
+    assert len(built) == len(whole) == len(ROWS)
+    for words in ("carhart jaket", "the jeans", "do you have any carhartt", "prada"):
+        assert built.match(words) == whole.match(words)
+
+
+def test_a_skus_first_row_names_it() -> None:
+    again = SearchRow("PT-0001", "Silk Scarf", None, "red", "accessories")
+    matcher = ItemMatcher([*ROWS, again])
+    assert len(matcher) == len(ROWS)
+    assert matcher.match("silk scarf").skus == []
+    assert matcher.match("carhartt detroit").skus == ["PT-0001"]
 
 
 def test_a_big_catalogue_ranks_as_a_small_one() -> None:
