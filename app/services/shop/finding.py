@@ -124,9 +124,9 @@ class PieceFinder:
             available = await self.items.available(category, None if size else MAX_LISTED)
             return Found(self._narrow_by_size(available, size, strict=True), browse=category)
         if content_words(text):
-            match = (await self._matcher()).match(text, self.context.candidates())
+            match = (await self._matcher()).match(text, self.context.candidates(), limit=MAX_LISTED)
             if match.skus:
-                found = await self.items.by_skus(match.skus[:MAX_LISTED])
+                found = await self.items.by_skus(match.skus)
                 return Found(self._narrow_by_size(found, route.entities.size))
             if match.unmatched and not refers_back(text):
                 return Found(no_match=True)

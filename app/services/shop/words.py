@@ -244,10 +244,11 @@ class ItemMatcher:
         """The content words of `text` that name no piece at all."""
         return self._scores(text)[1]
 
-    def match(self, text: str, context: Iterable[str] = ()) -> Match:
-        """The pieces `text` names, best first. Pieces of the conversation (`context`: just
-        listed or discussed) win when they match reasonably well: after a video with a
-        jacket and jeans, "the jacket" is that jacket, not the best jacket of the shop."""
+    def match(self, text: str, context: Iterable[str] = (), limit: int | None = None) -> Match:
+        """The pieces `text` names, best first (the first `limit` of them). Pieces of the
+        conversation (`context`: just listed or discussed) win when they match reasonably
+        well: after a video with a jacket and jeans, "the jacket" is that jacket, not the
+        best jacket of the shop."""
         scores, unmatched = self._scores(text)
         best = float(scores.max()) if len(scores) else 0.0
         if best <= 0:
@@ -260,8 +261,10 @@ class ItemMatcher:
         else:
             ranked = np.flatnonzero(scores >= best * _TIE_SHARE)
         # Best score first, then SKU order (the indices' order).
-        ranked = ranked[np.lexsort((ranked, -scores[ranked]))]
-        return Match([str(self._skus[n]) for n in ranked], unmatched)
+        ranked = ranked[np.lexsort((ranked, -scores[ranked]))][:limit]
+        # Only the pieces asked for become strings: a brand word of a shop that has sold
+        # thousands of pieces ties hundreds of them.
+        return Match(self._skus[ranked].tolist(), unmatched)
 
 
 def _group(keys: dict[str, int], key_of: array[int], pieces: array[int]) -> dict[str, np.ndarray]:

@@ -96,6 +96,7 @@ def test_a_big_catalogue_ranks_as_a_small_one() -> None:
     assert big.match("the carhartt").skus == ["PT-0001", "PT-0018"]
     nike = big.match("nike hoodie").skus
     assert len(nike) == 1000 and nike[:2] == ["PT-2000", "PT-2005"] and nike == sorted(nike)
+    assert big.match("nike hoodie", limit=2).skus == ["PT-2000", "PT-2005"]  # the first two
     assert big.match("nike hoodie", ["PT-2010", "PT-0012"]).skus == ["PT-2010"]
     assert big.match("the windbreaker").skus == ["PT-0012"]
     assert big.match("do you have any prada?").unmatched == ["prada"]
