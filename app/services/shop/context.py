@@ -88,8 +88,11 @@ def load_context(conversation: Conversation) -> ShopContext:
 
 
 def save_context(conversation: Conversation, context: ShopContext) -> None:
-    # A new dict, so SQLAlchemy sees the JSONB column change (in-place edits go unnoticed).
-    conversation.context = {
+    # A new dict, so SQLAlchemy sees the JSONB column change (in-place edits go unnoticed);
+    # none when nothing changed, so the turn leaves the ORM nothing to compare at its flush.
+    saved = {
         **(conversation.context or {}),
         CONTEXT_KEY: context.model_dump(mode="json", exclude_none=True),
     }
+    if saved != conversation.context:
+        conversation.context = saved

@@ -9,13 +9,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import event, select
+from sqlalchemy.dialects.postgresql import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core import redis_keys
 from app.core.clock import unix_now
 from app.db.models import Conversation, Message
+from app.db.repositories import conversations
 from app.db.repositories.conversations import (
     ConversationRepository,
     MessageRepository,
@@ -176,3 +179,22 @@ async def test_a_turn_with_nothing_to_say_is_settled_by_a_statement_of_its_own(
     assert silenced.status_reason is not None and "human mode" in silenced.status_reason
     assert silenced.intent is None  # the brain never read it
     assert [statement.split()[0:2] for statement in seen][-1] == ["UPDATE", "messages"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "_LOCKED_OR_CREATED",
+        "_RECORD_INBOUND",
+        "_QUEUE",
+        "_QUEUE_SETTLING",
+        "_SETTLE",
+        "_CLAIM",
+        "_MARK_SENT",
+    ],
+)
+def test_a_statement_of_every_dm_is_rendered_once_not_at_every_execution(name: str) -> None:
+    # An IN list is a "post-compile" parameter: SQLAlchemy renders it into the statement
+    # again at each execution, which cost the claim a third of its time in Python.
+    compiled = getattr(conversations, name).compile(dialect=asyncpg.dialect())
+    assert not compiled.post_compile_params

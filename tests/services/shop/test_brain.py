@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, event, func, select
+from sqlalchemy.orm import Session
 
 from app.db.models import Customer, Hold, Item, Order, WaitlistEntry
 from app.services import replies
@@ -44,6 +45,24 @@ async def test_greeting_shows_the_menu(make_chat: MakeChat) -> None:
     assert (result.intent, result.router_source) == ("menu", "pattern")
     assert reply_text(result) == replies.MENU
     assert "1. Order status\n2. New drops\n3. Talk to a human" in replies.MENU
+
+
+async def test_a_turn_that_changes_nothing_of_the_context_leaves_the_conversation_unwritten(
+    make_chat: MakeChat,
+) -> None:
+    chat = await make_chat()
+    written: list[object] = []
+
+    def before_flush(session: Session, *_: object) -> None:
+        written.extend(session.dirty)
+
+    event.listen(chat.session.sync_session, "before_flush", before_flush)
+    await chat.say("hi")
+    written.clear()
+    await chat.say("hi")  # the same menu again: nothing new to remember
+    assert chat.conversation not in written
+    await chat.say("is PT-0001 still available?")  # a piece talked about: remembered
+    assert chat.conversation in written
 
 
 @pytest.mark.parametrize("text", ["3", "my item arrived damaged", "I want to cancel my order"])
