@@ -22,8 +22,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
+from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.selectable import ScalarSelect
 
@@ -215,7 +216,8 @@ class MessageRepository:
         ).one_or_none()
         if row is None:
             return None, True
-        message, others_waiting, window_opened = row
+        message = _loaded(self.session, Message, _MESSAGE_COLUMNS, row)
+        others_waiting, window_opened = row.others, row.window_opened
         if window_opened:
             loaded = self.session.identity_map.get(identity_key(Conversation, conversation_id))
             if loaded is not None:
@@ -338,8 +340,11 @@ _window_opened = (
     .returning(_conversations.c.id)
     .cte("window_opened")
 )
+_MESSAGE_COLUMNS = [f"message_{column.key}" for column in _messages.c]
+# Columns, not an aliased Message: the ORM's loading of an entity cost more than the
+# statement; the row becomes the session's Message as the lock statement's rows do.
 _RECORD_INBOUND = select(
-    aliased(Message, _new_inbound),
+    *(column.label(name) for column, name in zip(_new_inbound.c, _MESSAGE_COLUMNS, strict=True)),
     _others_waiting.label("others"),
     exists(select(_window_opened.c.id)).label("window_opened"),
 )
@@ -505,15 +510,18 @@ _LOCKED_OR_CREATED = select(*_existing.c, literal(False).label("created")).union
     .join(_new_customer, _new_customer.c.id == _new_conversation.c.customer_id)
 )
 
-ModelT = TypeVar("ModelT", Conversation, Customer)
+ModelT = TypeVar("ModelT", Conversation, Customer, Message)
 
 
 def _loaded(session: AsyncSession, model: type[ModelT], names: list[str], row: Any) -> ModelT:
     """A row read by a Core statement, as the session's persistent object (as if the ORM
     had loaded it: nothing to flush, in the identity map)."""
     table = cast(Table, model.__table__)
-    instance = model(
-        **{column.key: getattr(row, name) for column, name in zip(table.c, names, strict=True)}
+    # Made as the ORM's loading makes objects: no constructor, whose attribute events
+    # cost more than the rest of this together.
+    instance: ModelT = manager_of_class(model).new_instance()
+    instance_state(instance).dict.update(
+        {column.key: getattr(row, name) for column, name in zip(table.c, names, strict=True)}
     )
     make_transient_to_detached(instance)
     known = session.identity_map.get(identity_key(instance=instance))
