@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import configure_mappers, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.orm.util import identity_key
@@ -518,7 +518,9 @@ def _loaded(session: AsyncSession, model: type[ModelT], names: list[str], row: A
     had loaded it: nothing to flush, in the identity map)."""
     table = cast(Table, model.__table__)
     # Made as the ORM's loading makes objects: no constructor, whose attribute events
-    # cost more than the rest of this together.
+    # cost more than the rest of this together. The constructor would also have set the
+    # mappers up, which in a fresh process nothing else may have done yet.
+    configure_mappers()
     instance: ModelT = manager_of_class(model).new_instance()
     instance_state(instance).dict.update(
         {column.key: getattr(row, name) for column, name in zip(table.c, names, strict=True)}

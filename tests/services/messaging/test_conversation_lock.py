@@ -5,6 +5,10 @@ session's own objects, and the row is locked until the transaction ends."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from sqlalchemy import select, text
@@ -13,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db.models import Conversation, ConversationMode, Customer
 from app.db.repositories.conversations import ConversationRepository
+from tests.conftest import TestServices
 
 
 async def lock(engine: AsyncEngine, conversation: str, user: str) -> tuple[int, int, bool]:
@@ -98,3 +103,45 @@ async def test_two_first_messages_at_once_create_one_conversation(
     async with AsyncSession(committed_db) as session:
         assert len((await session.scalars(select(Conversation))).all()) == 1
         assert len((await session.scalars(select(Customer))).all()) == 1
+
+
+# What a worker process does first with its database: before any ORM query has run in it.
+_FIRST_THING_IN_A_PROCESS = textwrap.dedent(
+    """
+    import asyncio, sys
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+    from app.db.repositories.conversations import ConversationRepository, MessageRepository
+
+    async def main() -> None:
+        engine = create_async_engine(sys.argv[1])
+        async with AsyncSession(engine) as session, session.begin():
+            conversation, customer, _ = await ConversationRepository(
+                session
+            ).locked_or_created("conv-fresh", "user-fresh", None)
+            message, _ = await MessageRepository(session).record_inbound(
+                conversation.id, "fresh-1", "text", "hi", {}, conversation.created_at, None
+            )
+            assert message is not None and message.conversation_id == conversation.id
+            print(customer.tiktok_user_id)
+        await engine.dispose()
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_the_first_statement_of_a_fresh_process_returns_session_objects(
+    committed_db: AsyncEngine, services: TestServices
+) -> None:
+    # The rows become objects without a constructor, which is what would otherwise have
+    # set the mappers up: a worker's first DM is the first use of the ORM in its process.
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", _FIRST_THING_IN_A_PROCESS, services.database_url],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "user-fresh"
