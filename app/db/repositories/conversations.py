@@ -229,7 +229,7 @@ class MessageRepository:
     async def settle(self, turn: SettledTurn) -> None:
         """Mark a turn's messages handled (`SettledTurn`), in a statement of its own: for a
         turn that queues no reply (else `OutboxRepository.queue` carries it)."""
-        await self.session.execute(_SETTLE, turn.parameters())
+        await self.session.execute(_SETTLE_ALONE, turn.parameters())
         turn.tell_loaded()
 
     async def record_unsent(
@@ -355,13 +355,38 @@ class SettledTurn:
     """A turn's customer messages, handled: `processed`, with why nothing was said
     (`reason`) or what the brain read in them (intent, router layer, entities; None leaves
     each as it was). Written by the statement that queues the turn's first reply, or by
-    `MessageRepository.settle` when there is none."""
+    `MessageRepository.settle` when there is none; so is the conversation's context when
+    the turn changed it (`of_turn`)."""
 
     messages: Sequence[Message]
     reason: str | None = None
     intent: str | None = None
     router_source: str | None = None
     entities: dict[str, Any] | None = None
+    conversation: Conversation | None = None  # whose changed context is written too
+
+    @classmethod
+    def of_turn(
+        cls,
+        conversation: Conversation,
+        messages: Sequence[Message],
+        reason: str | None = None,
+        *,
+        intent: str | None = None,
+        router_source: str | None = None,
+        entities: dict[str, Any] | None = None,
+    ) -> SettledTurn:
+        """The turn's settling, with the conversation's context if the turn changed it
+        (any other change of the conversation is left to the session's flush)."""
+        context_changed = instance_state(conversation).attrs.context.history.has_changes()
+        return cls(
+            messages,
+            reason,
+            intent,
+            router_source,
+            entities,
+            conversation if context_changed else None,
+        )
 
     def parameters(self) -> dict[str, Any]:
         return {
@@ -370,10 +395,14 @@ class SettledTurn:
             "settled_intent": self.intent,
             "settled_router_source": self.router_source,
             "settled_entities": self.entities,
+            "context_conversation_id": self.conversation.id if self.conversation else None,
+            "context_saved": self.conversation.context if self.conversation else None,
         }
 
     def tell_loaded(self) -> None:
-        """The messages in the session, as the statement left their rows: nothing to flush."""
+        """The objects in the session, as the statement left their rows: nothing to flush."""
+        if self.conversation is not None:
+            set_committed_value(self.conversation, "context", self.conversation.context)
         for message in self.messages:
             set_committed_value(message, "status", MessageStatus.PROCESSED)
             set_committed_value(message, "status_reason", self.reason)
@@ -430,8 +459,16 @@ _QUEUE = (
     )
     .returning(_outbox.c.id)
 )
-# A turn's first reply and its settled messages: one statement.
-_QUEUE_SETTLING = _QUEUE.add_cte(_SETTLE.cte("settled"))
+_context_saved = bindparam("context_saved", type_=JSONB(none_as_null=True))
+_CONTEXT_SAVED = (
+    update(_conversations)
+    .where(_conversations.c.id == bindparam("context_conversation_id"), _context_saved.is_not(None))
+    .values(context=_context_saved)
+)
+# A turn's first reply, its settled messages and the context it changed: one statement.
+# (PostgreSQL takes data-modifying WITHs only at the top: each is added there.)
+_QUEUE_SETTLING = _QUEUE.add_cte(_SETTLE.cte("settled"), _CONTEXT_SAVED.cte("context_saved"))
+_SETTLE_ALONE = _SETTLE.add_cte(_CONTEXT_SAVED.cte("context_saved"))
 
 _earlier_entry = _outbox.alias("earlier_entry")
 _earlier_message = _messages.alias("earlier_message")

@@ -526,13 +526,14 @@ class InboundPipeline:
                 transitions.hand_back(conversation)
                 log.info("handoff_expired")
             else:
-                await messages.settle(SettledTurn(turn, "human mode: the bot stays silent"))
+                silenced = "human mode: the bot stays silent"
+                await messages.settle(SettledTurn.of_turn(conversation, turn, silenced))
                 log.info("turn_silenced", reason="human_mode")
                 return
         last_stamp = last.sent_at.timestamp() * 1000 if last.sent_at else unix_now() * 1000
         if self.window.window_end_for(int(last_stamp)) <= unix_now():
             reason = "window closed before the message was handled: nothing sent"
-            await messages.settle(SettledTurn(turn, reason))
+            await messages.settle(SettledTurn.of_turn(conversation, turn, reason))
             log.info("turn_silenced", reason="window_closed")
             return
 
@@ -550,7 +551,13 @@ class InboundPipeline:
             # Keep the last slot of the quota for telling the customer a person follows up.
             planned = [Reply(replies.QUOTA_HANDOFF)] if state.replies_left >= 1 else []
             handoff_reason = "reply quota nearly spent"
-        settled = SettledTurn(turn, None, result.intent, result.router_source, result.entities)
+        settled = SettledTurn.of_turn(
+            conversation,
+            turn,
+            intent=result.intent,
+            router_source=result.router_source,
+            entities=result.entities,
+        )
         queued = await queue_replies(
             session,
             conversation,

@@ -97,6 +97,30 @@ async def test_a_returning_customers_dm_costs_three_statements_and_no_orm_write(
     )
 
 
+class RememberingBrain:
+    """Remembers the last words in the conversation's context, as the shop's brain
+    remembers the piece talked about."""
+
+    async def respond(self, session, conversation, customer, turn):  # type: ignore[no-untyped-def]
+        conversation.context = {**conversation.context, "last": turn[-1].text}
+        return TurnResult("other", "local", replies=[Reply("noted")])
+
+
+async def test_the_context_a_turn_changed_is_written_with_its_reply(
+    make_harness: MakeHarness, committed_db: AsyncEngine
+) -> None:
+    harness = make_harness(brain=RememberingBrain())
+    await harness.receive(text_message("first", message_id="c1"))
+    with statements_of(committed_db) as seen:
+        await harness.receive(text_message("second", message_id="c2"))
+    assert [statement.split()[0:3] for statement in seen] == [
+        ["WITH", "existing", "AS"],
+        ["WITH", "new_message", "AS"],
+        ["WITH", "settled", "AS"],  # the reply, the messages and the context
+    ]
+    assert (await conversation_row(committed_db)).context == {"last": "second"}
+
+
 async def test_a_late_older_message_moves_neither_the_window_nor_the_quota_back(
     make_harness: MakeHarness, committed_db: AsyncEngine, redis_client: aioredis.Redis
 ) -> None:
@@ -178,7 +202,7 @@ async def test_a_turn_with_nothing_to_say_is_settled_by_a_statement_of_its_own(
     assert silenced.status == "processed"
     assert silenced.status_reason is not None and "human mode" in silenced.status_reason
     assert silenced.intent is None  # the brain never read it
-    assert [statement.split()[0:2] for statement in seen][-1] == ["UPDATE", "messages"]
+    assert [statement.split()[0:2] for statement in seen][-1] == ["WITH", "context_saved"]
 
 
 @pytest.mark.parametrize(
