@@ -30,15 +30,24 @@ _COPY_TTL_SECONDS = 3600
 class AccountIdentity(Protocol):
     async def business_id(self) -> str | None: ...
 
+    async def business_id_with(self, key: str) -> tuple[str | None, bytes | None]:
+        """`business_id`, and the value of another Redis key (None when it is missing):
+        in one round trip where the account is kept in Redis."""
+
 
 @dataclass(frozen=True)
 class ConfiguredAccount:
     """The configured business id alone: for tools and tests without a database."""
 
     settings: Settings
+    redis: aioredis.Redis | None = None  # where `business_id_with` reads its other key
 
     async def business_id(self) -> str | None:
         return self.settings.tiktok_configured_business_id
+
+    async def business_id_with(self, key: str) -> tuple[str | None, bytes | None]:
+        value = await self.redis.get(key) if self.redis is not None else None
+        return self.settings.tiktok_configured_business_id, value
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,7 @@ class BusinessAccount:
 
     async def business_id_with(self, key: str) -> tuple[str | None, bytes | None]:
         """`business_id`, and the value of another key (None when it is missing) read in
-        the same round trip: every webhook event needs both."""
+        the same round trip: every webhook event and every call to TikTok needs both."""
         raw, value = await self.redis.mget(redis_keys.TIKTOK_BUSINESS_ID, key)
         if raw is None:  # not copied to Redis yet: from the database, as `business_id` does
             return await self.business_id(), value

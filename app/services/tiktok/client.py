@@ -54,6 +54,7 @@ from app.services.tiktok.errors import (
 from app.services.tiktok.text import text_length
 from app.services.tiktok.tokens import (
     AccessTokenCache,
+    CachedAccessToken,
     DbTokenStore,
     TikTokNotConnected,
     TokenPair,
@@ -239,7 +240,7 @@ class TikTokClient:
         self._http = http
         self._redis = redis
         self._store = token_store
-        self._account = account or ConfiguredAccount(settings)
+        self._account = account or ConfiguredAccount(settings, redis)
         self._token_cache = AccessTokenCache(redis)
         self._limiter = rate_limiter or SendRateLimiter(redis, settings.send_rate_per_second)
         self._transport = TikTokTransport(settings, http)
@@ -256,26 +257,30 @@ class TikTokClient:
             raise TikTokRequestInvalid(
                 f"text message longer than {self._settings.max_text_chars} characters; split it"
             )
+        business_id, token = await self._business_id_and_token()
         return await self._send(
             SendMessageRequest(
-                business_id=await self.business_id(),
+                business_id=business_id,
                 recipient=conversation_id,
                 message_type=MessageType.TEXT,
                 text=TextPayload(body=text),
-            )
+            ),
+            token,
         )
 
     async def send_image(self, conversation_id: str, media_id: str) -> str:
         """Send an uploaded image (see `upload_image`); returns TikTok's message id."""
         if not media_id:
             raise TikTokRequestInvalid("media id is empty")
+        business_id, token = await self._business_id_and_token()
         return await self._send(
             SendMessageRequest(
-                business_id=await self.business_id(),
+                business_id=business_id,
                 recipient=conversation_id,
                 message_type=MessageType.IMAGE,
                 image=ImagePayload(media_id=media_id),
-            )
+            ),
+            token,
         )
 
     async def upload_image(self, content: bytes, filename: str, content_type: str) -> str:
@@ -338,11 +343,25 @@ class TikTokClient:
             raise TikTokNotConnected()
         return business_id
 
+    async def _business_id_and_token(self) -> tuple[str, str]:
+        """What a send names and carries, read from Redis in one round trip (a send is the
+        call of every reply). Nothing was sent if this fails."""
+        with _no_message_sent_yet():
+            business_id, cached = await self._account.business_id_with(self._token_cache.key)
+            token = await self._usable_token(await self._token_cache.parsed(cached))
+        if business_id is None:
+            raise TikTokNotConnected()
+        return business_id, token
+
     # -- tokens --------------------------------------------------------------------------
 
     async def access_token(self) -> str:
         """The current access token, refreshed first when it expires within `refresh_ahead`."""
-        cached = await self._token_cache.get()
+        return await self._usable_token(await self._token_cache.get())
+
+    async def _usable_token(self, cached: CachedAccessToken | None) -> str:
+        """`cached` (None: not in Redis), loaded, or refreshed first when it expires within
+        `refresh_ahead`."""
         if cached is None:
             cached = await self._token_cache.set(await self._store.load())
         if not self._due_for_refresh(cached.expires_at):
@@ -449,11 +468,15 @@ class TikTokClient:
 
     # -- transport -----------------------------------------------------------------------
 
-    async def _send(self, request: SendMessageRequest) -> str:
+    async def _send(self, request: SendMessageRequest, token: str) -> str:
         if not request.recipient:
             raise TikTokRequestInvalid("conversation id is empty")
         data = await self._call(
-            "POST", SEND_PATH, SendData, json=request.model_dump(mode="json", exclude_none=True)
+            "POST",
+            SEND_PATH,
+            SendData,
+            json=request.model_dump(mode="json", exclude_none=True),
+            token=token,
         )
         message_id = data.sent_message_id
         log.info(
@@ -474,9 +497,12 @@ class TikTokClient:
         params: dict[str, str] | None = None,
         data: dict[str, str] | None = None,
         files: dict[str, Upload] | None = None,
+        token: str | None = None,
     ) -> M:
-        with _no_message_sent_yet():
-            token = await self.access_token()
+        """`token`: the access token, when the caller read it already."""
+        if token is None:
+            with _no_message_sent_yet():
+                token = await self.access_token()
         async with self._limiter.slot():
             answer = await self._transport.exchange(
                 method, path, token=token, json=json, params=params, data=data, files=files

@@ -212,8 +212,15 @@ class AccessTokenCache:
         # token replaced there by an operator without waiting for a 40105.
         self._unknown_expiry_ttl = unknown_expiry_ttl
 
+    @property
+    def key(self) -> str:
+        return self._key
+
     async def get(self) -> CachedAccessToken | None:
-        raw = await self._redis.get(self._key)
+        return await self.parsed(await self._redis.get(self._key))
+
+    async def parsed(self, raw: bytes | None) -> CachedAccessToken | None:
+        """The token from the key's value, read by the caller (None: not cached)."""
         if raw is None:
             return None
         try:

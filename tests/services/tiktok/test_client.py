@@ -12,6 +12,7 @@ from app.db.repositories.tiktok_credentials import TikTokCredentialRepository
 from app.db.session import SessionFactory
 from app.sandbox.control import SandboxControl
 from app.sandbox.server import free_port
+from app.services.tiktok.account import BusinessAccount
 from app.services.tiktok.errors import (
     TikTokAuthError,
     TikTokPermanentError,
@@ -68,6 +69,35 @@ async def test_send_text_reaches_tiktok_in_its_shape(
         "/open_api/v1.3/business/message/send/",
         0,
     )
+
+
+async def _calls_of(redis: aioredis.Redis, *commands: str) -> list[int]:
+    stats = await redis.info("commandstats")
+    return [int(stats.get(f"cmdstat_{command}", {}).get("calls", 0)) for command in commands]
+
+
+@pytest.mark.parametrize("kept", ["connected-account", "configured-account"])
+async def test_a_send_reads_the_account_and_the_token_in_one_round_trip(
+    make_client: ClientFactory,
+    sandbox: SandboxControl,
+    redis_client: aioredis.Redis,
+    token_sessions: SessionFactory,
+    tiktok_settings: Settings,
+    kept: str,
+) -> None:
+    account = (
+        BusinessAccount(tiktok_settings, redis_client, token_sessions)
+        if kept == "connected-account"
+        else None
+    )
+    client = make_client(account=account)
+    await client.send_text(CONVERSATION, "first")  # the copies in Redis are made
+    before = await _calls_of(redis_client, "get", "mget")
+    await client.send_text(CONVERSATION, "second")
+    after = await _calls_of(redis_client, "get", "mget")
+    # Before: a GET for the business id, another for the token.
+    assert sum(after) - sum(before) == 1
+    assert [message.text for message in await sandbox.messages()] == ["first", "second"]
 
 
 async def test_upload_then_send_image(make_client: ClientFactory, sandbox: SandboxControl) -> None:
