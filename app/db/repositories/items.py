@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import cast
 
 from sqlalchemy import Table, func, or_, select
@@ -25,6 +26,19 @@ class SearchRow:
     brand: str | None
     color: str | None
     category: str
+
+
+@dataclass(frozen=True, slots=True)
+class SizeRow:
+    """What a piece's fit is read from (`sizing.fit_of`), without the rest of the piece."""
+
+    sku: str
+    category: str
+    fits_like: str | None
+    tag_size: str | None
+    pit_to_pit_in: Decimal | None
+    waist_in: Decimal | None
+    shoe_size_us: Decimal | None
 
 
 class ItemRepository:
@@ -84,9 +98,19 @@ class ItemRepository:
         async for rows in result.partitions():
             yield [SearchRow(*row) for row in rows]
 
-    async def available_in_category(self, category: str, exclude_sku: str) -> list[Item]:
-        found = await self.session.scalars(
-            select(Item)
+    async def sizes_available_in_category(self, category: str, exclude_sku: str) -> list[SizeRow]:
+        """The fit columns of the category's available pieces, in SKU order: a shop can
+        have hundreds on sale in a category, and only a few of them become answers."""
+        rows = await self.session.execute(
+            select(
+                Item.sku,
+                Item.category,
+                Item.fits_like,
+                Item.tag_size,
+                Item.pit_to_pit_in,
+                Item.waist_in,
+                Item.shoe_size_us,
+            )
             .where(
                 Item.category == category,
                 Item.status == ItemStatus.AVAILABLE,
@@ -94,7 +118,7 @@ class ItemRepository:
             )
             .order_by(Item.sku)
         )
-        return list(found)
+        return [SizeRow(*row) for row in rows]
 
     async def available(self, category: str | None = None, limit: int | None = None) -> list[Item]:
         statement = select(Item).where(Item.status == ItemStatus.AVAILABLE)

@@ -313,13 +313,15 @@ class Answers:
     async def similar(self, item: Item) -> list[Item]:
         """Available pieces of the same category whose fit is at most a size away."""
         fit = fit_of(item, self.chart)
-        ranked: list[tuple[float, str, Item]] = []
-        for other in await self.items.available_in_category(item.category, item.sku):
+        if fit.kind is FitKind.UNKNOWN:
+            return []  # nothing is a size away from a fit nobody knows
+        ranked: list[tuple[float, str]] = []
+        for other in await self.items.sizes_available_in_category(item.category, item.sku):
             distance = fit_distance(fit, fit_of(other, self.chart))
             if distance is not None and distance <= 1:
-                ranked.append((distance, other.sku, other))
-        ranked.sort(key=lambda entry: (entry[0], entry[1]))
-        return [other for _, _, other in ranked[:_MAX_ALTERNATIVES]]
+                ranked.append((distance, other.sku))
+        ranked.sort()
+        return await self.items.by_skus([sku for _, sku in ranked[:_MAX_ALTERNATIVES]])
 
     async def sizing(self, item: Item) -> str:
         fit = fit_of(item, self.chart)

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from typing import Protocol
 
-from app.db.models import Category, Item
+from app.db.models import Category
 from app.services.identifiers import LETTER_SIZES, normalize_size
 
 # Categories measured pit to pit, laid flat.
@@ -95,7 +96,24 @@ def _first_number(text: str | None) -> str | None:
     return found.group() if found else None
 
 
-def fit_of(item: Item, chart: Sequence[Decimal]) -> Fit:
+class Sized(Protocol):
+    """What a fit is read from: a piece, or just its fit columns (`SizeRow`)."""
+
+    @property
+    def category(self) -> str: ...
+    @property
+    def fits_like(self) -> str | None: ...
+    @property
+    def tag_size(self) -> str | None: ...
+    @property
+    def pit_to_pit_in(self) -> Decimal | None: ...
+    @property
+    def waist_in(self) -> Decimal | None: ...
+    @property
+    def shoe_size_us(self) -> Decimal | None: ...
+
+
+def fit_of(item: Sized, chart: Sequence[Decimal]) -> Fit:
     """How the piece fits: the seller's `fits_like` wins, then the measurements, then the
     tag as a last resort (said so in the answer)."""
     seller = normalize_size(item.fits_like) if item.fits_like else None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import delete, event, func, select
+from sqlalchemy import delete, event, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Customer, Hold, Item, Order, WaitlistEntry
@@ -165,6 +167,52 @@ async def test_sold_piece_suggests_similar_available_pieces(make_chat: MakeChat)
     assert "sold" in outerwear and "PT-0001" in outerwear and "PT-0007" in outerwear
     assert "PT-0005" not in outerwear  # reserved is not available
     assert chat.context["last_list"] == ["PT-0001", "PT-0007"]
+
+
+@contextmanager
+def pieces_read(chat: Chat) -> Iterator[list[str]]:
+    """Every statement that reads pieces, as sent to PostgreSQL."""
+    reads: list[str] = []
+
+    def on_statement(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "FROM items" in statement:
+            reads.append(statement)
+
+    engine = chat.session.bind.engine.sync_engine  # type: ignore[union-attr]
+    event.listen(engine, "before_cursor_execute", on_statement)
+    try:
+        yield reads
+    finally:
+        event.remove(engine, "before_cursor_execute", on_statement)
+
+
+def category_reads(reads: list[str]) -> list[str]:
+    return [read for read in reads if "items.category = " in read]
+
+
+async def test_alternatives_read_only_the_fit_of_the_others_and_load_the_chosen(
+    make_chat: MakeChat,
+) -> None:
+    chat = await make_chat()
+    with pieces_read(chat) as reads:
+        text = reply_text(await chat.say("is PT-0003 still available?"))
+    assert "PT-0008" in text and "PT-0015" in text
+    (category,) = category_reads(reads)
+    assert "items.notes" not in category  # the fit's columns, not whole pieces
+    assert "items.notes" in reads[-1]  # then the two chosen, whole
+
+
+async def test_a_sold_piece_of_unknown_fit_offers_no_alternatives(make_chat: MakeChat) -> None:
+    chat = await make_chat()
+    await chat.session.execute(
+        update(Item)
+        .where(Item.sku == "PT-0003")
+        .values(fits_like=None, tag_size=None, shoe_size_us=None)
+    )
+    with pieces_read(chat) as reads:
+        text = reply_text(await chat.say("is PT-0003 still available?"))
+    assert "sold" in text and "PT-0008" not in text
+    assert category_reads(reads) == []  # nothing is a size away from an unknown fit
 
 
 async def test_unknown_sku_is_not_invented(make_chat: MakeChat) -> None:
