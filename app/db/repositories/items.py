@@ -98,10 +98,12 @@ class ItemRepository:
         async for rows in result.partitions():
             yield [SearchRow(*row) for row in rows]
 
-    async def sizes_available_in_category(self, category: str, exclude_sku: str) -> list[SizeRow]:
-        """The fit columns of the category's available pieces, in SKU order: a shop can
-        have hundreds on sale in a category, and only a few of them become answers."""
-        rows = await self.session.execute(
+    async def sizes_available(
+        self, category: str | None = None, exclude_sku: str | None = None
+    ) -> list[SizeRow]:
+        """The fit columns of the available pieces (of `category`), in SKU order: a shop
+        can have hundreds on sale, and only a few of them become answers."""
+        statement = (
             select(
                 Item.sku,
                 Item.category,
@@ -111,14 +113,14 @@ class ItemRepository:
                 Item.waist_in,
                 Item.shoe_size_us,
             )
-            .where(
-                Item.category == category,
-                Item.status == ItemStatus.AVAILABLE,
-                Item.sku != exclude_sku,
-            )
+            .where(Item.status == ItemStatus.AVAILABLE)
             .order_by(Item.sku)
         )
-        return [SizeRow(*row) for row in rows]
+        if category is not None:
+            statement = statement.where(Item.category == category)
+        if exclude_sku is not None:
+            statement = statement.where(Item.sku != exclude_sku)
+        return [SizeRow(*row) for row in await self.session.execute(statement)]
 
     async def available(self, category: str | None = None, limit: int | None = None) -> list[Item]:
         statement = select(Item).where(Item.status == ItemStatus.AVAILABLE)

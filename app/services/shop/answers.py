@@ -229,12 +229,16 @@ class Answers:
 
     async def _browse_size(self, size: str) -> str:
         """ "anything in M?": available pieces that fit like that size."""
-        fitting = [i for i in await self.items.available() if fit_of(i, self.chart).size == size]
+        fits = [
+            row.sku
+            for row in await self.items.sizes_available()
+            if fit_of(row, self.chart).size == size
+        ]
         kind = kind_of_size(size)
         shown = describe.size_for_text(kind, size) if kind is not FitKind.UNKNOWN else size
-        if not fitting:
+        if not fits:
             return replies.SIZE_BROWSE_NONE.format(size=shown)
-        fitting = fitting[:MAX_LISTED]
+        fitting = await self.items.by_skus(fits[:MAX_LISTED])
         self.context.remember_list([item.sku for item in fitting])
         self.offer_choose(fitting, Intent.AVAILABILITY)
         lines = "\n".join(describe.item_line(item, self.chart) for item in fitting)
@@ -316,7 +320,7 @@ class Answers:
         if fit.kind is FitKind.UNKNOWN:
             return []  # nothing is a size away from a fit nobody knows
         ranked: list[tuple[float, str]] = []
-        for other in await self.items.sizes_available_in_category(item.category, item.sku):
+        for other in await self.items.sizes_available(item.category, item.sku):
             distance = fit_distance(fit, fit_of(other, self.chart))
             if distance is not None and distance <= 1:
                 ranked.append((distance, other.sku))

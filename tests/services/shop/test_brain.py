@@ -215,6 +215,19 @@ async def test_a_sold_piece_of_unknown_fit_offers_no_alternatives(make_chat: Mak
     assert category_reads(reads) == []  # nothing is a size away from an unknown fit
 
 
+async def test_a_size_browse_reads_the_fit_of_what_is_on_sale_and_loads_what_it_lists(
+    make_chat: MakeChat,
+) -> None:
+    chat = await make_chat()
+    with pieces_read(chat) as reads:
+        text = reply_text(await chat.say("anything available in size M?"))
+    assert text.startswith("Pieces that fit like"), text
+    fits = [read for read in reads if "items.pit_to_pit_in" in read and "items.notes" not in read]
+    assert len(fits) == 1  # every piece on sale, its fit's columns only
+    whole = [read for read in reads if "items.notes" in read]
+    assert whole and all("items.sku IN" in read for read in whole)  # only those listed
+
+
 async def test_unknown_sku_is_not_invented(make_chat: MakeChat) -> None:
     text = reply_text(await (await make_chat()).say("is PT-0999 available?"))
     assert text == replies.SKU_NOT_FOUND.format(sku="PT-0999")
