@@ -11,13 +11,11 @@ import asyncio
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import redis.asyncio as aioredis
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -38,6 +36,7 @@ from tests.services.pipeline.conftest import (
     make_harness,  # noqa: F401  (a fixture, used by name)
 )
 from tests.services.shop.conftest import MakeChat, load_reference_shop, reply_text
+from tests.statements import statements_sent
 
 BOB, ALICE, CAROL = "cust-bob-002", "cust-alice-001", "cust-carol-003"
 BOBS_ORDER = "PH-10235"
@@ -121,21 +120,6 @@ def assert_nothing_leaks(reply: str, secrets: list[str]) -> None:
         assert re.search(rf"\b{word}\b", lowered) is None, (word, reply)
 
 
-@contextmanager
-def statements(engine: AsyncEngine) -> Iterator[list[str]]:
-    """The SQL sent to PostgreSQL while the block runs."""
-    seen: list[str] = []
-
-    def record(*args: Any) -> None:
-        seen.append(str(args[2]))  # (conn, cursor, statement, parameters, context, many)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
-
-
 def reads_orders(sql: list[str]) -> bool:
     return any(re.search(r"\b(?:orders|order_items)\b", statement) for statement in sql)
 
@@ -182,7 +166,7 @@ async def test_probing_is_throttled_and_handed_to_a_person(
     answered: list[str] = []
     paused = 0
     for index, (number, form, _) in enumerate(probes()):
-        with statements(engine) as sql:
+        with statements_sent(engine) as sql:
             result = await chat.say(dm(number, form))
         text = reply_text(result)
         assert_nothing_leaks(text, secrets)
@@ -202,7 +186,7 @@ async def test_probing_is_throttled_and_handed_to_a_person(
 
     # Past the limit even his own number is not looked up: a prober must not learn which
     # of the numbers is real by how the answer changes.
-    with statements(engine) as sql:
+    with statements_sent(engine) as sql:
         result = await chat.say(BOBS_ORDER)
     assert reply_text(result) == replies.ORDER_LOOKUP_PAUSED and not reads_orders(sql)
     # Without a number only his own orders can come back, so that still works.

@@ -19,7 +19,6 @@ import redis.asyncio as aioredis
 from app.core import redis_keys
 from app.core.clock import unix_now
 from app.core.config import Settings
-from app.db.models import Conversation
 
 # Refresh only forwards: an older message delivered late must not shorten the window
 # or hand back a quota spent after a newer message.
@@ -128,29 +127,13 @@ class WindowService:
         return datetime.fromtimestamp(int(end * 1000) / 1000, UTC)
 
     async def open(self, user_id: str, end_at: datetime) -> None:
-        """Open or extend the window in Redis (forward only). The conversation's mirror is
-        the caller's: `refresh`, or the statement that records the message."""
+        """Open or extend the window in Redis (forward only). The conversation's mirror
+        moves with the statement that records the message (`MessageRepository.
+        record_inbound`)."""
         end_ms = round(end_at.timestamp() * 1000)
         await self._refresh(
             keys=[redis_keys.window(user_id), redis_keys.quota(user_id)], args=[end_ms]
         )
-
-    async def refresh(
-        self, user_id: str, customer_timestamp_ms: int, conversation: Conversation
-    ) -> bool:
-        """Open or extend the window for a customer message, in Redis and in the
-        conversation's mirror; False if it is already over."""
-        end_at = self.opened_until(customer_timestamp_ms)
-        if end_at is None:
-            return False
-        await self.open(user_id, end_at)
-        if conversation.window_expires_at is None or conversation.window_expires_at < end_at:
-            conversation.window_expires_at = end_at
-            conversation.last_customer_message_at = datetime.fromtimestamp(
-                customer_timestamp_ms / 1000, UTC
-            )
-            conversation.replies_in_window = 0
-        return True
 
     async def _restore_from_mirror(self, user_id: str, conversation: WindowMirror) -> None:
         end = conversation.window_expires_at

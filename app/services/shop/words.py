@@ -170,7 +170,7 @@ class IndexBuilder:
                 self.pair_pieces.append(n)
 
     def matcher(self) -> ItemMatcher:
-        matcher = ItemMatcher(())
+        matcher = ItemMatcher.__new__(ItemMatcher)  # the index is this one, not one of rows
         matcher._adopt(self)
         return matcher
 

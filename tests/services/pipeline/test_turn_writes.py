@@ -4,14 +4,12 @@ reply. The ORM has nothing left to flush, and the loaded objects agree with the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -29,23 +27,10 @@ from app.db.session import create_session_factory, transaction
 from app.services.turns import Reply, TurnResult
 from tests.factories import CONVERSATION_ID, CUSTOMER_ID, text_message
 from tests.services.pipeline.conftest import Harness
+from tests.statements import statements_sent
 
 MakeHarness = Callable[..., Harness]
 WINDOW = timedelta(hours=48)
-
-
-@contextmanager
-def statements_of(engine: AsyncEngine) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def on_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(" ".join(statement.split()))
-
-    event.listen(engine.sync_engine, "before_cursor_execute", on_statement)
-    try:
-        yield seen
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", on_statement)
 
 
 async def conversation_row(engine: AsyncEngine) -> Conversation:
@@ -72,7 +57,7 @@ async def test_a_returning_customers_dm_costs_three_statements_and_no_orm_write(
     earlier = stamp(sent_at - timedelta(hours=1))
     await harness.receive(text_message("is PT-0001 here", message_id="first", timestamp_ms=earlier))
     await harness.deliver_queued()
-    with statements_of(committed_db) as seen:
+    with statements_sent(committed_db) as seen:
         await harness.receive(
             text_message("and PT-0001?", message_id="again", timestamp_ms=stamp(sent_at))
         )
@@ -111,7 +96,7 @@ async def test_the_context_a_turn_changed_is_written_with_its_reply(
 ) -> None:
     harness = make_harness(brain=RememberingBrain())
     await harness.receive(text_message("first", message_id="c1"))
-    with statements_of(committed_db) as seen:
+    with statements_sent(committed_db) as seen:
         await harness.receive(text_message("second", message_id="c2"))
     assert [statement.split()[0:3] for statement in seen] == [
         ["WITH", "existing", "AS"],
@@ -193,7 +178,7 @@ async def test_a_turn_with_nothing_to_say_is_settled_by_a_statement_of_its_own(
 ) -> None:
     harness = make_harness()
     await harness.receive(text_message("3", message_id="handover"))  # a person follows up
-    with statements_of(committed_db) as seen:
+    with statements_sent(committed_db) as seen:
         await harness.receive(text_message("hello?", message_id="silenced"))
     async with AsyncSession(committed_db) as session:
         silenced = (

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from decimal import Decimal
 
 import pytest
@@ -14,6 +13,7 @@ from app.db.models import Customer, Hold, Item, Order, WaitlistEntry
 from app.services import replies
 from app.services.shop.reading import sounds_upset
 from tests.services.shop.conftest import Chat, MakeChat, reply_text
+from tests.statements import engine_of, statements_sent
 
 
 async def holds_of(chat: Chat) -> list[Hold]:
@@ -169,25 +169,13 @@ async def test_sold_piece_suggests_similar_available_pieces(make_chat: MakeChat)
     assert chat.context["last_list"] == ["PT-0001", "PT-0007"]
 
 
-@contextmanager
-def pieces_read(chat: Chat) -> Iterator[list[str]]:
-    """Every statement that reads pieces, as sent to PostgreSQL."""
-    reads: list[str] = []
-
-    def on_statement(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if "FROM items" in statement:
-            reads.append(statement)
-
-    engine = chat.session.bind.engine.sync_engine  # type: ignore[union-attr]
-    event.listen(engine, "before_cursor_execute", on_statement)
-    try:
-        yield reads
-    finally:
-        event.remove(engine, "before_cursor_execute", on_statement)
+def pieces_read(chat: Chat) -> AbstractContextManager[list[str]]:
+    """Every statement sent while the block runs; the pieces' reads are those FROM items."""
+    return statements_sent(engine_of(chat.session))
 
 
 def category_reads(reads: list[str]) -> list[str]:
-    return [read for read in reads if "items.category = " in read]
+    return [read for read in reads if "FROM items" in read and "items.category = " in read]
 
 
 async def test_alternatives_read_only_the_fit_of_the_others_and_load_the_chosen(
@@ -199,7 +187,7 @@ async def test_alternatives_read_only_the_fit_of_the_others_and_load_the_chosen(
     assert "PT-0008" in text and "PT-0015" in text
     (category,) = category_reads(reads)
     assert "items.notes" not in category  # the fit's columns, not whole pieces
-    assert "items.notes" in reads[-1]  # then the two chosen, whole
+    assert "items.notes" in [read for read in reads if "FROM items" in read][-1]  # the chosen
 
 
 async def test_a_sold_piece_of_unknown_fit_offers_no_alternatives(make_chat: MakeChat) -> None:

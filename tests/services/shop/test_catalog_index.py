@@ -8,12 +8,13 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, event, update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Item, ItemStatus
 from app.db.repositories.items import ItemRepository
 from app.services.shop.finding import _catalog_index
+from tests.statements import engine_of, statements_sent
 
 
 def piece(sku: str, title: str, **values: Any) -> Item:
@@ -34,18 +35,10 @@ def piece(sku: str, title: str, **values: Any) -> Item:
 @contextmanager
 def catalogue_reads(session: AsyncSession) -> Iterator[list[str]]:
     """Every statement that reads the pieces' names, as sent to PostgreSQL."""
-    seen: list[str] = []
-
-    def on_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "items.title" in statement and "FROM items" in statement:
-            seen.append(statement)
-
-    engine = session.bind.engine.sync_engine  # type: ignore[union-attr]
-    event.listen(engine, "before_cursor_execute", on_statement)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", on_statement)
+    with statements_sent(engine_of(session)) as sent:
+        reads: list[str] = []
+        yield reads
+    reads.extend(read for read in sent if "items.title" in read and "FROM items" in read)
 
 
 async def test_the_version_follows_names_not_holds_or_sales(session: AsyncSession) -> None:

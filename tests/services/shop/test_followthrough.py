@@ -263,7 +263,9 @@ async def test_the_last_slot_of_the_quota_is_kept_for_a_hand_off(
     clock.advance(timedelta(hours=22))
     window = WindowService(redis_client, chat.brain.settings)
     stamp = int(utc_now().timestamp() * 1000)
-    await window.refresh(chat.customer.tiktok_user_id, stamp, chat.conversation)
+    window_end = window.opened_until(stamp)
+    assert window_end is not None
+    await window.open(chat.customer.tiktok_user_id, window_end)
     for _ in range(chat.brain.settings.reply_quota - 1):
         assert await window.reserve_reply(chat.customer.tiktok_user_id, chat.conversation) is None
     assert await remind(chat, redis_client) == 0
