@@ -3,6 +3,7 @@ scenario runner and benchmarks."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -86,9 +87,31 @@ class SandboxControl:
         data = await self._request("GET", "/messages", params=_present(params))
         return MessagesView.model_validate(data).messages
 
-    async def tally(self) -> MessagesTally:
-        """How many messages were sent, and to how many conversations (none listed)."""
-        return MessagesTally.model_validate(await self._request("GET", "/messages/tally"))
+    async def tally(
+        self, *, until_conversations: int | None = None, wait_seconds: float = 10.0
+    ) -> MessagesTally:
+        """How many messages were sent, and to how many conversations (none listed).
+        `until_conversations`: the sandbox answers once that many conversations have a
+        message, or after `wait_seconds` (at most 20) with the counts so far."""
+        params = (
+            {}
+            if until_conversations is None
+            else {"until_conversations": until_conversations, "wait_seconds": wait_seconds}
+        )
+        data = await self._request("GET", "/messages/tally", params=params)
+        return MessagesTally.model_validate(data)
+
+    async def until_conversations(self, count: int, limit_seconds: float) -> float:
+        """Seconds until messages were sent to `count` conversations; TimeoutError past
+        `limit_seconds`."""
+        started = time.perf_counter()
+        while True:
+            left = limit_seconds - (time.perf_counter() - started)
+            if left <= 0:
+                raise TimeoutError(f"fewer than {count} conversations answered")
+            tally = await self.tally(until_conversations=count, wait_seconds=min(left, 10.0))
+            if tally.conversations >= count:
+                return time.perf_counter() - started
 
     async def uploaded(self, media_id: str) -> tuple[bytes, str] | None:
         """An image uploaded through the media API (bytes, content type); None if unknown."""

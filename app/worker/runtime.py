@@ -42,8 +42,16 @@ class WorkerRuntime:
         self.loop = new_event_loop()
         self.engine: AsyncEngine = create_engine(settings)
         self.session_factory: SessionFactory = create_session_factory(self.engine)
+        # One connection for every command: a worker process runs one task at a time, and
+        # a pool's checkout (with its check that the connection holds no stray reply) cost
+        # ~3 % of a DM's instructions. A cancelled command closes the connection rather
+        # than leave its reply to the next (tests/worker/test_runtime.py). Pipelines still
+        # take a connection of their own.
         self.redis: aioredis.Redis = aioredis.Redis.from_url(
-            settings.redis_url or "", socket_timeout=5.0, socket_connect_timeout=2.0
+            settings.redis_url or "",
+            socket_timeout=5.0,
+            socket_connect_timeout=2.0,
+            single_connection_client=True,
         )
         self.http = httpx.AsyncClient(timeout=settings.tiktok_http_timeout_seconds)
         self._tiktok_http: aiohttp.ClientSession | None = None

@@ -60,6 +60,36 @@ async def test_the_tally_counts_messages_and_their_conversations(
     assert (await control.tally()).messages == 0
 
 
+async def test_a_waiting_tally_answers_once_enough_conversations_have_a_message(
+    api: httpx.AsyncClient, control: SandboxControl
+) -> None:
+    waiting = asyncio.create_task(control.tally(until_conversations=2, wait_seconds=15))
+    await _send(api, "conv-a", "one")
+    await _send(api, "conv-a", "two")
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # two messages, one conversation
+    await _send(api, "conv-b", "three")
+
+    assert (await waiting).model_dump() == {"messages": 3, "conversations": 2}
+    assert await control.until_conversations(2, limit_seconds=5) >= 0
+
+
+async def test_a_waiting_tally_gives_the_counts_so_far_when_its_wait_is_over(
+    api: httpx.AsyncClient, control: SandboxControl
+) -> None:
+    await _send(api, "conv-a", "one")
+
+    tally = await control.tally(until_conversations=3, wait_seconds=0.2)
+    assert tally.model_dump() == {"messages": 1, "conversations": 1}
+    with pytest.raises(TimeoutError):
+        await control.until_conversations(3, limit_seconds=0.3)
+    async with httpx.AsyncClient(base_url=control.base_url) as raw:
+        over_the_cap = await raw.get(
+            "/_sandbox/messages/tally", params={"until_conversations": 1, "wait_seconds": 60}
+        )
+    assert over_the_cap.status_code == 422
+
+
 async def test_calls_record_every_attempt(api: httpx.AsyncClient, control: SandboxControl) -> None:
     await _send(api, "conv-a")
     await api.post("/business/message/send/", json={}, headers={})

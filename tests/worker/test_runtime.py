@@ -3,10 +3,13 @@ after a fork, with the engine of the parent abandoned rather than shared."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -68,3 +71,34 @@ def test_forked_child_builds_its_own_runtime_and_leaves_the_parents_alone(
     assert report["child"]["backend"] != report["parent_before"]
     # the parent's pooled connection survived the child's start and exit
     assert report["parent_after"] == report["parent_before"]
+
+
+def test_a_cancelled_redis_command_leaves_no_reply_behind_for_the_next(
+    fresh_runtime: None,
+) -> None:
+    """The worker's Redis client sends every command on one connection (no pool checkout
+    per command): a command cancelled while it waits must take that connection down with
+    it, or its late reply would be read as the answer to the next command."""
+    key = f"test:cancelled:{uuid.uuid4().hex}"
+
+    async def scenario(rt: WorkerRuntime) -> tuple[object, object, object]:
+        waiting = asyncio.create_task(rt.redis.blpop([key], timeout=5))
+        await asyncio.sleep(0.2)  # the BLPOP is at the server, holding the connection
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        # A BLPOP still open on the connection would take this element, and its reply
+        # would be what the commands below read.
+        await rt.redis.rpush(key, "late")
+        await rt.redis.set(f"{key}:value", "value", ex=60)
+        value = await rt.redis.get(f"{key}:value")
+        clients = await rt.redis.client_list()
+        left = await rt.redis.lrange(key, 0, -1)
+        await rt.redis.delete(key, f"{key}:value")
+        blocked = [c for c in clients if c.get("cmd") == "blpop"]
+        return value, left, blocked
+
+    value, left, blocked = run_async(scenario)
+    assert value == b"value"
+    assert left == [b"late"]
+    assert blocked == []

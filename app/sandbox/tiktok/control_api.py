@@ -7,6 +7,8 @@ Playing customers and staff is in `players`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Annotated
 
@@ -30,6 +32,9 @@ from app.sandbox.tiktok.state import (
     TokensView,
     WebhookDeliveryRecord,
 )
+
+# Under the control client's own timeout (30 s), so a long wait is answered, not cut.
+MAX_TALLY_WAIT_SECONDS = 20.0
 
 
 class MessagesView(BaseModel):
@@ -102,11 +107,21 @@ def control_api_router(state: SandboxState) -> APIRouter:
         )
 
     @router.get("/_sandbox/messages/tally")
-    async def tally_messages() -> MessagesTally:
-        """Counts without the messages: a poller waiting for replies (the benchmark) then
-        costs the sandbox, which shares the machine with the bot, next to nothing."""
-        conversations = {message.conversation_id for message in state.messages}
-        return MessagesTally(messages=len(state.messages), conversations=len(conversations))
+    async def tally_messages(
+        until_conversations: Annotated[int | None, Query(ge=1)] = None,
+        wait_seconds: Annotated[float, Query(gt=0, le=MAX_TALLY_WAIT_SECONDS)] = 10.0,
+    ) -> MessagesTally:
+        """Counts without the messages. `until_conversations`: answers once messages were
+        sent to that many conversations, or after `wait_seconds` with the counts so far: a
+        benchmark waiting for its replies then costs the sandbox and itself, which share
+        the machine with the bot, one request instead of a poll every few milliseconds."""
+        if until_conversations is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_seconds):
+                    await state.until_conversations(until_conversations)
+        return MessagesTally(
+            messages=len(state.messages), conversations=len(state.sent_per_conversation)
+        )
 
     @router.get("/_sandbox/calls")
     async def list_calls(

@@ -7,8 +7,10 @@ control API may change. `reset()` brings it all back to how the SandboxConfig se
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -110,6 +112,11 @@ class SandboxState:
     refresh_count: int = 0
     retired_access_tokens: set[str] = field(default_factory=set)
     messages: list[RecordedMessage] = field(default_factory=list)
+    # Messages sent per conversation: the tally and a reply's number without a scan of
+    # every message recorded (a benchmark records thousands).
+    sent_per_conversation: Counter[str] = field(default_factory=Counter)
+    # Pollers of the tally waiting for a number of conversations (`until_conversations`).
+    _tally_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
     calls: list[RecordedCall] = field(default_factory=list)
     media: dict[str, Upload] = field(default_factory=dict)
     faults: FaultInjector = field(default_factory=FaultInjector)
@@ -132,6 +139,7 @@ class SandboxState:
         self.refresh_count = 0
         self.retired_access_tokens.clear()
         self.messages.clear()
+        self.sent_per_conversation.clear()
         self.calls.clear()
         self.media.clear()
         self.faults.reset()
@@ -260,7 +268,7 @@ class SandboxState:
             if conversation.last_customer_at is not None:
                 within = now - conversation.last_customer_at <= WINDOW_SECONDS
         else:
-            reply_number = 1 + sum(1 for m in self.messages if m.conversation_id == conversation_id)
+            reply_number = 1 + self.sent_per_conversation[conversation_id]
         message = RecordedMessage(
             seq=len(self.messages) + 1,
             message_id=tiktok_id(),
@@ -274,7 +282,31 @@ class SandboxState:
             reply_number=reply_number,
         )
         self.messages.append(message)
+        self.sent_per_conversation[conversation_id] += 1
+        self._wake_tally_waiters()
         return message
+
+    async def until_conversations(self, count: int) -> None:
+        """Returns once messages were sent to `count` conversations (the caller bounds the
+        wait): a benchmark waits for its replies with one request instead of polling,
+        whose own cost would be measured with the bot's."""
+        if len(self.sent_per_conversation) >= count:
+            return
+        reached: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = (count, reached)
+        self._tally_waiters.append(waiter)
+        try:
+            await reached
+        finally:
+            self._tally_waiters.remove(waiter)
+
+    def _wake_tally_waiters(self) -> None:
+        if not self._tally_waiters:
+            return
+        conversations = len(self.sent_per_conversation)
+        for count, reached in self._tally_waiters:
+            if conversations >= count and not reached.done():
+                reached.set_result(None)
 
     # capabilities
 
