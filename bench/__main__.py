@@ -208,8 +208,8 @@ async def answered_rate(
     await sandbox.reset()
     bodies = [webhook_body(f"{users}-{n}", text).decode() for n, text in enumerate(texts)]
     started = time.perf_counter()
-    for body in bodies:
-        celery.send_task(task_names.PROCESS_EVENT, args=[body, time.time()], queue=EVENTS_QUEUE)
+    for body in bodies:  # as the webhook queues them
+        celery.send_task(task_names.PROCESS_EVENTS, args=[body, time.time()], queue=EVENTS_QUEUE)
     # The stand-in answers once every conversation has its reply: polling it every 20 ms
     # instead cost this process and the stand-in (both on the measured cores) ~0.5 ms of
     # CPU per DM, measured as if the bot had spent it.

@@ -20,6 +20,7 @@ from app.services.tiktok.signature import SIGNATURE_HEADERS, InvalidSignature, v
 from app.services.tiktok.webhook import (
     EventType,
     InvalidEnvelope,
+    conversation_id_in,
     load_content,
     parse_envelope,
     tiktok_id,
@@ -102,7 +103,11 @@ async def _accept(request: Request, settings: Settings) -> dict[str, str]:
     ):
         return {"status": "known"}
     await enqueue_event(
-        request.app.state.producer, body, received_at, settings.webhook_enqueue_timeout_seconds
+        request.app.state.producer,
+        body,
+        received_at,
+        settings.webhook_enqueue_timeout_seconds,
+        conversation_id=conversation_id_in(content),
     )
     return {"status": "queued"}
 

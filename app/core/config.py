@@ -152,7 +152,9 @@ class Settings(BaseSettings):
     queued_echo_wait_seconds: int = 3600
 
     # Celery
-    worker_prefetch_multiplier: int = 1
+    # Tasks a worker process reserves ahead: the webhook's events come in batches of up to
+    # `EVENT_BATCH` (app/worker/tasks.py), and a batch fills only from what is reserved.
+    worker_prefetch_multiplier: int = 8
     task_time_limit_seconds: int = 120
     broker_visibility_timeout_seconds: int = 300
     outbox_sweep_seconds: float = 15.0

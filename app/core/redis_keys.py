@@ -56,6 +56,12 @@ def queued_echoes(conversation_id: str) -> str:
     return f"{PREFIX}:queued-echoes:{conversation_id}"
 
 
+def events_in_flight(conversation_id: str) -> str:
+    """A conversation's events accepted by the webhook and not finished yet, by when they
+    were accepted (app/worker/turn_order.py): a sorted set of task ids."""
+    return f"{PREFIX}:events-in-flight:{conversation_id}"
+
+
 # TikTok: the shared send rate, the tokens, capabilities.
 TIKTOK_SEND_RATE = f"{PREFIX}:tiktok:send-rate"
 TIKTOK_ACCESS_TOKEN = f"{PREFIX}:tiktok:access-token"

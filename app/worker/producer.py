@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from app.worker import accepted
+from app.worker import accepted, turn_order
 
 # Celery's own name for the sending process (`anon_nodename`): shows in worker logs.
 _ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
@@ -109,15 +109,22 @@ class AsyncTaskProducer:
         *,
         queue: str,
         accepted_at: float | None = None,
+        conversation_id: str | None = None,
     ) -> str:
         """Publish; returns the task id once Redis holds the task, raises if it cannot.
         With `accepted_at`, the task is also written to the ledger of accepted events
-        (accepted.py) in the same transaction."""
+        (accepted.py) in the same transaction, and to its conversation's events in flight
+        (turn_order.py) with `conversation_id`."""
         task_id, document = task_message(name, args, queue=queue)
         entry = None if accepted_at is None else (task_id, document, accepted_at)
+        in_line = (
+            None
+            if accepted_at is None or conversation_id is None
+            else (conversation_id, task_id, accepted_at)
+        )
         loop = asyncio.get_running_loop()
         pushed: asyncio.Future[None] = loop.create_future()
-        self._waiting[queue].append(_Waiting(document, entry, pushed))
+        self._waiting[queue].append(_Waiting(document, entry, pushed, in_line))
         if queue not in self._pushers:
             self._pushers[queue] = loop.create_task(self._push(queue))
         await pushed
@@ -158,6 +165,9 @@ class AsyncTaskProducer:
         async with self._redis.pipeline(transaction=True) as both:
             both.lpush(queue, *documents)
             accepted.record_with(both, entries)
+            for sender in batch:
+                if sender.in_line is not None:
+                    turn_order.record_with(both, *sender.in_line)
             await both.execute()
 
 
@@ -166,3 +176,5 @@ class _Waiting:
     document: bytes
     entry: tuple[str, bytes, float] | None  # for the ledger: (task id, document, accepted at)
     pushed: asyncio.Future[None]
+    # For its conversation's events in flight: (conversation id, task id, accepted at)
+    in_line: tuple[str, str, float] | None = None

@@ -42,11 +42,12 @@ class WorkerRuntime:
         self.loop = new_event_loop()
         self.engine: AsyncEngine = create_engine(settings)
         self.session_factory: SessionFactory = create_session_factory(self.engine)
-        # One connection for every command: a worker process runs one task at a time, and
-        # a pool's checkout (with its check that the connection holds no stray reply) cost
-        # ~3 % of a DM's instructions. A cancelled command closes the connection rather
-        # than leave its reply to the next (tests/worker/test_runtime.py). Pipelines still
-        # take a connection of their own.
+        # One connection for every command: a pool's checkout (with its check that the
+        # connection holds no stray reply) cost ~3 % of a DM's instructions. The turns of a
+        # batch (`process_events`) take turns on it through its lock, one short command at
+        # a time (nothing on the event path blocks on Redis). A cancelled command closes the
+        # connection rather than leave its reply to the next (tests/worker/test_runtime.py).
+        # Pipelines still take a connection of their own.
         self.redis: aioredis.Redis = aioredis.Redis.from_url(
             settings.redis_url or "",
             socket_timeout=5.0,

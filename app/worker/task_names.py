@@ -10,7 +10,8 @@ EVENTS_QUEUE = "events"
 SENDS_QUEUE = "sends"
 MAINTENANCE_QUEUE = "maintenance"
 
-PROCESS_EVENT = "philia.process_event"
+PROCESS_EVENTS = "philia.process_events"  # the webhook's events, handled in batches
+PROCESS_EVENT = "philia.process_event"  # one event: its retries, a dead letter retried
 DELIVER_OUTBOX = "philia.deliver_outbox"
 DRAIN_CONVERSATION = "philia.drain_conversation"
 SWEEP_OUTBOX = "philia.sweep_outbox"

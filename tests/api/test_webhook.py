@@ -74,7 +74,7 @@ async def test_valid_event_is_queued_and_acknowledged(
     assert await redis_client.llen("sends") == 0
     assert await redis_client.llen("maintenance") == 0
     message = orjson.loads(await redis_client.lindex("events", 0))
-    assert message["headers"]["task"] == "philia.process_event"
+    assert message["headers"]["task"] == "philia.process_events"
     # On the ledger of accepted events until a worker finishes it (app/worker/accepted.py).
     task_id = message["headers"]["id"]
     recorded = await redis_client.hget(redis_keys.ACCEPTED_EVENTS_TASKS, task_id)
@@ -82,6 +82,10 @@ async def test_valid_event_is_queued_and_acknowledged(
     accepted_at = await redis_client.zscore(redis_keys.ACCEPTED_EVENTS_AT, task_id)
     (_, received_at), _, _ = orjson.loads(base64.b64decode(message["body"]))
     assert accepted_at == received_at
+    # In its conversation's line, so that no later message of it overtakes it
+    # (app/worker/turn_order.py).
+    in_line = await redis_client.zscore(redis_keys.events_in_flight("conv+/=1"), task_id)
+    assert in_line == received_at
 
 
 async def test_the_echo_of_the_bots_own_reply_needs_no_task(

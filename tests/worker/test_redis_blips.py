@@ -1,11 +1,11 @@
-"""An event task waits out a Redis that cannot be reached for a few seconds (a restart)
+"""An event's handling waits out a Redis that cannot be reached for a few seconds (a restart)
 instead of giving up the attempt: a retry is itself a publish to that Redis, and one that
 fails leaves the event to the broker's visibility timeout, minutes later. The real restart
 is `make chaos` (`-k redis`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -15,10 +15,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from app.worker.tasks import REDIS_BLIP_PAUSES, through_redis_blips
 
 
-def failing(times: int, error: Exception) -> tuple[list[int], Callable[[], str]]:
+def failing(times: int, error: Exception) -> tuple[list[int], Callable[[], Awaitable[str]]]:
     calls: list[int] = []
 
-    def work() -> str:
+    async def work() -> str:
         calls.append(1)
         if len(calls) <= times:
             raise error
@@ -28,23 +28,23 @@ def failing(times: int, error: Exception) -> tuple[list[int], Callable[[], str]]
 
 
 @pytest.mark.parametrize("error", [RedisConnectionError("refused"), RedisTimeoutError("slow")])
-def test_the_work_runs_again_once_redis_is_back(error: Exception) -> None:
+async def test_the_work_runs_again_once_redis_is_back(error: Exception) -> None:
     calls, work = failing(2, error)
-    assert through_redis_blips(work, pauses=(0.0, 0.0, 0.0)) == "handled"
+    assert await through_redis_blips(work, pauses=(0.0, 0.0, 0.0)) == "handled"
     assert len(calls) == 3
 
 
-def test_a_longer_outage_is_raised_after_the_last_pause() -> None:
+async def test_a_longer_outage_is_raised_after_the_last_pause() -> None:
     calls, work = failing(100, RedisConnectionError("refused"))
     with pytest.raises(RedisConnectionError):
-        through_redis_blips(work, pauses=(0.0, 0.0))
+        await through_redis_blips(work, pauses=(0.0, 0.0))
     assert len(calls) == 3
 
 
-def test_other_errors_are_not_waited_for() -> None:
+async def test_other_errors_are_not_waited_for() -> None:
     calls, work = failing(1, ResponseError("WRONGTYPE"))
     with pytest.raises(ResponseError):
-        through_redis_blips(work, pauses=(0.0, 0.0))
+        await through_redis_blips(work, pauses=(0.0, 0.0))
     assert len(calls) == 1
 
 

@@ -412,6 +412,20 @@ def event_id_for(body: bytes, content: MessageContent | None) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
+def conversation_id_in(content: dict[str, Any]) -> str | None:
+    """The conversation of an event's raw content, read as the webhook reads it when it
+    queues the event (and the worker, to keep the conversation's events in line)."""
+    return tiktok_id(content.get("conversation_id"))
+
+
+def conversation_of(body: bytes) -> str | None:
+    """`conversation_id_in` the body's content; None when there is none. Never raises."""
+    try:
+        return conversation_id_in(load_content(parse_envelope(body)))
+    except InvalidEnvelope:
+        return None
+
+
 def identify(body: bytes) -> tuple[str, str | None]:
     """(event id, conversation id) of an event's body, as far as it can be read: what a
     person looking at a parked event searches by. Never raises."""
