@@ -4,6 +4,7 @@ piece talked about last. Finding reads the catalogue and changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ class _CatalogIndex:
     def __init__(self) -> None:
         self._version: uuid.UUID | None = None
         self._matcher: ItemMatcher | None = None
+        self._builds = 0
+        self._building: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
     async def matcher(self, items: ItemRepository) -> ItemMatcher:
         # Version first, rows second: an import committed in between leaves newer rows
@@ -48,13 +51,28 @@ class _CatalogIndex:
         version = await items.catalog_version()
         if version is not None and version == self._version and self._matcher is not None:
             return self._matcher
-        matcher = await build_matcher(items)
-        self._version, self._matcher = version, matcher
+        # The turns of a batch that find it stale together build it once: each building
+        # its own read the whole catalogue that many times over, and held that many
+        # catalogues in memory at once.
+        builds_seen = self._builds
+        async with self._lock():
+            if self._builds != builds_seen and self._matcher is not None:
+                return self._matcher  # built by another turn while this one waited
+            matcher = await build_matcher(items)
+            self._version, self._matcher = version, matcher
+            self._builds += 1
         if len(matcher) >= _LARGE_CATALOGUE:
             # Reading and indexing it left freed memory that the process would otherwise
             # carry for good.
             release_freed_memory()
         return matcher
+
+    def _lock(self) -> asyncio.Lock:
+        # One per event loop: a lock is bound to the loop it first waits on.
+        loop = asyncio.get_running_loop()
+        if self._building is None or self._building[0] is not loop:
+            self._building = (loop, asyncio.Lock())
+        return self._building[1]
 
 
 async def build_matcher(items: ItemRepository) -> ItemMatcher:

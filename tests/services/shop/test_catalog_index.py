@@ -3,17 +3,18 @@ the catalogue's version changes: pieces added, renamed or removed, never a hold 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db.models import Item, ItemStatus
 from app.db.repositories.items import ItemRepository
-from app.services.shop.finding import _catalog_index
+from app.services.shop.finding import _catalog_index, _CatalogIndex
 from tests.statements import engine_of, statements_sent
 
 
@@ -125,3 +126,25 @@ async def test_the_naming_rows_are_read_in_sku_order_a_batch_at_a_time(
         ["PT-0903", "PT-0904"],
         ["PT-0905"],
     ]
+
+
+async def test_turns_that_find_it_stale_together_build_it_once(committed_db: AsyncEngine) -> None:
+    """The turns of a batch run at once in one process: after a catalogue change they all
+    find the index stale, and one of them reads the catalogue for all."""
+    async with AsyncSession(committed_db) as session:
+        session.add(piece("PT-0806", "Suede Trucker Jacket", brand="Levis", color="brown"))
+        await session.commit()
+    index = _CatalogIndex()
+    sessions = [AsyncSession(committed_db) for _ in range(4)]
+    try:
+        with statements_sent(committed_db) as sent:
+            built = await asyncio.gather(
+                *(index.matcher(ItemRepository(session)) for session in sessions)
+            )
+    finally:
+        for session in sessions:
+            await session.close()
+    reads = [read for read in sent if "items.title" in read and "FROM items" in read]
+    assert len(reads) == 1
+    assert all(matcher is built[0] for matcher in built)
+    assert built[0].match("levis suede trucker").skus == ["PT-0806"]
