@@ -247,20 +247,19 @@ async def attempt_event(
     again with a backoff; or, malformed or out of attempts, parked for a person."""
     settings = runtime.settings
     conversation_id = conversation_of(body.encode("utf-8", errors="surrogateescape"))
-    in_line = task_id is not None and conversation_id is not None
+    # (conversation, task id): its place in the conversation's line, when it has one.
+    place = None if task_id is None or conversation_id is None else (conversation_id, task_id)
     order = runtime.service("turn_order", lambda built: TurnOrder(built.redis))
 
     def finish(pipeline: Pipeline) -> None:
         if task_id is not None:
             accepted.strike_off_with(pipeline, task_id)
-            if conversation_id is not None:
-                turn_order.finished_with(pipeline, conversation_id, task_id)
+        if place is not None:
+            turn_order.finished_with(pipeline, *place)
 
     async def in_turn() -> Outcome:
-        if in_line:
-            assert conversation_id is not None and task_id is not None
-            if not await order.wait_for_earlier(conversation_id, task_id):
-                log.warning("turn_order_gave_up_waiting", conversation_id=conversation_id)
+        if place is not None and not await order.wait_for_earlier(*place):
+            log.warning("turn_order_gave_up_waiting", conversation_id=conversation_id)
         return await runtime.service("pipeline", _pipeline).handle(body, finish)
 
     try:
@@ -273,10 +272,9 @@ async def attempt_event(
     except Exception as error:
         log.exception("event_failed", attempt=attempts)
         reason, permanent = repr(error), False
-    if in_line:
-        assert conversation_id is not None and task_id is not None
+    if place is not None:
         try:
-            await order.leave(conversation_id, task_id)
+            await order.leave(*place)
         except RedisError as error:  # the wait's limit lets the later ones by
             log.warning("turn_order_leave_failed", error=str(error))
     if not permanent and attempts < settings.max_event_attempts:
