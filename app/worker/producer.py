@@ -117,14 +117,9 @@ class AsyncTaskProducer:
         (turn_order.py) with `conversation_id`."""
         task_id, document = task_message(name, args, queue=queue)
         entry = None if accepted_at is None else (task_id, document, accepted_at)
-        in_line = (
-            None
-            if accepted_at is None or conversation_id is None
-            else (conversation_id, task_id, accepted_at)
-        )
         loop = asyncio.get_running_loop()
         pushed: asyncio.Future[None] = loop.create_future()
-        self._waiting[queue].append(_Waiting(document, entry, pushed, in_line))
+        self._waiting[queue].append(_Waiting(document, entry, pushed, conversation_id))
         if queue not in self._pushers:
             self._pushers[queue] = loop.create_task(self._push(queue))
         await pushed
@@ -166,8 +161,9 @@ class AsyncTaskProducer:
             both.lpush(queue, *documents)
             accepted.record_with(both, entries)
             for sender in batch:
-                if sender.in_line is not None:
-                    turn_order.record_with(both, *sender.in_line)
+                if sender.entry is not None and sender.conversation_id is not None:
+                    task_id, _, accepted_at = sender.entry
+                    turn_order.record_with(both, sender.conversation_id, task_id, accepted_at)
             await both.execute()
 
 
@@ -176,5 +172,5 @@ class _Waiting:
     document: bytes
     entry: tuple[str, bytes, float] | None  # for the ledger: (task id, document, accepted at)
     pushed: asyncio.Future[None]
-    # For its conversation's events in flight: (conversation id, task id, accepted at)
-    in_line: tuple[str, str, float] | None = None
+    # With an entry: its place in its conversation's line (turn_order.py)
+    conversation_id: str | None = None

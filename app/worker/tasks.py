@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utc_now
-from app.core.config import get_settings
+from app.core.config import Settings, get_settings
 from app.core.counters import WorkerMetrics
 from app.core.logging import configure_logging, get_logger
 from app.db.repositories.conversations import (
@@ -175,11 +175,13 @@ def _build_delivery(runtime: WorkerRuntime) -> DeliveryService:
 
 
 def _retry_countdown(task: Task[Any, Any]) -> float:
-    settings = get_settings()
+    return _backoff(get_settings(), task.request.retries + 1)
+
+
+def _backoff(settings: Settings, attempt: int) -> float:
+    """How long after its `attempt`-th failed attempt a task is tried again."""
     return backoff_delay(
-        task.request.retries + 1,
-        settings.retry_backoff_base_seconds,
-        settings.retry_backoff_cap_seconds,
+        attempt, settings.retry_backoff_base_seconds, settings.retry_backoff_cap_seconds
     )
 
 
@@ -278,10 +280,7 @@ async def attempt_event(
         except RedisError as error:  # the wait's limit lets the later ones by
             log.warning("turn_order_leave_failed", error=str(error))
     if not permanent and attempts < settings.max_event_attempts:
-        delay = backoff_delay(
-            attempts, settings.retry_backoff_base_seconds, settings.retry_backoff_cap_seconds
-        )
-        return EventVerdict("retry", retry_in=delay)
+        return EventVerdict("retry", retry_in=_backoff(settings, attempts))
     try:
         await _park_event(runtime, body, reason, attempts, task_id)
     except Exception:
