@@ -28,3 +28,10 @@ def statements_sent(engine: AsyncEngine) -> Iterator[list[str]]:
 def engine_of(session: AsyncSession) -> AsyncEngine:
     """The engine a test's session runs on."""
     return session.bind.engine  # type: ignore[union-attr,return-value]
+
+
+async def in_transaction_block(session: AsyncSession) -> bool:
+    """What PostgreSQL's last answer said of the session's connection (asyncpg reads it off
+    the protocol): inside a BEGIN ... COMMIT or not."""
+    raw = await (await session.connection()).get_raw_connection()
+    return bool(raw.driver_connection.is_in_transaction())  # type: ignore[union-attr]

@@ -29,12 +29,12 @@ RAILWAY_DIR = ROOT / "deploy"
 
 WEB = "python -m app.cli serve"
 WORKER = (
-    "celery -A app.worker.celery_app:celery_app worker --loglevel=INFO "
+    "celery -A app.worker.celery_app:celery_app worker --loglevel=${LOG_LEVEL:-INFO} "
     "--concurrency=${WORKER_CONCURRENCY:-2}"
 )
 BEAT = (
     # --quiet: beat's banner is plain text printed before logging is set up.
-    "celery -A app.worker.celery_app:celery_app --quiet beat --loglevel=INFO "
+    "celery -A app.worker.celery_app:celery_app --quiet beat --loglevel=${LOG_LEVEL:-INFO} "
     "--schedule /tmp/celerybeat-schedule"
 )
 MIGRATE = "python -m app.cli db migrate"

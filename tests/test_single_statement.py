@@ -6,17 +6,11 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.models import Customer
 from app.db.session import create_session_factory, single_statement, transaction
-
-
-async def in_transaction_block(session: AsyncSession) -> bool:
-    """What PostgreSQL's last answer said of the connection (asyncpg reads it off the
-    protocol): inside a BEGIN ... COMMIT or not."""
-    raw = await (await session.connection()).get_raw_connection()
-    return bool(raw.driver_connection.is_in_transaction())  # type: ignore[union-attr]
+from tests.statements import in_transaction_block
 
 
 async def test_its_statement_commits_by_itself_with_no_transaction_block(

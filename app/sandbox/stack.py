@@ -197,7 +197,7 @@ class Stack:
                 "-A",
                 "app.worker.celery_app:celery_app",
                 "worker",
-                "--loglevel=INFO",
+                f"--loglevel={self.env.get('LOG_LEVEL') or self.settings.log_level}",
                 "-Q",
                 queues,
                 "--concurrency",

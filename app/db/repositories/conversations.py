@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -28,6 +28,7 @@ from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.selectable import ScalarSelect
 
+from app.db.driver import DriverStatement
 from app.db.models import (
     Conversation,
     ConversationMode,
@@ -67,20 +68,18 @@ class ConversationRepository:
     ) -> tuple[Conversation, Customer, bool]:
         """As `ensure_locked`, and whether this transaction created the conversation (then
         it has no earlier messages): one statement either way (`_LOCKED_OR_CREATED`)."""
-        row = (
-            await self.session.execute(
-                _LOCKED_OR_CREATED,
-                {
-                    "lock_conversation": tiktok_conversation_id,
-                    "new_user_id": tiktok_user_id,
-                    "new_username": username,
-                },
-            )
-        ).one_or_none()
+        row = await _lock_or_create.one_or_none(
+            self.session,
+            {
+                "lock_conversation": tiktok_conversation_id,
+                "new_user_id": tiktok_user_id,
+                "new_username": username,
+            },
+        )
         if row is not None:
             conversation = _loaded(self.session, Conversation, _CONVERSATION_COLUMNS, row)
             customer = _loaded(self.session, Customer, _CUSTOMER_COLUMNS, row)
-            return conversation, customer, bool(row.created)
+            return conversation, customer, bool(row["created"])
         # A concurrent first delivery created it after this statement's snapshot: ours did
         # nothing, and the row is theirs to commit. Wait for it and lock it.
         found = await self._locked(Conversation.tiktok_conversation_id == tiktok_conversation_id)
@@ -200,24 +199,22 @@ class MessageRepository:
         already). The same statement moves the conversation's mirror of the window forward
         to it (never back), with a fresh quota, when the message is new; the conversation
         loaded in the session is told, so it has nothing of that to write again."""
-        row = (
-            await self.session.execute(
-                _RECORD_INBOUND,
-                {
-                    "inbound_conversation_id": conversation_id,
-                    "inbound_event_id": event_id,
-                    "inbound_message_type": message_type,
-                    "inbound_text": text,
-                    "inbound_payload": payload,
-                    "inbound_sent_at": sent_at,
-                    "inbound_window_end": window_end,
-                },
-            )
-        ).one_or_none()
+        row = await _record_inbound.one_or_none(
+            self.session,
+            {
+                "inbound_conversation_id": conversation_id,
+                "inbound_event_id": event_id,
+                "inbound_message_type": message_type,
+                "inbound_text": text,
+                "inbound_payload": payload,
+                "inbound_sent_at": sent_at,
+                "inbound_window_end": window_end,
+            },
+        )
         if row is None:
             return None, True
         message = _loaded(self.session, Message, _MESSAGE_COLUMNS, row)
-        others_waiting, window_opened = row.others, row.window_opened
+        others_waiting, window_opened = row["others"], row["window_opened"]
         if window_opened:
             loaded = self.session.identity_map.get(identity_key(Conversation, conversation_id))
             if loaded is not None:
@@ -229,7 +226,7 @@ class MessageRepository:
     async def settle(self, turn: SettledTurn) -> None:
         """Mark a turn's messages handled (`SettledTurn`), in a statement of its own: for a
         turn that queues no reply (else `OutboxRepository.queue` carries it)."""
-        await self.session.execute(_SETTLE_ALONE, turn.parameters())
+        await _settle_alone.execute(self.session, turn.parameters())
         turn.tell_loaded()
 
     async def record_unsent(
@@ -550,7 +547,9 @@ _LOCKED_OR_CREATED = select(*_existing.c, literal(False).label("created")).union
 ModelT = TypeVar("ModelT", Conversation, Customer, Message)
 
 
-def _loaded(session: AsyncSession, model: type[ModelT], names: list[str], row: Any) -> ModelT:
+def _loaded(
+    session: AsyncSession, model: type[ModelT], names: list[str], row: Mapping[str, Any]
+) -> ModelT:
     """A row read by a Core statement, as the session's persistent object (as if the ORM
     had loaded it: nothing to flush, in the identity map)."""
     table = cast(Table, model.__table__)
@@ -560,7 +559,7 @@ def _loaded(session: AsyncSession, model: type[ModelT], names: list[str], row: A
     configure_mappers()
     instance: ModelT = manager_of_class(model).new_instance()
     instance_state(instance).dict.update(
-        {column.key: getattr(row, name) for column, name in zip(table.c, names, strict=True)}
+        {column.key: row[name] for column, name in zip(table.c, names, strict=True)}
     )
     make_transient_to_detached(instance)
     known = session.identity_map.get(identity_key(instance=instance))
@@ -735,10 +734,10 @@ class OutboxRepository:
             "queued_proactive_kind": proactive_kind,
         }
         if settling is None:
-            return int((await self.session.execute(_QUEUE, values)).scalar_one())
-        queued = await self.session.execute(_QUEUE_SETTLING, values | settling.parameters())
+            return int(await _queue.scalar_one(self.session, values))
+        queued = await _queue_settling.scalar_one(self.session, values | settling.parameters())
         settling.tell_loaded()
-        return int(queued.scalar_one())
+        return int(queued)
 
     async def claim(self, outbox_id: int, claimed_at: datetime) -> Claimable | None:
         """Lock one row and, when it may go now, claim it (see `transitions.claim`): one
@@ -752,12 +751,12 @@ class OutboxRepository:
         is told of the slot counted: its next write must neither undo the count nor be
         undone by it."""
         await self.session.flush()
-        row = (
-            await self.session.execute(_CLAIM, {"outbox_id": outbox_id, "claimed_at": claimed_at})
-        ).one_or_none()
+        row = await _claim.one_or_none(
+            self.session, {"outbox_id": outbox_id, "claimed_at": claimed_at}
+        )
         if row is None:
             return None
-        claimable = Claimable(**row._mapping)
+        claimable = Claimable(**row)
         if claimable.claimed:
             loaded = self.session.identity_map.get(
                 identity_key(Conversation, claimable.conversation_id)
@@ -769,8 +768,8 @@ class OutboxRepository:
     async def mark_sent(
         self, outbox_id: int, message_id: int, tiktok_message_id: str, sent_at: datetime
     ) -> None:
-        await self.session.execute(
-            _MARK_SENT,
+        await _mark_sent.execute(
+            self.session,
             {
                 "outbox_id": outbox_id,
                 "sent_message_id": message_id,
@@ -866,3 +865,15 @@ class DeadLetterRepository:
         return await self.session.scalar(
             select(DeadLetter).where(DeadLetter.id == letter_id).with_for_update()
         )
+
+
+# The statements of every customer message and reply, sent by the session's driver
+# (app/db/driver.py): SQLAlchemy's execution would cost more CPU than PostgreSQL spends
+# running them.
+_lock_or_create = DriverStatement(_LOCKED_OR_CREATED)
+_record_inbound = DriverStatement(_RECORD_INBOUND)
+_settle_alone = DriverStatement(_SETTLE_ALONE)
+_queue = DriverStatement(_QUEUE)
+_queue_settling = DriverStatement(_QUEUE_SETTLING)
+_claim = DriverStatement(_CLAIM)
+_mark_sent = DriverStatement(_MARK_SENT)
