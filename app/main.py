@@ -15,6 +15,7 @@ from app.api.error_handlers import install_error_handlers
 from app.core.config import Environment, Settings, get_settings
 from app.core.http_headers import SecurityHeaders
 from app.core.logging import configure_logging, get_logger
+from app.core.redis_client import redis_from_url
 from app.db.session import SessionFactory, create_engine, create_session_factory
 from app.services.messaging.alerts import tiktok_alerts
 from app.web import install_staff_web
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.session_factory = create_session_factory(engine)
-        app.state.redis = aioredis.Redis.from_url(
+        app.state.redis = redis_from_url(
             settings.redis_url or "", socket_timeout=2.0, socket_connect_timeout=1.0
         )
         # Celery's broker is this Redis: tasks are published on the same pool.

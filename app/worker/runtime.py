@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings, get_settings
+from app.core.redis_client import redis_from_url
 from app.db.session import SessionFactory, create_engine, create_session_factory
 from app.services.tiktok.transport import build_http_client
 
@@ -48,7 +49,7 @@ class WorkerRuntime:
         # a time (nothing on the event path blocks on Redis). A cancelled command closes the
         # connection rather than leave its reply to the next (tests/worker/test_runtime.py).
         # Pipelines still take a connection of their own.
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+        self.redis: aioredis.Redis = redis_from_url(
             settings.redis_url or "",
             socket_timeout=5.0,
             socket_connect_timeout=2.0,

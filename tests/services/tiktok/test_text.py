@@ -68,6 +68,14 @@ def test_length_counts_astral_characters_twice() -> None:
     assert split_text("😀" * 5, limit=4) == ["😀😀", "😀😀", "😀"]
 
 
+@given(st.text(alphabet=st.characters(exclude_categories=[])))
+@example("caf\u00e9 \ud83d alone, \U0001f600 paired")
+def test_length_is_utf16_units_whatever_the_text(text: str) -> None:
+    # By definition: one unit per code point, two for one beyond the BMP (a lone
+    # surrogate, which a webhook body can carry, is one).
+    assert text_length(text) == sum(2 if ord(char) > 0xFFFF else 1 for char in text)
+
+
 def test_hard_cut_keeps_emoji_sequences_together() -> None:
     family = "👩\u200d👩\u200d👧"  # one visible emoji, five code points, eight units
     parts = split_text("ab" + family, limit=8)
