@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -578,14 +579,39 @@ async def bench_insights(stack: Stack) -> list[Figure]:
     ]
 
 
+DM_COST_DMS = 100
+
+
 async def bench_dm_cost(stack: Stack) -> list[Figure]:
     """SQL statements, transactions and CPU per DM, counted in a process of its own that
-    handles DMs as a worker task does (bench/dm_cost.py)."""
+    handles DMs as a worker task does (bench/dm_cost.py). With BENCH_CALLGRIND=1 the
+    process runs under valgrind's callgrind, which counts the instructions of the DMs
+    themselves: a figure that, unlike CPU time, is the same on a busy or a slow machine
+    (minutes longer; its CPU times are callgrind's, not the worker's)."""
+    command = [sys.executable, "-m", "bench.dm_cost", str(DM_COST_DMS)]
+    env = dict(stack.env)
+    counts = RESULTS / "callgrind"
+    callgrind = bool(os.environ.get("BENCH_CALLGRIND")) and shutil.which("valgrind") is not None
+    if callgrind:
+        shutil.rmtree(counts, ignore_errors=True)
+        counts.mkdir(parents=True)
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={counts / 'dm_cost.out'}",
+            "--dump-instr=no",
+            *command,
+        ]
+        from bench.dm_cost import UNDER_CALLGRIND  # it imports this module: not at the top
+
+        env[UNDER_CALLGRIND] = "1"
+    elif os.environ.get("BENCH_CALLGRIND"):
+        print("dm cost: valgrind is not installed: no instruction counts")
     completed = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "bench.dm_cost", "100"],
+        command,
         cwd=PROJECT_ROOT,
-        env=stack.env,
+        env=env,
         capture_output=True,
         text=True,
         check=False,
@@ -596,6 +622,18 @@ async def bench_dm_cost(stack: Stack) -> list[Figure]:
         return []
     cost = json.loads(lines[-1])
     figures = []
+    if callgrind:
+        # dm_cost dumps the counts of each kind's DMs apart: .1 first DMs, .2 returning.
+        for number, kind in enumerate(("first", "returning"), start=1):
+            dumped = (counts / f"dm_cost.out.{number}").read_text()
+            instructions = int(re.search(r"^summary: (\d+)", dumped, re.M).group(1))  # type: ignore[union-attr]
+            figures.append(
+                Figure(
+                    f"worker instructions per DM, {kind}",
+                    instructions / DM_COST_DMS / 1e6,
+                    "M",
+                )
+            )
     for kind in ("first", "returning"):
         figures += [
             Figure(
