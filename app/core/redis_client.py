@@ -13,8 +13,9 @@ from redis.typing import EncodableT
 class HiredisPackedConnection(Connection):
     """Commands packed by hiredis, in C, as redis-py's blocking client packs them when
     hiredis is installed; its asyncio client still packs every argument in a Python loop
-    (redis-py 6.4), about a tenth of a DM's CPU in the worker. TLS and Unix-socket URLs
-    keep redis-py's own connection classes (`from_url` picks those by the scheme)."""
+    (redis-py 6.4): 5-10 µs of CPU a command here, and a DM sends about 13 of them. TLS
+    and Unix-socket URLs keep redis-py's own connection classes (`from_url` picks those by
+    the scheme)."""
 
     _packer: Any = HiredisRespSerializer()
 
