@@ -5,16 +5,17 @@ connection invalidated."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, func, insert, literal, select, text
+from sqlalchemy import Float, String, bindparam, func, insert, literal, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db.driver import DriverStatement
-from app.db.models import Conversation, ConversationMode, Customer
+from app.db.models import Conversation, ConversationMode, Customer, Message
 from app.db.session import create_session_factory, single_statement, transaction
 from tests.statements import engine_of, in_transaction_block, statements_sent
 
@@ -150,3 +151,40 @@ async def test_statements_rendered_at_execution_are_refused(session: AsyncSessio
     )
     with pytest.raises(TypeError, match="render parameters at execution"):
         await expanding.rows(session, {"ids": [1, 2]})
+
+
+async def test_python_side_defaults_are_refused(session: AsyncSession) -> None:
+    # `messages.payload` defaults to {} in Python: only SQLAlchemy's execution fills it in.
+    defaulted = DriverStatement(
+        insert(Message.__table__).values(conversation_id=bindparam("conversation"))
+    )
+    with pytest.raises(TypeError, match="defaults from Python"):
+        await defaulted.rows(session, {"conversation": 1})
+
+
+async def test_bind_names_sql_must_escape(session: AsyncSession) -> None:
+    dotted = DriverStatement(select(bindparam("size.tag", type_=String).label("size")))
+    assert await dotted.rows(session, {"size.tag": "M"}) == [{"size": "M"}]
+
+
+async def test_a_cancelled_statement_leaves_its_connection_invalidated(
+    committed_db: AsyncEngine,
+) -> None:
+    sessions = create_session_factory(committed_db)
+    slow = DriverStatement(select(func.pg_sleep(bindparam("seconds", type_=Float)).label("slept")))
+    async with sessions() as session:
+        connection = (await session.connection()).sync_connection
+        assert connection is not None
+        sleeping = asyncio.create_task(slow.rows(session, {"seconds": 30}))
+        await asyncio.sleep(0.3)  # the statement is at PostgreSQL (not a timing assertion)
+        sleeping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sleeping
+        # Lent again as it is, it would still be inside the cancelled statement's
+        # transaction, or waiting for its answer.
+        assert connection.invalidated
+        await session.rollback()
+    async with transaction(sessions) as session:
+        await _NEW_CUSTOMER.execute(session, {"user_id": "after-cancel"})
+    async with sessions() as session:
+        assert await customer_names(session) == ["after-cancel"]

@@ -40,8 +40,10 @@ class DriverRow(dict[str, Any]):
 
 
 class DriverStatement:
-    """A Core statement (no IN lists or other parameters rendered at execution) sent by
-    the driver of the session it runs in."""
+    """A Core statement sent by the driver of the session it runs in. Refused at first
+    use: parameters rendered at execution (IN lists) and defaults computed in Python
+    (SQLAlchemy's execution fills those in; give the values). Result columns whose
+    conversion needs the driver's type code (Numeric, Float) fail then too."""
 
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
@@ -56,6 +58,8 @@ class DriverStatement:
             raise TypeError("a driver statement must compile to positional SQL")
         if compiled.literal_execute_params or compiled.post_compile_params:
             raise TypeError("a driver statement must not render parameters at execution")
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            raise TypeError("a driver statement's columns must not take defaults from Python")
         # A tuple parameter's processors come as a sequence: no such parameter here.
         processors = cast(Mapping[str, Processor], compiled._bind_processors)
         names = tuple(compiled.positiontup)
@@ -77,7 +81,8 @@ class DriverStatement:
         """The statement's rows, run in the session's transaction (begun if need be)."""
         connection = _sync(await session.connection())
         made = self._compiled(connection.dialect)
-        values = made.compiled.construct_params(dict(params))
+        # Unescaped: the names `positiontup` and the processors go by.
+        values = made.compiled.construct_params(dict(params), escape_names=False)
         arguments = tuple(
             value if bind is None else bind(value)
             for bind, value in zip(made.binds, (values[name] for name in made.names), strict=True)
@@ -89,12 +94,12 @@ class DriverStatement:
         adapted = connection.connection.dbapi_connection
         try:
             records = await _fetch(adapted, sql, arguments)
-        except Exception as error:
-            # SQLAlchemy's own handling: wraps the error in sqlalchemy.exc's and, for a
-            # lost connection, invalidates it and the pool's older ones.
-            await greenlet_spawn(
-                connection._handle_dbapi_exception, error, sql, arguments, None, None
-            )
+        except BaseException as error:
+            # SQLAlchemy's own handling: the error wrapped in sqlalchemy.exc's; a lost
+            # connection invalidated with the pool's older ones; a statement cancelled
+            # midway (its task cancelled) leaves its connection invalidated, not lent again
+            # in an unknown state.
+            await greenlet_spawn(_handle, connection, error, sql, arguments)
             raise
         if made.plain_rows:
             return [DriverRow(zip(made.keys, record, strict=True)) for record in records]
@@ -136,6 +141,15 @@ async def _fetch(adapted: Any, sql: str, arguments: Sequence[Any]) -> list[Any]:
         except Exception as error:
             adapted._handle_exception(error)  # raises it translated, as the DBAPI's
             raise
+
+
+def _handle(connection: Connection, error: BaseException, sql: str, arguments: Any) -> None:
+    """`Connection._handle_dbapi_exception`, which re-raises the exception being handled:
+    run where one is (the greenlet starts without)."""
+    try:
+        raise error
+    except BaseException as raised:
+        connection._handle_dbapi_exception(raised, sql, arguments, None, None)
 
 
 def _sync(connection: AsyncConnection) -> Connection:
