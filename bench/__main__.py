@@ -273,6 +273,14 @@ async def bench_worker(
         # latency (a queue, a round trip), not by what a task costs.
         Figure("worker: cores busy during the bare tasks", bare_busy.percent, "%"),
         Figure("worker: cores busy during the DMs", dms_busy.percent, "%"),
+        # The ratio's anatomy: the machine's CPU (every process, the kernel) per bare task
+        # and per DM; the rate ratio is about their inverse ratio times the busy shares'.
+        Figure(
+            "machine CPU per bare task",
+            bare_busy.cpu * 1000 / (WORKER_ROUNDS * NOOP_TASKS),
+            "ms",
+        ),
+        Figure("machine CPU per DM answered", dms_busy.cpu * 1000 / dms, "ms"),
         *(
             Figure(f"CPU per DM answered: {name}", seconds * 1000 / dms, "ms")
             for name, seconds in spent.items()
@@ -312,14 +320,50 @@ def _machine_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+# The servers a DM also costs, found by their process names (embedded or the machine's own).
+SERVICE_PROCESSES = {"postgres": "postgresql", "redis-server": "redis"}
+
+
+def _service_pids() -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {label: [] for label in SERVICE_PROCESSES.values()}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            label = SERVICE_PROCESSES.get((entry / "comm").read_text().strip())
+        except OSError:  # ended meanwhile
+            continue
+        if label is not None:
+            found[label].append(int(entry.name))
+    return found
+
+
+def _cpu_of(pids: Sequence[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += _cpu_seconds(pid)
+        except OSError:  # a process (a database backend) that ended meanwhile
+            continue
+    return total
+
+
 def cpu_by_process(stack: Stack) -> dict[str, float]:
-    """CPU seconds so far of each process of the stack (a worker with its pool), and of the
-    whole machine less them: PostgreSQL, Redis, this load generator and anything else."""
+    """CPU seconds so far of each process of the stack, the worker's parent (Celery's
+    consumer) apart from its pool (the turns); of PostgreSQL and Redis; of this load
+    generator; and of the whole machine less all of them (the kernel's network work on
+    their behalf, anything else)."""
     spent: dict[str, float] = {}
     for name, process in stack.processes.items():
         if process.poll() is None:
-            pids = [process.pid, *_children(process.pid)]
-            spent[name] = sum(_cpu_seconds(pid) for pid in pids)
+            if name == "worker":
+                spent["worker's consumer"] = _cpu_of([process.pid])
+                spent["worker's pool"] = _cpu_of(_children(process.pid))
+            else:
+                spent[name] = _cpu_of([process.pid, *_children(process.pid)])
+    for label, pids in _service_pids().items():
+        spent[label] = _cpu_of(pids)
+    spent["load generator (bench)"] = _cpu_of([os.getpid()])
     spent["rest of the machine"] = _machine_cpu_seconds() - sum(spent.values())
     return spent
 
@@ -776,7 +820,12 @@ def main() -> None:
         },
     )
     scratch: str | None = None
-    if os.environ.get("DATABASE_URL"):
+    if not os.environ.get("DATABASE_URL"):
+        # The embedded servers' data is the bench's alone: every run starts from an empty
+        # database, as it does on a given server (below). A run's month of traffic and grown
+        # catalogue left in place would collide with the next run's.
+        shutil.rmtree(root / "services", ignore_errors=True)
+    else:
         # Never benchmark into a database that holds anything else.
         server = normalize_database_url(os.environ["DATABASE_URL"])
         scratch = asyncio.run(create_scratch_database(server, "philia_bench"))
