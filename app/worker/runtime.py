@@ -48,7 +48,7 @@ class WorkerRuntime:
         # batch (`process_events`) take turns on it through its lock, one short command at
         # a time (nothing on the event path blocks on Redis). A cancelled command closes the
         # connection rather than leave its reply to the next (tests/worker/test_runtime.py).
-        # Pipelines still take a connection of their own.
+        # Its pipelines run on that connection too (`SharedConnectionPipeline`).
         self.redis: aioredis.Redis = redis_from_url(
             settings.redis_url or "",
             socket_timeout=5.0,

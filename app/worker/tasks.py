@@ -7,7 +7,7 @@ import gc
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
@@ -25,6 +25,7 @@ from app.core.config import Settings, get_settings
 from app.core.counters import WorkerMetrics
 from app.core.logging import configure_logging, get_logger
 from app.db.repositories.conversations import (
+    Claimable,
     ConversationRepository,
     DeadLetterRepository,
     OutboxRepository,
@@ -117,14 +118,19 @@ async def deliver_in_order(
 class _SentByTheTurnsTask:
     """A turn's replies go out from the task that wrote them, once its transaction has
     committed, instead of after a trip through the sends queue and a task of their own;
-    the first is claimed in the turn's transaction (`DeliversNow`). What cannot go now
+    the first is claimed by the statement that queues it (`DeliversNow`). What cannot go now
     (rate limit, an earlier reply first, an error, Redis failing before the call) is
     queued with its delay or left pending for the sweeper."""
 
     runtime: WorkerRuntime
 
-    async def claim_ahead(self, session: AsyncSession, outbox_id: int) -> ClaimOutcome:
-        return await _delivery(self.runtime).claim_ahead(session, outbox_id)
+    async def claiming_at(self) -> datetime | None:
+        return await _delivery(self.runtime).claiming_at()
+
+    async def claimed_ahead(
+        self, session: AsyncSession, claimable: Claimable, claimed_at: datetime
+    ) -> ClaimOutcome:
+        return await _delivery(self.runtime).claimed_ahead(session, claimable, claimed_at)
 
     async def give_back(self, claimed: ClaimOutcome) -> None:
         await _delivery(self.runtime).give_back(claimed)

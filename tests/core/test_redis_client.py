@@ -4,14 +4,21 @@ against a real Redis (commands, pipelines, scripts)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import uuid
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
-from redis.exceptions import DataError
+from redis.exceptions import DataError, RedisError, ResponseError
 
-from app.core.redis_client import HiredisPackedConnection, redis_from_url
+from app.core.redis_client import (
+    HiredisPackedConnection,
+    SharedConnectionPipeline,
+    redis_from_url,
+)
 from tests.conftest import TestServices
 
 
@@ -57,3 +64,105 @@ async def test_a_client_with_it_talks_to_redis(services: TestServices) -> None:
 def test_tls_urls_keep_redis_pys_tls_connection() -> None:
     client = redis_from_url("rediss://example.invalid:6380/0")
     assert client.connection_pool.connection_class is aioredis.SSLConnection
+
+
+async def _connections_named(client: aioredis.Redis, name: str) -> int:
+    return sum(1 for seen in await client.client_list() if seen.get("name") == name)
+
+
+async def test_a_single_connection_clients_pipelines_run_on_its_one_connection(
+    services: TestServices,
+) -> None:
+    name = f"philia-test-{uuid.uuid4().hex[:8]}"
+    client = redis_from_url(services.redis_url, single_connection_client=True, client_name=name)
+    key = f"philia:test:shared:{name}"
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            assert isinstance(pipe, SharedConnectionPipeline)
+            pipe.set(key, "1", ex=60)
+            pipe.incr(key)
+            assert await pipe.execute() == [True, 2]
+        async with client.pipeline(transaction=True) as pipe:  # MULTI ... EXEC
+            pipe.incr(key)
+            pipe.get(key)
+            assert await pipe.execute() == [3, b"3"]
+        assert await _connections_named(client, name) == 1
+        assert client.connection is not None and client.connection.is_connected
+    finally:
+        await client.delete(key)
+        await client.aclose()
+
+
+async def test_concurrent_commands_and_pipelines_each_read_their_own_replies(
+    services: TestServices,
+) -> None:
+    client = redis_from_url(services.redis_url, single_connection_client=True)
+    prefix = f"philia:test:turns:{uuid.uuid4().hex[:8]}"
+
+    async def turn(n: int) -> tuple[Any, ...]:
+        await client.set(f"{prefix}:{n}", n, ex=60)
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.incr(f"{prefix}:{n}")
+            pipe.get(f"{prefix}:{n}")
+            counted, value = await pipe.execute()
+        return counted, value, await client.get(f"{prefix}:{n}")
+
+    try:
+        results = await asyncio.gather(*(turn(n) for n in range(50)))
+        assert results == [(n + 1, str(n + 1).encode(), str(n + 1).encode()) for n in range(50)]
+    finally:
+        await client.delete(*(f"{prefix}:{n}" for n in range(50)))
+        await client.aclose()
+
+
+async def test_a_failing_or_cancelled_pipeline_leaves_the_connection_answering_right(
+    services: TestServices,
+) -> None:
+    client = redis_from_url(services.redis_url, single_connection_client=True)
+    key = f"philia:test:broken:{uuid.uuid4().hex[:8]}"
+    try:
+        await client.set(key, "not a number", ex=60)
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            with pytest.raises(ResponseError):
+                await pipe.execute()
+        assert await client.get(key) == b"not a number"
+
+        async def blocked() -> Any:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.blpop([f"{key}:list"], timeout=5)
+                return await pipe.execute()
+
+        waiting = asyncio.create_task(blocked())
+        await asyncio.sleep(0.2)  # the BLPOP is at the server, on the shared connection
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        # Its late reply must not be read as the answer to these.
+        await client.rpush(f"{key}:list", "late")
+        assert await client.get(key) == b"not a number"
+        assert await client.lrange(f"{key}:list", 0, -1) == [b"late"]
+    finally:
+        await client.delete(key, f"{key}:list")
+        await client.aclose()
+
+
+async def test_a_pooled_clients_pipelines_stay_redis_pys(services: TestServices) -> None:
+    client = redis_from_url(services.redis_url)
+    try:
+        pipe = client.pipeline(transaction=False)
+        assert not isinstance(pipe, SharedConnectionPipeline)
+        pipe.ping()
+        assert await pipe.execute() == [True]
+    finally:
+        await client.aclose()
+
+
+async def test_watch_is_refused_on_a_shared_connection_pipeline(services: TestServices) -> None:
+    client = redis_from_url(services.redis_url, single_connection_client=True)
+    try:
+        async with client.pipeline() as pipe:
+            with pytest.raises(RedisError):
+                await pipe.watch("philia:test:watched")
+    finally:
+        await client.aclose()

@@ -13,11 +13,13 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
+    case,
     exists,
     func,
     literal,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
@@ -428,22 +430,18 @@ _SETTLE = (
         ),
     )
 )
-_queued_message = (
-    insert(_messages)
-    .values(
-        conversation_id=bindparam("queued_conversation_id"),
-        direction=Direction.OUTBOUND,
-        message_type=bindparam("queued_message_type"),
-        text=bindparam("queued_text"),
-        payload=bindparam("queued_payload", type_=Message.payload.type),
-        entities={},
-        status=MessageStatus.PENDING,
-        sent_by=bindparam("queued_sent_by"),
-        proactive_kind=bindparam("queued_proactive_kind", type_=Message.proactive_kind.type),
-    )
-    .returning(_messages.c.id)
-    .cte("queued_message")
+_queue_message = insert(_messages).values(
+    conversation_id=bindparam("queued_conversation_id"),
+    direction=Direction.OUTBOUND,
+    message_type=bindparam("queued_message_type"),
+    text=bindparam("queued_text"),
+    payload=bindparam("queued_payload", type_=Message.payload.type),
+    entities={},
+    status=MessageStatus.PENDING,
+    sent_by=bindparam("queued_sent_by"),
+    proactive_kind=bindparam("queued_proactive_kind", type_=Message.proactive_kind.type),
 )
+_queued_message = _queue_message.returning(_messages.c.id).cte("queued_message")
 _QUEUE = (
     insert(_outbox)
     .from_select(
@@ -572,16 +570,23 @@ def _loaded(
     return instance
 
 
-def _of_earlier_replies(column: ColumnElement[Any]) -> ScalarSelect[Any]:
+def _changed(instance: object, attribute: str) -> bool:
+    """Whether the session holds a change of `attribute` not yet written."""
+    return bool(instance_state(instance).attrs[attribute].history.has_changes())
+
+
+def _of_earlier_replies(column: ColumnElement[Any], *, queued: bool = True) -> ScalarSelect[Any]:
     """`column` over the replies of the claimed row's conversation that were queued before
-    it and have not gone out yet."""
+    it (`queued`: the row `outbox_id` exists; else every reply is earlier than the one the
+    statement queues) and have not gone out yet."""
+    earlier_than_the_row = (_earlier_entry.c.id < bindparam("outbox_id"),) if queued else ()
     return (
         select(column)
         .select_from(_earlier_entry)
         .join(_earlier_message, _earlier_message.c.id == _earlier_entry.c.message_id)
         .where(
             _earlier_message.c.conversation_id == _conversations.c.id,
-            _earlier_entry.c.id < bindparam("outbox_id"),
+            *earlier_than_the_row,
             # Not IN (...): an IN list is rendered again at every execution (SQLAlchemy's
             # "post-compile" parameters), a third of this statement's cost in Python.
             or_(
@@ -653,6 +658,87 @@ _slot_mirrored = (
 # The slot is mirrored exactly when the row was made `sending`: either says it was claimed.
 _CLAIM = select(*_claimable.c, exists(select(_slot_mirrored.c.id)).label("claimed"))
 
+# A turn's first reply queued already claimed (`OutboxRepository.queue_claiming`): the row is
+# inserted `sending` when `_CLAIM` would have made it so (no earlier reply of the conversation
+# still to go), instead of inserted `pending` and updated by a claim of its own. One
+# statement and one version of the outbox row (with its three index entries) fewer per DM.
+_queued_for_claim = _queue_message.returning(
+    _messages.c.id, _messages.c.message_type, _messages.c.text, _messages.c.payload
+).cte("queued_message")
+_claim_target = (
+    select(
+        _conversations.c.id.label("conversation_id"),
+        _conversations.c.tiktok_conversation_id,
+        _conversations.c.window_expires_at,
+        _conversations.c.replies_in_window,
+        _customers.c.tiktok_user_id,
+        _of_earlier_replies(func.count(), queued=False).label("earlier_waiting"),
+        _of_earlier_replies(func.max(_earlier_entry.c.next_attempt_at), queued=False).label(
+            "earlier_due"
+        ),
+    )
+    .select_from(_conversations)
+    .join(_customers, _customers.c.id == _conversations.c.customer_id)
+    .where(_conversations.c.id == bindparam("queued_conversation_id"))
+    .cte("claim_target")
+)
+_may_go_now = _claim_target.c.earlier_waiting == 0
+_claimed_entry = (
+    insert(_outbox)
+    .from_select(
+        ["message_id", "status", "attempts", "claimed_at"],
+        select(
+            _queued_for_claim.c.id,
+            case(
+                (_may_go_now, literal(OutboxStatus.SENDING, OutboxEntry.status.type)),
+                else_=literal(OutboxStatus.PENDING, OutboxEntry.status.type),
+            ),
+            case((_may_go_now, literal(1)), else_=literal(0)),
+            case((_may_go_now, bindparam("claimed_at", type_=_outbox.c.claimed_at.type))),
+        )
+        .select_from(_queued_for_claim)
+        .join(_claim_target, true()),
+    )
+    .returning(_outbox.c.id, _outbox.c.status)
+    .cte("claimed_entry")
+)
+_claimed_now = exists(
+    select(_claimed_entry.c.id).where(_claimed_entry.c.status == OutboxStatus.SENDING)
+)
+# The context the turn changed and the slot the claim takes, in one UPDATE of the row: two
+# data-modifying WITHs updating the same row in one statement would keep only one of them.
+_conversation_written = (
+    update(_conversations)
+    .where(
+        _conversations.c.id == bindparam("queued_conversation_id"),
+        or_(_context_saved.is_not(None), _claimed_now),
+    )
+    .values(
+        context=func.coalesce(_context_saved, _conversations.c.context),
+        replies_in_window=_conversations.c.replies_in_window
+        + case((_claimed_now, literal(1)), else_=literal(0)),
+    )
+    .cte("conversation_written")
+)
+_QUEUE_SETTLING_CLAIMING = (
+    select(
+        _claimed_entry.c.id.label("outbox_id"),
+        # As `_CLAIM` reads the row: before its claim.
+        literal(OutboxStatus.PENDING, OutboxEntry.status.type).label("status"),
+        literal(0).label("attempts"),
+        _queued_for_claim.c.id.label("message_id"),
+        _queued_for_claim.c.message_type,
+        _queued_for_claim.c.text,
+        _queued_for_claim.c.payload,
+        *_claim_target.c,
+        (_claimed_entry.c.status == OutboxStatus.SENDING).label("claimed"),
+    )
+    .select_from(_claimed_entry)
+    .join(_queued_for_claim, true())
+    .join(_claim_target, true())
+    .add_cte(_SETTLE.cte("settled"), _conversation_written)
+)
+
 _sent_entry = (
     update(_outbox)
     .where(_outbox.c.id == bindparam("outbox_id"))
@@ -696,6 +782,25 @@ class Claimable:
     claimed: bool
 
 
+def _queued(
+    conversation_id: int,
+    message_type: str,
+    text: str | None,
+    payload: dict[str, Any],
+    sent_by: str,
+    proactive_kind: ProactiveKind | None,
+) -> dict[str, Any]:
+    """The parameters of the message and outbox row a queueing statement inserts."""
+    return {
+        "queued_conversation_id": conversation_id,
+        "queued_message_type": message_type,
+        "queued_text": text,
+        "queued_payload": payload,
+        "queued_sent_by": sent_by,
+        "queued_proactive_kind": proactive_kind,
+    }
+
+
 class OutboxRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -725,14 +830,7 @@ class OutboxRepository:
         """An outbound message and its outbox row, in one statement (a CTE): every reply
         of every turn comes through here. Returns the outbox row's id. `settling`: the turn
         the reply answers, settled by the same statement."""
-        values = {
-            "queued_conversation_id": conversation_id,
-            "queued_message_type": message_type,
-            "queued_text": text,
-            "queued_payload": payload,
-            "queued_sent_by": sent_by,
-            "queued_proactive_kind": proactive_kind,
-        }
+        values = _queued(conversation_id, message_type, text, payload, sent_by, proactive_kind)
         if settling is None:
             return int(await _queue.scalar_one(self.session, values))
         queued = await _queue_settling.scalar_one(self.session, values | settling.parameters())
@@ -757,13 +855,50 @@ class OutboxRepository:
         if row is None:
             return None
         claimable = Claimable(**row)
-        if claimable.claimed:
-            loaded = self.session.identity_map.get(
-                identity_key(Conversation, claimable.conversation_id)
-            )
-            if loaded is not None:
-                set_committed_value(loaded, "replies_in_window", claimable.replies_in_window + 1)
+        self._tell_slot_counted(claimable)
         return claimable
+
+    async def queue_claiming(
+        self,
+        conversation_id: int,
+        message_type: str,
+        text: str | None,
+        payload: dict[str, Any],
+        sent_by: str,
+        settling: SettledTurn,
+        claimed_at: datetime,
+    ) -> Claimable:
+        """`queue` a turn's first reply, settling its turn, and claim the new row as `claim`
+        would (it is `sending` when no earlier reply of the conversation is still to go, its
+        slot counted in the conversation's mirror): one statement, for the worker that
+        sends the reply as soon as the turn commits. `Claimable.claimed` says whether it
+        was claimed."""
+        conversation = self.session.identity_map.get(identity_key(Conversation, conversation_id))
+        if conversation is not None and _changed(conversation, "replies_in_window"):
+            # The statement counts the slot on the row as it is in the database: a change
+            # still in the session is written first, as `claim` writes it, not lost.
+            await self.session.flush()
+        values = _queued(conversation_id, message_type, text, payload, sent_by, None)
+        row = await _queue_settling_claiming.one_or_none(
+            self.session, values | settling.parameters() | {"claimed_at": claimed_at}
+        )
+        if row is None:  # the conversation was locked by the caller: it exists
+            raise LookupError(f"conversation {conversation_id} not found to queue a reply in")
+        settling.tell_loaded()
+        claimable = Claimable(**row)
+        self._tell_slot_counted(claimable)
+        return claimable
+
+    def _tell_slot_counted(self, claimable: Claimable) -> None:
+        """The conversation loaded in the session learns of the slot a claim counted: its
+        next write must neither undo the count nor be undone by it."""
+        if not claimable.claimed:
+            return
+        loaded = self.session.identity_map.get(
+            identity_key(Conversation, claimable.conversation_id)
+        )
+        if loaded is not None:
+            set_committed_value(loaded, "replies_in_window", claimable.replies_in_window + 1)
 
     async def mark_sent(
         self, outbox_id: int, message_id: int, tiktok_message_id: str, sent_at: datetime
@@ -876,4 +1011,5 @@ _settle_alone = DriverStatement(_SETTLE_ALONE)
 _queue = DriverStatement(_QUEUE)
 _queue_settling = DriverStatement(_QUEUE_SETTLING)
 _claim = DriverStatement(_CLAIM)
+_queue_settling_claiming = DriverStatement(_QUEUE_SETTLING_CLAIMING)
 _mark_sent = DriverStatement(_MARK_SENT)

@@ -2,7 +2,8 @@
 
 1. Claim: the row must be `pending`; the window and quota are checked and a slot reserved;
    the row becomes `sending` and is committed. A worker claims a turn's first reply in the
-   turn's own transaction (`claim_ahead`), any other row in a transaction of its own.
+   turn's own transaction, by the statement that queues it (`claiming_at`), any other row
+   in a transaction of its own.
 2. Call TikTok outside any transaction.
 3. Record the result (one transaction): `sent` with TikTok's message id; back to `pending`
    with a backoff for a transient error TikTok answered (it did not deliver: a connection
@@ -49,6 +50,7 @@ from app.core.counters import WorkerMetrics, count_send_result
 from app.core.logging import get_logger
 from app.db.models import Conversation, Message, OutboxStatus
 from app.db.repositories.conversations import (
+    Claimable,
     ConversationRepository,
     DeadLetterRepository,
     MessageRepository,
@@ -136,7 +138,7 @@ class DeliveryService:
         self.window = WindowService(self.redis, self.settings)
 
     async def deliver(self, outbox_id: int, claimed: ClaimOutcome | None = None) -> DeliveryResult:
-        """`claimed`: the row's claim when it was made already (`claim_ahead`, in the
+        """`claimed`: the row's claim when it was made already (`claimed_ahead`, in the
         transaction that queued the reply), else the row is claimed here."""
         result = await self._deliver(outbox_id, claimed)
         if not result.counted:
@@ -199,15 +201,24 @@ class DeliveryService:
         async with transaction(self.session_factory) as session:
             return await self._claim_in(session, outbox_id)
 
-    async def claim_ahead(self, session: AsyncSession, outbox_id: int) -> ClaimOutcome:
-        """Claim a reply in the transaction that queued it, for the caller to `deliver` right
-        after that transaction commits: the claim then costs no transaction of its own. A
-        worker that dies between the commit and the call leaves the row `sending` with no
-        evidence of a send, as one that dies during the call does: the sweeper settles it
-        (module doc). When that transaction fails instead, `give_back` returns the slot."""
+    async def claiming_at(self) -> datetime | None:
+        """When a reply queued now may be claimed in the transaction that queues it
+        (`OutboxRepository.queue_claiming`), for the caller to `deliver` right after that
+        transaction commits: the claim then costs neither a transaction nor a statement of
+        its own. None while nothing may be claimed (TikTok disconnected): the reply is
+        queued pending, and its delivery finds it waiting. A worker that dies between the
+        commit and the call leaves the row `sending` with no evidence of a send, as one that
+        dies during the call does: the sweeper settles it (module doc). When that
+        transaction fails instead, `give_back` returns the slot."""
         if await self._waiting_for_reconnect():
-            return DeliveryResult(Delivery.WAITING)
-        return await self._claim_in(session, outbox_id)
+            return None
+        return utc_now()
+
+    async def claimed_ahead(
+        self, session: AsyncSession, claimable: Claimable, claimed_at: datetime
+    ) -> ClaimOutcome:
+        """What a claim made as its reply was queued comes to (see `claiming_at`)."""
+        return await self._claimed(session, claimable, claimed_at)
 
     async def give_back(self, claimed: ClaimOutcome) -> None:
         """The transaction that claimed ahead was rolled back, the claim with it: its slot in
@@ -233,6 +244,14 @@ class DeliveryService:
         if claimed is None or claimed.status != OutboxStatus.PENDING:
             # Someone else holds it, or it is already done: a duplicate task.
             return DeliveryResult(Delivery.SKIPPED)
+        return await self._claimed(session, claimed, claimed_at)
+
+    async def _claimed(
+        self, session: AsyncSession, claimed: Claimable, claimed_at: datetime
+    ) -> ClaimOutcome:
+        """A pending row's claim, made or not by the statement that read it: the send to
+        make now, once the window and its quota grant a slot; else why not."""
+        outbox_id = claimed.outbox_id
         if not claimed.claimed:
             # An earlier reply of the conversation has not gone out yet.
             due, now = claimed.earlier_due, utc_now()

@@ -36,6 +36,7 @@ from app.db.models import (
     MessageStatus,
 )
 from app.db.repositories.conversations import (
+    Claimable,
     ConversationRepository,
     MessageRepository,
     OutboxRepository,
@@ -45,7 +46,7 @@ from app.db.session import SessionFactory, transaction
 from app.services import replies
 from app.services.messaging import echoes, transitions
 from app.services.messaging.delivery import ClaimOutcome
-from app.services.messaging.outbound import expand_replies, queue_replies
+from app.services.messaging.outbound import expand_replies, queue_turn_replies
 from app.services.messaging.window import WindowService
 from app.services.tiktok.account import AccountIdentity, BusinessAccount
 from app.services.tiktok.connection import DISCONNECTED_NOTICE, mark_disconnected
@@ -70,10 +71,16 @@ EnqueueDeliveries = Callable[[Sequence[int]], Awaitable[None]]
 
 class DeliversNow(Protocol):
     """A worker that sends a turn's replies itself, right after the turn commits. The first
-    reply is then claimed in the turn's own transaction (`DeliveryService.claim_ahead`)
-    instead of in one of its own, after the commit."""
+    reply is then claimed by the statement that queues it, in the turn's own transaction
+    (`DeliveryService.claiming_at`), instead of in a transaction of its own after the
+    commit."""
 
-    async def claim_ahead(self, session: AsyncSession, outbox_id: int) -> ClaimOutcome: ...
+    async def claiming_at(self) -> datetime | None:
+        """The claim's time; None when nothing may be claimed now."""
+
+    async def claimed_ahead(
+        self, session: AsyncSession, claimable: Claimable, claimed_at: datetime
+    ) -> ClaimOutcome: ...
 
     async def give_back(self, claimed: ClaimOutcome) -> None:
         """The turn's transaction was rolled back after the claim: undo what it cannot."""
@@ -558,19 +565,23 @@ class InboundPipeline:
             router_source=result.router_source,
             entities=result.entities,
         )
-        queued = await queue_replies(
+        claimed_at = None if self.delivers_now is None else await self.delivers_now.claiming_at()
+        queued, claimable = await queue_turn_replies(
             session,
             conversation,
             planned,
             max_text_chars=self.settings.max_text_chars,
             settling=settled,
+            claim_first_at=claimed_at,
         )
         step.deliveries.extend(queued)
+        if self.delivers_now is not None and claimable is not None and claimed_at is not None:
+            step.claimed_first = await self.delivers_now.claimed_ahead(
+                session, claimable, claimed_at
+            )
         if handoff_reason is not None:
             transitions.hand_over(session, conversation, now, handoff_reason)
         step.deliveries.extend(result.other_outbox_ids)
-        if self.delivers_now is not None and queued:
-            step.claimed_first = await self.delivers_now.claim_ahead(session, queued[0])
         log.info(
             "turn_answered",
             intent=result.intent,

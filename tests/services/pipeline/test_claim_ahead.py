@@ -1,12 +1,13 @@
-"""A turn that claims its first reply in its own transaction (`DeliversNow`, as the worker
-does): one transaction fewer per DM, and the same guarantees as a claim of its own."""
+"""A turn that claims its first reply in its own transaction, by the statement that queues it
+(`DeliversNow`, as the worker does): one transaction and one statement fewer per DM, and the
+same guarantees as a claim of its own."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.core import redis_keys
 from app.core.clock import utc_now
 from app.db.models import Conversation, Message, OutboxEntry
-from app.db.repositories.conversations import OutboxRepository
+from app.db.repositories.conversations import Claimable, OutboxRepository, SettledTurn
 from app.db.session import create_session_factory, transaction
 from app.services import replies
 from app.services.messaging.delivery import (
@@ -29,9 +30,11 @@ from app.services.messaging.delivery import (
 )
 from app.services.messaging.inbound import InboundPipeline, Outcome
 from app.services.messaging.outbound import queue_replies
-from app.services.turns import Reply
+from app.services.tiktok.connection import mark_disconnected
+from app.services.turns import Reply, TurnResult
 from tests.factories import CUSTOMER_ID, as_queued, text_message
 from tests.services.pipeline.conftest import Harness
+from tests.statements import statements_sent
 
 MakeHarness = Callable[..., Harness]
 
@@ -45,8 +48,13 @@ class SendsRightAway:
     results: list[DeliveryResult] = field(default_factory=list)
     given_back: list[ClaimOutcome] = field(default_factory=list)
 
-    async def claim_ahead(self, session: AsyncSession, outbox_id: int) -> ClaimOutcome:
-        return await self.delivery.claim_ahead(session, outbox_id)
+    async def claiming_at(self) -> datetime | None:
+        return await self.delivery.claiming_at()
+
+    async def claimed_ahead(
+        self, session: AsyncSession, claimable: Claimable, claimed_at: datetime
+    ) -> ClaimOutcome:
+        return await self.delivery.claimed_ahead(session, claimable, claimed_at)
 
     async def give_back(self, claimed: ClaimOutcome) -> None:
         self.given_back.append(claimed)
@@ -113,12 +121,14 @@ async def test_a_turn_rolled_back_after_its_claim_gives_the_slot_back_and_sends_
     harness = make_harness()
 
     class CommitFails(SendsRightAway):
-        async def claim_ahead(self, session: AsyncSession, outbox_id: int) -> ClaimOutcome:
+        async def claimed_ahead(
+            self, session: AsyncSession, claimable: Claimable, claimed_at: datetime
+        ) -> ClaimOutcome:
             def refuse(_: object) -> None:
                 raise ConnectionResetError("the database went away at the commit")
 
             event.listen(session.sync_session, "before_commit", refuse)
-            return await super().claim_ahead(session, outbox_id)
+            return await super().claimed_ahead(session, claimable, claimed_at)
 
     failing = CommitFails(harness.delivery)
     body = as_queued(text_message("hi", message_id="retried-1"))
@@ -179,3 +189,121 @@ async def test_a_claim_writes_the_conversations_pending_changes_first_and_tells_
         assert claimable.replies_in_window == 3  # the pending change was written first
         assert conversation.replies_in_window == 4  # and the loaded row knows of the slot
     assert (await only(committed_db, Conversation)).replies_in_window == 4
+
+
+async def test_the_claim_rides_in_the_statement_that_queues_the_reply(
+    make_harness: MakeHarness, committed_db: AsyncEngine
+) -> None:
+    harness = make_harness()
+    sends = SendsRightAway(harness.delivery)
+    pipeline = sending_right_away(harness, sends)
+    await pipeline.handle(as_queued(text_message("hi", message_id="first")))
+    with statements_sent(committed_db) as seen:
+        assert await pipeline.handle(as_queued(text_message("hi", message_id="again")))
+    # Lock; record; queue the reply with the turn settled and the reply claimed; after the
+    # commit, the send recorded. No claim of its own (`WITH claimable`).
+    assert [statement.split()[0:3] for statement in seen] == [
+        ["WITH", "existing", "AS"],
+        ["WITH", "new_message", "AS"],
+        ["WITH", "settled", "AS"],
+        ["WITH", "sent", "AS"],
+    ]
+    assert "claim_target" in seen[2]
+    assert [r.outcome for r in sends.results] == [Delivery.SENT, Delivery.SENT]
+    entry = (await only_all(committed_db, OutboxEntry))[-1]
+    assert (entry.status, entry.attempts) == ("sent", 1)
+
+
+async def only_all(engine: AsyncEngine, model: type[Any]) -> list[Any]:
+    async with AsyncSession(engine) as session:
+        return list((await session.scalars(select(model).order_by(model.id))).all())
+
+
+async def test_a_reply_behind_an_earlier_one_still_to_go_is_queued_unclaimed(
+    make_harness: MakeHarness, committed_db: AsyncEngine, redis_client: aioredis.Redis
+) -> None:
+    harness = make_harness()
+    await harness.receive(text_message("hi", message_id="first"))  # its reply waits queued
+    assert len(harness.queued) == 1
+    sends = SendsRightAway(harness.delivery)
+    await sending_right_away(harness, sends).handle(as_queued(text_message("hi again")))
+    # Never ahead of the earlier reply: left pending, no attempt, no slot, told to wait.
+    assert [r.outcome for r in sends.results] == [Delivery.DEFERRED]
+    statuses = [(e.status, e.attempts) for e in await only_all(committed_db, OutboxEntry)]
+    assert statuses == [("pending", 0), ("pending", 0)]
+    assert (await only(committed_db, Conversation)).replies_in_window == 0
+    assert await quota_used(redis_client) == 0
+    assert harness.sender.sent == []
+    # Once the earlier one is out, the later one goes.
+    await harness.deliver_queued()
+    later = (await only_all(committed_db, OutboxEntry))[-1]
+    assert (await harness.delivery.deliver(later.id)).outcome is Delivery.SENT
+    assert [sent.text for sent in harness.sender.sent] == [replies.MENU, replies.MENU]
+
+
+class RememberingBrain:
+    """Changes the conversation's context, as the shop's brain remembers the piece talked
+    about."""
+
+    async def respond(self, session, conversation, customer, turn):  # type: ignore[no-untyped-def]
+        conversation.context = {**conversation.context, "last": turn[-1].text}
+        return TurnResult("other", "local", replies=[Reply("noted")])
+
+
+async def test_the_context_the_turn_changed_and_the_slot_it_claimed_both_land(
+    make_harness: MakeHarness, committed_db: AsyncEngine, redis_client: aioredis.Redis
+) -> None:
+    # Both are writes of the conversation's row in the one statement: PostgreSQL would keep
+    # only one of two UPDATEs of the same row there.
+    harness = make_harness(brain=RememberingBrain())
+    sends = SendsRightAway(harness.delivery)
+    await sending_right_away(harness, sends).handle(as_queued(text_message("the fleece")))
+    assert [r.outcome for r in sends.results] == [Delivery.SENT]
+    conversation = await only(committed_db, Conversation)
+    assert conversation.context == {"last": "the fleece"}
+    assert conversation.replies_in_window == 1
+    assert await quota_used(redis_client) == 1
+
+
+async def test_while_tiktok_is_disconnected_the_reply_is_queued_unclaimed(
+    make_harness: MakeHarness, committed_db: AsyncEngine, redis_client: aioredis.Redis
+) -> None:
+    harness = make_harness()
+    await mark_disconnected(redis_client)
+    sends = SendsRightAway(harness.delivery)
+    await sending_right_away(harness, sends).handle(as_queued(text_message("hi")))
+    assert [r.outcome for r in sends.results] == [Delivery.WAITING]
+    entry = await only(committed_db, OutboxEntry)
+    assert (entry.status, entry.attempts) == ("pending", 0)
+    assert (await only(committed_db, Conversation)).replies_in_window == 0
+    assert await quota_used(redis_client) == 0
+
+
+async def test_queue_claiming_writes_the_conversations_pending_count_first_and_tells_it(
+    make_harness: MakeHarness, committed_db: AsyncEngine
+) -> None:
+    harness = make_harness()
+    await harness.receive(text_message("hi"))  # a customer, a conversation, a window
+    await harness.deliver_queued()
+    sessions = create_session_factory(committed_db)
+    async with transaction(sessions) as session:
+        conversation = (await session.scalars(select(Conversation))).one()
+        conversation.replies_in_window = 3  # changed in this transaction, not yet written
+        turn = (await session.scalars(select(Message).where(Message.direction == "inbound"))).all()
+        claimable = await OutboxRepository(session).queue_claiming(
+            conversation.id,
+            "text",
+            "more",
+            {},
+            "bot",
+            SettledTurn.of_turn(conversation, list(turn), intent="other"),
+            utc_now(),
+        )
+        assert claimable.claimed and claimable.earlier_waiting == 0
+        assert claimable.replies_in_window == 3  # the pending change was written first
+        assert conversation.replies_in_window == 4  # and the loaded row knows of the slot
+        assert (claimable.message_type, claimable.text, claimable.attempts) == ("text", "more", 0)
+    assert (await only(committed_db, Conversation)).replies_in_window == 4
+    entry = (await only_all(committed_db, OutboxEntry))[-1]
+    assert (entry.status, entry.attempts, entry.id) == ("sending", 1, claimable.outbox_id)
+    assert entry.claimed_at is not None
