@@ -124,8 +124,8 @@ class _SentByTheTurnsTask:
 
     runtime: WorkerRuntime
 
-    async def claiming_at(self) -> datetime | None:
-        return await _delivery(self.runtime).claiming_at()
+    def claiming_at(self, disconnected: bool) -> datetime | None:
+        return _delivery(self.runtime).claiming_at(disconnected)
 
     async def claimed_ahead(
         self, session: AsyncSession, claimable: Claimable, claimed_at: datetime

@@ -201,16 +201,19 @@ class DeliveryService:
         async with transaction(self.session_factory) as session:
             return await self._claim_in(session, outbox_id)
 
-    async def claiming_at(self) -> datetime | None:
+    def claiming_at(self, disconnected: bool) -> datetime | None:
         """When a reply queued now may be claimed in the transaction that queues it
         (`OutboxRepository.queue_claiming`), for the caller to `deliver` right after that
         transaction commits: the claim then costs neither a transaction nor a statement of
-        its own. None while nothing may be claimed (TikTok disconnected): the reply is
-        queued pending, and its delivery finds it waiting. A worker that dies between the
-        commit and the call leaves the row `sending` with no evidence of a send, as one that
-        dies during the call does: the sweeper settles it (module doc). When that
-        transaction fails instead, `give_back` returns the slot."""
-        if await self._waiting_for_reconnect():
+        its own. `disconnected`: whether TikTok's disconnection flag (`tiktok.connection`)
+        is set, as the caller read it just now with what it reads anyway. None while nothing
+        may be claimed (TikTok disconnected): the reply is queued pending, and its delivery
+        finds it waiting. A worker that dies between the commit and the call leaves the row
+        `sending` with no evidence of a send, as one that dies during the call does: the
+        sweeper settles it (module doc). When that transaction fails instead, `give_back`
+        returns the slot."""
+        if disconnected:
+            _log_waiting_for_reconnect()
             return None
         return utc_now()
 
@@ -232,10 +235,7 @@ class DeliveryService:
     async def _waiting_for_reconnect(self) -> bool:
         if await disconnected_since(self.redis) is None:
             return False
-        # Every send would fail and spend an attempt towards the dead letters. A task that
-        # re-queued itself here would pile up beside the sweeper's, which requeues every
-        # pending row anyway: left pending, the sweeper sends it once TikTok is reconnected.
-        log.info("reply_waiting", reason="tiktok_disconnected")
+        _log_waiting_for_reconnect()
         return True
 
     async def _claim_in(self, session: AsyncSession, outbox_id: int) -> ClaimOutcome:
@@ -512,6 +512,13 @@ class DeliveryService:
                 counts.unknown += 1
                 log.error("reply_outcome_unknown", outbox_id=entry.id)
         return counts
+
+
+def _log_waiting_for_reconnect() -> None:
+    # Every send would fail and spend an attempt towards the dead letters. A task that
+    # re-queued itself here would pile up beside the sweeper's, which requeues every
+    # pending row anyway: left pending, the sweeper sends it once TikTok is reconnected.
+    log.info("reply_waiting", reason="tiktok_disconnected")
 
 
 def _sent_marker(tiktok_message_id: str, claimed_at: datetime) -> str:

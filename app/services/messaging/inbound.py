@@ -75,8 +75,9 @@ class DeliversNow(Protocol):
     (`DeliveryService.claiming_at`), instead of in a transaction of its own after the
     commit."""
 
-    async def claiming_at(self) -> datetime | None:
-        """The claim's time; None when nothing may be claimed now."""
+    def claiming_at(self, disconnected: bool) -> datetime | None:
+        """The claim's time; None when nothing may be claimed now. `disconnected`: TikTok's
+        disconnection flag (`redis_keys.TIKTOK_DISCONNECTED`) is set."""
 
     async def claimed_ahead(
         self, session: AsyncSession, claimable: Claimable, claimed_at: datetime
@@ -549,7 +550,11 @@ class InboundPipeline:
             if failed
             else await self._brain_result(session, conversation, customer, turn)
         )
-        state = await self.window.state(customer.tiktok_user_id, conversation)
+        # The window after the brain (which may have taken seconds, while staff or a notice
+        # spent replies), and TikTok's disconnection flag for the claim below, together.
+        state, (disconnected,) = await self.window.state_with(
+            customer.tiktok_user_id, conversation, redis_keys.TIKTOK_DISCONNECTED
+        )
         planned = expand_replies(result.replies, self.settings.max_text_chars)
         handoff_reason = (
             (result.handoff_reason or "customer asked for a person") if result.handoff else None
@@ -565,7 +570,11 @@ class InboundPipeline:
             router_source=result.router_source,
             entities=result.entities,
         )
-        claimed_at = None if self.delivers_now is None else await self.delivers_now.claiming_at()
+        claimed_at = (
+            None
+            if self.delivers_now is None
+            else self.delivers_now.claiming_at(disconnected is not None)
+        )
         queued, claimable = await queue_turn_replies(
             session,
             conversation,

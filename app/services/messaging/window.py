@@ -176,14 +176,22 @@ class WindowService:
             conversation.replies_in_window = left
 
     async def state(self, user_id: str, conversation: WindowMirror) -> WindowState:
-        end_raw, used_raw = await self.redis.mget(
-            redis_keys.window(user_id), redis_keys.quota(user_id)
-        )
+        state, _ = await self.state_with(user_id, conversation)
+        return state
+
+    async def state_with(
+        self, user_id: str, conversation: WindowMirror, *others: str
+    ) -> tuple[WindowState, list[bytes | None]]:
+        """`state`, and the values of other keys read in the same round trip (None for a
+        missing one): a turn needs another flag at the same moment."""
+        keys = [redis_keys.window(user_id), redis_keys.quota(user_id), *others]
+        end_raw, used_raw, *values = await self.redis.mget(keys)
         if end_raw is None:
             await self._restore_from_mirror(user_id, conversation)
-            end_raw, used_raw = await self.redis.mget(
-                redis_keys.window(user_id), redis_keys.quota(user_id)
-            )
+            end_raw, used_raw, *values = await self.redis.mget(keys)
+        return self._state_of(end_raw, used_raw), values
+
+    def _state_of(self, end_raw: bytes | None, used_raw: bytes | None) -> WindowState:
         # The key expires with the window, on Redis's clock; the end it holds is compared as
         # well, so that a caller whose clock runs ahead (a sweep deciding for a later moment,
         # a test) does not see a window that will be closed by then.

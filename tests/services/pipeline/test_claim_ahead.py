@@ -48,8 +48,8 @@ class SendsRightAway:
     results: list[DeliveryResult] = field(default_factory=list)
     given_back: list[ClaimOutcome] = field(default_factory=list)
 
-    async def claiming_at(self) -> datetime | None:
-        return await self.delivery.claiming_at()
+    def claiming_at(self, disconnected: bool) -> datetime | None:
+        return self.delivery.claiming_at(disconnected)
 
     async def claimed_ahead(
         self, session: AsyncSession, claimable: Claimable, claimed_at: datetime
