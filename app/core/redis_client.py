@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import Connection
 from redis.connection import HiredisRespSerializer
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError, WatchError
 from redis.typing import EncodableT
 
 
@@ -39,13 +39,27 @@ class SharedConnectionPipeline(Pipeline):
         self._client = client
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        if not self.command_stack:
+            return []  # as redis-py answers it, without taking the connection
         client = self._client
         await client.initialize()  # its connection, made on first use
         async with client._single_conn_lock:
-            self.connection = client.connection
-            # A failure disconnects the connection (redis-py's handling, as for a command);
-            # the next command connects again. `reset` (at the end) leaves it the client's.
-            return await super().execute(raise_on_error)
+            connection = client.connection
+            self.connection = connection
+            try:
+                return await super().execute(raise_on_error)
+            except (ResponseError, WatchError):
+                raise  # raised once every reply was read: the connection is in step
+            except BaseException:
+                # A reply that failed to convert midway (its callback raised), a cancelled
+                # read, a lost connection: replies may be left unread where the client's
+                # next command would read them as its own. (A pool's checkout would find
+                # them; this connection is never checked out.) The next command reconnects.
+                if connection is not None:
+                    await connection.disconnect(nowait=True)
+                raise
+            finally:
+                self.connection = None  # the client's, whatever happened
 
     async def watch(self, *names: Any) -> None:  # type: ignore[override]  # sync and async typed as one
         raise RedisError("WATCH is not supported on a shared-connection pipeline")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import uuid
 from typing import Any
 
@@ -164,5 +165,44 @@ async def test_watch_is_refused_on_a_shared_connection_pipeline(services: TestSe
         async with client.pipeline() as pipe:
             with pytest.raises(RedisError):
                 await pipe.watch("philia:test:watched")
+    finally:
+        await client.aclose()
+
+
+async def test_a_reply_failing_to_convert_midway_leaves_no_reply_behind(
+    services: TestServices,
+) -> None:
+    client = redis_from_url(services.redis_url, single_connection_client=True)
+    key = f"philia:test:convert:{uuid.uuid4().hex[:8]}"
+    try:
+        await client.zadd(key, {"a": 1.5})
+        await client.set(f"{key}:mine", "mine", ex=60)
+        async with client.pipeline(transaction=False) as pipe:
+            # int(b"1.5") raises in redis-py's conversion of the first reply, before the
+            # SET's and the INCR's replies are read.
+            pipe.zrange(key, 0, -1, withscores=True, score_cast_func=int)
+            pipe.set(f"{key}:other", "x", ex=60)
+            pipe.incr(f"{key}:count")
+            with pytest.raises(ValueError):
+                await pipe.execute()
+        # Not the SET's "OK" left on the connection: this GET's own answer.
+        assert await client.get(f"{key}:mine") == b"mine"
+    finally:
+        await client.delete(key, f"{key}:mine", f"{key}:other", f"{key}:count")
+        await client.aclose()
+
+
+async def test_an_empty_pipeline_left_unclosed_does_not_take_the_connection_with_it(
+    services: TestServices,
+) -> None:
+    client = redis_from_url(services.redis_url, single_connection_client=True)
+    try:
+        await client.ping()
+        pipe = client.pipeline(transaction=False)
+        assert await pipe.execute() == []
+        del pipe  # no `async with`: redis-py's finaliser closes whatever connection it holds
+        gc.collect()
+        assert client.connection is not None and client.connection.is_connected
+        assert await client.ping()
     finally:
         await client.aclose()

@@ -873,6 +873,9 @@ class OutboxRepository:
         slot counted in the conversation's mirror): one statement, for the worker that
         sends the reply as soon as the turn commits. `Claimable.claimed` says whether it
         was claimed."""
+        if settling.conversation is not None and settling.conversation.id != conversation_id:
+            # The statement writes the turn's context to the reply's conversation.
+            raise ValueError("a turn is settled with a reply in its own conversation")
         conversation = self.session.identity_map.get(identity_key(Conversation, conversation_id))
         if conversation is not None and _changed(conversation, "replies_in_window"):
             # The statement counts the slot on the row as it is in the database: a change
