@@ -377,7 +377,7 @@ class SettledTurn:
     ) -> SettledTurn:
         """The turn's settling, with the conversation's context if the turn changed it
         (any other change of the conversation is left to the session's flush)."""
-        context_changed = instance_state(conversation).attrs.context.history.has_changes()
+        context_changed = _changed(conversation, "context")
         return cls(
             messages,
             reason,

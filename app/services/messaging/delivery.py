@@ -217,12 +217,6 @@ class DeliveryService:
             return None
         return utc_now()
 
-    async def claimed_ahead(
-        self, session: AsyncSession, claimable: Claimable, claimed_at: datetime
-    ) -> ClaimOutcome:
-        """What a claim made as its reply was queued comes to (see `claiming_at`)."""
-        return await self._claimed(session, claimable, claimed_at)
-
     async def give_back(self, claimed: ClaimOutcome) -> None:
         """The transaction that claimed ahead was rolled back, the claim with it: its slot in
         the quota (in Redis, which no rollback reaches) is given back."""
@@ -244,13 +238,14 @@ class DeliveryService:
         if claimed is None or claimed.status != OutboxStatus.PENDING:
             # Someone else holds it, or it is already done: a duplicate task.
             return DeliveryResult(Delivery.SKIPPED)
-        return await self._claimed(session, claimed, claimed_at)
+        return await self.claimed_ahead(session, claimed, claimed_at)
 
-    async def _claimed(
+    async def claimed_ahead(
         self, session: AsyncSession, claimed: Claimable, claimed_at: datetime
     ) -> ClaimOutcome:
-        """A pending row's claim, made or not by the statement that read it: the send to
-        make now, once the window and its quota grant a slot; else why not."""
+        """What a pending row's claim comes to, made or not by the statement that read it
+        (`claim`, or the one that queued it: see `claiming_at`): the send to make now, once
+        the window and its quota grant a slot; else why not."""
         outbox_id = claimed.outbox_id
         if not claimed.claimed:
             # An earlier reply of the conversation has not gone out yet.

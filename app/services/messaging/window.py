@@ -189,14 +189,12 @@ class WindowService:
         if end_raw is None:
             await self._restore_from_mirror(user_id, conversation)
             end_raw, used_raw, *values = await self.redis.mget(keys)
-        return self._state_of(end_raw, used_raw), values
-
-    def _state_of(self, end_raw: bytes | None, used_raw: bytes | None) -> WindowState:
         # The key expires with the window, on Redis's clock; the end it holds is compared as
         # well, so that a caller whose clock runs ahead (a sweep deciding for a later moment,
         # a test) does not see a window that will be closed by then.
         if end_raw is None or int(end_raw) / 1000 <= unix_now():
-            return WindowState(False, None, 0, 0)
+            return WindowState(False, None, 0, 0), values
         used = int(used_raw or 0)
         ends_at = int(end_raw) / 1000
-        return WindowState(True, ends_at, used, max(0, self.settings.reply_quota - used))
+        left = max(0, self.settings.reply_quota - used)
+        return WindowState(True, ends_at, used, left), values
